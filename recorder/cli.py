@@ -1,0 +1,194 @@
+"""``parity record``, ``parity import`` and ``parity ls``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+from pathlib import Path
+
+log = logging.getLogger("parity.record")
+
+
+class RecordError(Exception):
+    """A recorder command cannot start."""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "record",
+        help="run the recording proxy",
+        description="Run mitmproxy with the parity recorder. Reverse mode (default with --upstream): apps set "
+        "base_url=http://LISTEN/v1. Regular mode: apps set HTTPS_PROXY and trust the mitmproxy CA.",
+    )
+    p.add_argument("--upstream", help="upstream base URL for reverse mode, e.g. https://api.openai.com")
+    p.add_argument(
+        "--mode",
+        default=None,
+        help="reverse (default with --upstream) | regular | upstream:URL | transparent",
+    )
+    p.add_argument(
+        "--listen", default="127.0.0.1:8080", help="HOST:PORT to listen on (default 127.0.0.1:8080)"
+    )
+    p.add_argument("--db", required=True, help="store path, e.g. parity.duckdb")
+    p.add_argument("--tag", default="", help="tag stored with every exchange")
+    p.add_argument("--spill-dir", default="", help="where to write exchanges when the store is unwritable")
+    p.add_argument("--max-body-bytes", type=int, default=32 * 1024 * 1024, help="truncate bodies above this")
+    p.add_argument("--flush-interval", type=float, default=0.5, help="seconds between store flushes (<= 1)")
+    p.add_argument("--skip-other", action="store_true", help="do not record non-OpenAI paths")
+    p.add_argument("--confdir", default=None, help="mitmproxy confdir (CA certificate), default ~/.mitmproxy")
+    p.add_argument("--ssl-insecure", action="store_true", help="do not verify the upstream TLS certificate")
+    p.add_argument(
+        "--allow-public",
+        action="store_true",
+        help="allow listening on a non-loopback address (an open proxy is a risk)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("import", help="import HAR files or mitmproxy flow files into the store")
+    p.add_argument("files", nargs="+", help="*.har or mitmproxy flow files (mitmdump -w)")
+    p.add_argument("--db", required=True, help="store path")
+    p.add_argument("--tag", default="", help="tag stored with every imported exchange")
+    p.set_defaults(func=cmd_import)
+
+    for name in ("ls", "stats"):
+        p = sub.add_parser(name, help="summarise what was recorded")
+        p.add_argument("--db", required=True, help="store path")
+        p.add_argument("--tag", default=None, help="only this tag")
+        p.set_defaults(func=cmd_ls)
+
+
+def _parse_listen(listen: str, allow_public: bool) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        port_n = int(port)
+    except ValueError as e:
+        raise RecordError(f"--listen {listen!r}: expected HOST:PORT") from e
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback and not allow_public:
+        raise RecordError(
+            f"refusing to listen on {host}: not a loopback address. An open recording proxy relays and stores "
+            "anyone's traffic; pass --allow-public if this is intended (and firewall it)."
+        )
+    return host, port_n
+
+
+def _mode(args) -> str:
+    mode = args.mode or ("reverse" if args.upstream else "regular")
+    if mode == "reverse":
+        if not args.upstream:
+            raise RecordError("--mode reverse needs --upstream URL (e.g. https://api.openai.com)")
+        if not args.upstream.startswith(("http://", "https://")):
+            raise RecordError(f"--upstream {args.upstream!r} must start with http:// or https://")
+        return f"reverse:{args.upstream.rstrip('/')}"
+    if mode in ("regular", "transparent") or mode.startswith("upstream:"):
+        return mode
+    raise RecordError(f"unknown --mode {mode!r}: use reverse, regular, upstream:URL or transparent")
+
+
+async def _run_proxy(args, host: str, port: int, mode: str) -> int:
+    from mitmproxy import options
+    from mitmproxy.tools.dump import DumpMaster
+
+    from recorder.addon import Recorder
+
+    opts = options.Options(mode=[mode], listen_host=host, listen_port=port)
+    if args.confdir:
+        opts.update(confdir=args.confdir)
+    master = DumpMaster(opts, with_termlog=not args.quiet, with_dumper=False)
+    recorder = Recorder()
+    master.addons.add(recorder)
+    master.options.update(
+        parity_db=str(args.db),
+        parity_tag=args.tag,
+        parity_spill_dir=args.spill_dir,
+        parity_max_body_bytes=args.max_body_bytes,
+        parity_flush_interval=args.flush_interval,
+        parity_record_other=not args.skip_other,
+        ssl_insecure=args.ssl_insecure,
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, master.shutdown)
+    target = args.upstream or mode
+    print(
+        f"parity record: listening on http://{host}:{port} ({mode}) -> {target}; store {args.db}", flush=True
+    )
+    await master.run()
+    return 0
+
+
+def cmd_record(args) -> int:
+    try:
+        if not 0 < args.flush_interval <= 1:
+            raise RecordError("--flush-interval must be in (0, 1] seconds")
+        host, port = _parse_listen(args.listen, args.allow_public)
+        mode = _mode(args)
+        return asyncio.run(_run_proxy(args, host, port, mode))
+    except RecordError as e:
+        print(f"parity record: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"parity record: cannot start: {e}", file=sys.stderr)
+        return 2
+
+
+def cmd_import(args) -> int:
+    from recorder.importers import ImportError_, import_files
+
+    try:
+        stats = import_files([Path(f) for f in args.files], args.db, tag=args.tag or None)
+    except ImportError_ as e:
+        print(f"parity import: {e}", file=sys.stderr)
+        return 2
+    for name, (n, skipped) in stats.items():
+        print(f"{name}: {n} exchanges imported, {skipped} entries skipped")
+    return 0
+
+
+def cmd_ls(args) -> int:
+    from recorder.store import StoreError, connect
+
+    try:
+        con = connect(args.db)
+    except StoreError as e:
+        print(f"parity ls: {e}", file=sys.stderr)
+        return 2
+    where = "WHERE tag = ?" if args.tag else ""
+    params = [args.tag] if args.tag else []
+    total, first, last, streams, errors = con.execute(
+        f"SELECT count(*), min(recorded_at), max(recorded_at), count(*) FILTER (WHERE stream), "
+        f"count(*) FILTER (WHERE error_type IS NOT NULL) FROM exchanges {where}",
+        params,
+    ).fetchall()[0]
+    print(f"store {args.db}: {total} exchanges, {streams} streamed, {errors} with errors")
+    if total:
+        print(f"time span: {first} .. {last}")
+        rows = con.execute(
+            f"SELECT endpoint, coalesce(model, '-'), coalesce(CAST(status AS VARCHAR), 'none'), count(*), "
+            f"count(*) FILTER (WHERE stream), round(median(latency_ms), 1) FROM exchanges {where} "
+            "GROUP BY ALL ORDER BY 4 DESC",
+            params,
+        ).fetchall()
+        print(f"{'endpoint':<22}{'model':<32}{'status':>7}{'count':>8}{'streams':>9}{'p50 ms':>9}")
+        for ep, model, status, n, s, p50 in rows:
+            print(f"{ep:<22}{model[:31]:<32}{status:>7}{n:>8}{s:>9}{p50 if p50 is not None else '-':>9}")
+        errs = con.execute(
+            f"SELECT error_type, count(*) FROM exchanges {where} {'AND' if where else 'WHERE'} error_type IS NOT NULL "
+            "GROUP BY 1 ORDER BY 2 DESC",
+            params,
+        ).fetchall()
+        if errs:
+            print("errors: " + ", ".join(f"{t} {n}" for t, n in errs))
+    runs = con.execute("SELECT run_id, state, started_at FROM runs ORDER BY started_at").fetchall()
+    if runs:
+        print("replay runs: " + ", ".join(f"{r} ({s})" for r, s, _ in runs))
+    return 0

@@ -1,0 +1,148 @@
+"""The only module that talks to DuckDB: views over the Parquet segments, and migrations.
+
+Design (see README "Store"): writers never open the ``.duckdb`` file. They append
+immutable Parquet segments under ``<db>.d/<table>/``. Readers call :func:`connect`,
+which builds the documented views in an in-memory DuckDB over those segments, so a
+notebook, ``parity ls`` or the replayer can read while any number of recorders write,
+and no process ever waits on DuckDB's single-writer file lock. The ``.duckdb`` file
+itself is a catalog holding the same views (for the DuckDB CLI) plus the record of
+applied migrations; it is opened only briefly by :func:`init_catalog`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from recorder.schema import JSON_COLUMNS, TABLES
+from recorder.segments import ensure_table, segment_root
+
+log = logging.getLogger("parity.store")
+
+
+class StoreError(Exception):
+    """The store cannot be opened or read."""
+
+
+def _scan(root: Path, table: str) -> str:
+    glob = str((root / table / "*.parquet").resolve()).replace("'", "''")
+    return f"read_parquet('{glob}', union_by_name=true)"
+
+
+def _json_replace(table: str) -> str:
+    cols = JSON_COLUMNS.get(table, ())
+    if not cols:
+        return "*"
+    return "* REPLACE (" + ", ".join(f"CAST({c} AS JSON) AS {c}" for c in cols) + ")"
+
+
+def _create_base_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    for table in ("exchanges", "results", "attempts", "dispatches", "judgments", "run_events"):
+        con.execute(
+            f"CREATE OR REPLACE VIEW {table} AS SELECT {_json_replace(table)} FROM {_scan(root, table)}"
+        )
+
+
+def _create_runs_view(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    con.execute(
+        """
+        CREATE OR REPLACE VIEW runs AS
+        SELECT run_id,
+               min("at") FILTER (WHERE state = 'started') AS started_at,
+               max("at") FILTER (WHERE state IN ('finished', 'stopped', 'failed')) AS finished_at,
+               arg_max(state, "at") AS state,
+               arg_max(config, "at") FILTER (WHERE config IS NOT NULL) AS config,
+               count(*) FILTER (WHERE state = 'resumed') AS resumes
+        FROM run_events GROUP BY run_id
+        """
+    )
+
+
+Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection, Path], None]]
+
+# Named, append-only. A migration is never edited once released; add a new one instead.
+MIGRATIONS: list[Migration] = [
+    ("0001_base_views", _create_base_views),
+    ("0002_runs_view", _create_runs_view),
+]
+
+
+def prepare(root: Path) -> None:
+    """Create the segment folders (and their empty schema segments) if missing."""
+    for table in TABLES:
+        ensure_table(root, table)
+
+
+def _apply_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    for _name, fn in MIGRATIONS:
+        fn(con, root)
+
+
+def connect(db_path: str | os.PathLike) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the documented views over the store at ``db_path``."""
+    root = segment_root(db_path)
+    if not root.is_dir():
+        try:
+            prepare(root)
+        except OSError as e:
+            raise StoreError(f"no store at {db_path} and cannot create one: {e}") from e
+    else:
+        for table in TABLES:
+            if not (root / table).is_dir() or not any((root / table).glob("*.parquet")):
+                try:
+                    ensure_table(root, table)
+                except OSError as e:
+                    raise StoreError(f"store {db_path} is missing table {table}: {e}") from e
+    con = duckdb.connect(":memory:")
+    _apply_views(con, root)
+    return con
+
+
+def init_catalog(db_path: str | os.PathLike) -> list[str]:
+    """Create segment folders and apply pending migrations to the ``.duckdb`` catalog.
+
+    Returns the names of the migrations applied now (empty when up to date). A locked
+    catalog is not an error for writers: segments do not need it, so we log and go on.
+    """
+    db_path = Path(db_path)
+    root = segment_root(db_path)
+    prepare(root)
+    try:
+        con = duckdb.connect(str(db_path))
+    except duckdb.Error as e:
+        log.warning("catalog %s not updated (%s); recording continues into %s", db_path, e, root)
+        return []
+    try:
+        os.chmod(db_path, 0o600)
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ)"
+        )
+        done = {r[0] for r in con.execute("SELECT name FROM _migrations").fetchall()}
+        applied = []
+        for name, fn in MIGRATIONS:
+            if name in done:
+                continue
+            con.execute("BEGIN")
+            fn(con, root)
+            con.execute("INSERT INTO _migrations VALUES (?, ?)", [name, datetime.now(UTC)])
+            con.execute("COMMIT")
+            applied.append(name)
+        # Views hold absolute paths; re-point them if the store was moved.
+        _apply_views(con, root)
+        return applied
+    finally:
+        con.close()
+
+
+def query(db_path: str | os.PathLike, sql: str, params: list | None = None) -> list[tuple]:
+    """Run one read query against the store and return all rows."""
+    con = connect(db_path)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
