@@ -10,6 +10,7 @@ import sys
 # module -> its ``register(subparsers)`` adds sub-commands with ``set_defaults(func=handler)``.
 COMMAND_MODULES = (
     "recorder.cli",
+    "recorder.export_cli",
     "replayer.cli",
     "replayer.fake.cli",
     "evals.cli",

@@ -1,0 +1,63 @@
+"""Export the store as hive-partitioned Parquet, and compact its small segment files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from recorder.schema import JSON_COLUMNS, TABLES
+from recorder.segments import compact, segment_root
+from recorder.store import connect
+
+# How each table is partitioned on export (hive style: key=value folders).
+PARTITIONS: dict[str, tuple[str, ...]] = {
+    "exchanges": ("day", "endpoint"),
+    "results": ("run_id",),
+    "attempts": ("run_id",),
+    "run_events": (),
+    "judgments": (),
+    "dispatches": (),
+}
+
+
+def export_parquet(
+    db_path: str | os.PathLike, out: str | os.PathLike, tables: tuple[str, ...] | None = None
+) -> dict[str, int]:
+    """Write every table under ``out/<table>/`` as Parquet; returns rows written per table.
+
+    JSON columns are written as text so Spark and Trino read them without extensions.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    con = connect(db_path)
+    counts: dict[str, int] = {}
+    try:
+        for table in tables or tuple(TABLES):
+            n = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+            counts[table] = n
+            if not n:
+                continue
+            cols = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in JSON_COLUMNS[table])
+            select = f"SELECT * REPLACE ({cols})" if cols else "SELECT *"
+            if table == "exchanges":
+                select += ", strftime(recorded_at, '%Y-%m-%d') AS day"
+            dest = str((out / table).resolve()).replace("'", "''")
+            parts = PARTITIONS.get(table, ())
+            opts = "FORMAT parquet, COMPRESSION zstd, OVERWRITE_OR_IGNORE"
+            if parts:
+                opts += f", PARTITION_BY ({', '.join(parts)})"
+                con.execute(f"COPY ({select} FROM {table}) TO '{dest}' ({opts})")
+            else:
+                (out / table).mkdir(exist_ok=True)
+                con.execute(
+                    f"COPY ({select} FROM {table}) TO '{dest}/data.parquet' (FORMAT parquet, COMPRESSION zstd)"
+                )
+    finally:
+        con.close()
+    return counts
+
+
+def compact_store(db_path: str | os.PathLike, min_age_s: float = 5.0) -> dict[str, tuple[int, int]]:
+    """Merge each table's segments older than ``min_age_s`` into one file: {table: (files, rows)}."""
+    root = segment_root(db_path)
+    return {table: compact(root, table, min_age_s=min_age_s) for table in TABLES}
