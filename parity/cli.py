@@ -7,19 +7,27 @@ import importlib
 import logging
 import sys
 
-# module -> its ``register(subparsers)`` adds sub-commands with ``set_defaults(func=handler)``.
-COMMAND_MODULES = (
-    "recorder.cli",
-    "recorder.export_cli",
-    "replayer.cli",
-    "replayer.fake.cli",
-    "evals.cli",
-    "evals.report_cli",
-    "parity.demo",
-)
+# command -> the module whose ``register(subparsers)`` adds it with ``set_defaults(func=handler)``.
+# Only the module of the command being run is imported, so ``parity record`` never pays for
+# (or depends on) the evaluation stack.
+COMMANDS = {
+    "record": "recorder.cli",
+    "import": "recorder.cli",
+    "ls": "recorder.cli",
+    "stats": "recorder.cli",
+    "export": "recorder.export_cli",
+    "compact": "recorder.export_cli",
+    "replay": "replayer.cli",
+    "fake-provider": "replayer.fake.cli",
+    "eval": "evals.cli",
+    "report": "evals.report_cli",
+    "check": "evals.report_cli",
+    "demo": "parity.demo",
+}
+COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     from parity import __version__
 
     parser = argparse.ArgumentParser(
@@ -30,19 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"parity {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if name.startswith(e.name or "\0"):
-                continue  # a package that ships no commands yet
-            raise
-        mod.register(sub)
+    modules = [COMMANDS[command]] if command in COMMANDS else COMMAND_MODULES
+    for name in modules:
+        importlib.import_module(name).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
