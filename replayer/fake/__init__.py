@@ -1,0 +1,26 @@
+"""Fake OpenAI-compatible provider for parity's tests and benchmarks (`parity fake-provider`)."""
+
+from typing import Any
+
+from .content import count_tokens
+from .profiles import PROFILES, QUIRKS, Profile, get_profile, parse_set
+
+__all__ = [
+    "PROFILES",
+    "QUIRKS",
+    "FakeProvider",
+    "Profile",
+    "count_tokens",
+    "get_profile",
+    "main",
+    "parse_set",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so `python -m replayer.fake.server` does not import the server module twice (runpy warning).
+    if name in ("FakeProvider", "main"):
+        from . import server
+
+        return getattr(server, name)
+    raise AttributeError(name)

@@ -1,0 +1,503 @@
+"""Fake OpenAI-compatible provider: aiohttp app, request pipeline, in-process runner and CLI."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import random
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from . import content as C
+from . import wire as W
+from .base import ApiError, Ctx, Job, Pacer, SSEResponse, abort, header_num, parse_multipart, sleep_until
+from .endpoints import Endpoints
+from .profiles import PROFILES, Profile, get_profile, parse_set
+
+_BAD_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
+    "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
+)
+_HIDDEN_HEADERS = frozenset({"authorization", "api-key", "cookie"})
+
+
+class FakeProvider(Endpoints):
+    """A fake OpenAI-compatible HTTP provider; use `async with` or `FakeProvider.running(...)`."""
+
+    def __init__(
+        self,
+        profile: str | Profile = "openai-like",
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int | None = None,
+        request_log: str | Path | None = None,
+        record_requests: bool = True,
+        **overrides: Any,
+    ) -> None:
+        if seed is not None:
+            overrides["seed"] = seed
+        self.profile = get_profile(profile, **overrides)
+        self.host, self.port = host, port
+        self.request_log = Path(request_log) if request_log else None
+        self.requests: list[dict[str, Any]] = []  # every request, when record_requests (tests)
+        self.record_requests = record_requests
+        self._seq = 0
+        self._active = 0
+        self._last_activity: float | None = None
+        self._log_file: Any = None
+        self._runner: web.AppRunner | None = None
+        self._pacer: Pacer
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """Root URL, e.g. http://127.0.0.1:PORT."""
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literal
+        return f"http://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        """OpenAI-style base URL, e.g. http://127.0.0.1:PORT/v1."""
+        return self.url + "/v1"
+
+    def build_app(self) -> web.Application:
+        """The aiohttp application (routes + error middleware)."""
+        app = web.Application(middlewares=[self._guard], client_max_size=256 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/responses", self._responses)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/audio/transcriptions", self._audio)
+        app.router.add_post("/v1/audio/translations", self._audio)
+        app.router.add_post("/v1/images/generations", self._images)
+        app.router.add_post("/v1/moderations", self._moderations)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/v1/models/{model:.+}", self._model)
+        app.router.add_get("/v1/fake-images/{name}", self._image_file)
+        return app
+
+    async def start(self) -> None:
+        """Bind and start serving (port 0 picks a free port, stored in .port)."""
+        if self.request_log:
+            self._log_file = open(self.request_log, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+        # No access log: it costs as much CPU as a small streamed response.
+        self._runner = web.AppRunner(self.build_app(), access_log=None, shutdown_timeout=1.0)
+        self._pacer = Pacer(asyncio.get_running_loop())
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=2048, reuse_address=True)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def stop(self) -> None:
+        """Stop serving and close the request log."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    async def __aenter__(self) -> FakeProvider:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, profile: str | Profile = "openai-like", **kwargs: Any) -> Iterator[FakeProvider]:
+        """Run a provider on its own event loop in a background thread (for sync code and tests)."""
+        fp = cls(profile, **kwargs)
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(fp.start())
+            except BaseException as exc:  # report bind errors etc. to the caller
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+
+        thread = threading.Thread(target=run, name="fake-provider", daemon=True)
+        thread.start()
+        ready.wait()
+        if failure:
+            thread.join()
+            loop.close()
+            raise failure[0]
+        try:
+            yield fp
+        finally:
+            try:
+                asyncio.run_coroutine_threadsafe(fp.stop(), loop).result(timeout=10)
+            finally:
+                loop.call_soon_threadsafe(loop.stop)
+                thread.join(timeout=10)
+                if not thread.is_alive():
+                    loop.close()
+
+    # --- request pipeline -------------------------------------------------------------------------
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Turn every failure into an OpenAI-shaped error, and track idleness for cold starts."""
+        post = request.method == "POST"
+        if post:
+            self._active += 1
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return self._error_response(exc)
+        except web.HTTPException as exc:
+            if exc.status in (404, 405):
+                msg = f"Invalid URL ({request.method} {request.path})"
+            else:
+                msg = exc.reason or "Request error"
+            return self._error_response(ApiError(exc.status, msg))
+        except ConnectionError:
+            raise
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            return self._error_response(
+                ApiError(500, "The server had an error while processing your request.", type="server_error")
+            )
+        finally:
+            if post:
+                self._active -= 1
+                self._last_activity = asyncio.get_running_loop().time()
+
+    def _error_response(self, exc: ApiError) -> web.Response:
+        code: Any = exc.status if self.profile.int_error_codes else exc.code
+        body = {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": code}}
+        headers = {"x-request-id": "req_" + os.urandom(16).hex(), **exc.headers}
+        return web.Response(
+            status=exc.status, body=W.dumps(body).encode(), content_type="application/json", headers=headers
+        )
+
+    def _is_cold(self, now: float) -> bool:
+        p = self.profile
+        last, self._last_activity = self._last_activity, now
+        if p.cold_start_ms <= 0:
+            return False
+        if last is None:
+            return True  # the very first request
+        idle = p.ms("cold_idle_s")
+        return idle > 0 and self._active <= 1 and now - last >= idle
+
+    def _record(self, request: web.Request, raw: bytes, seq: int, is_json: bool) -> None:
+        if not self.record_requests and self._log_file is None:
+            return
+        rec: dict[str, Any] = {
+            "seq": seq,
+            "method": request.method,
+            "path": request.path,
+            "query": request.query_string,
+            "headers": {k.lower(): v for k, v in request.headers.items() if k.lower() not in _HIDDEN_HEADERS},
+            "received_at": time.time(),
+        }
+        try:
+            rec["body"] = json.loads(raw) if raw and is_json else None
+        except ValueError:
+            rec["body"] = None
+        if raw and rec["body"] is None:
+            rec["body_b64"] = base64.b64encode(raw).decode()
+        if self.record_requests:
+            self.requests.append(rec)
+        if self._log_file is not None:
+            self._log_file.write(W.dumps(rec) + "\n")
+
+    async def _begin(
+        self, request: web.Request, required: tuple[str, ...] = (), multipart: bool = False
+    ) -> Ctx:
+        """Number, log, authenticate, parse and validate a request; plan its timing and errors."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        p = self.profile
+        self._seq += 1
+        seq = self._seq
+        post = request.method == "POST"
+        cold = post and self._is_cold(t0)
+        raw = await request.read() if request.body_exists else b""
+        ctype = request.content_type
+        self._record(request, raw, seq, "json" in ctype)
+        if p.require_key:
+            auth = request.headers.get("Authorization", "")
+            if not (auth.startswith("Bearer ") and auth[7:].strip()) and not request.headers.get("api-key"):
+                raise ApiError(
+                    401,
+                    "You didn't provide an API key. You need to provide your API key in an Authorization "
+                    "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
+                )
+        body: dict[str, Any] = {}
+        if post and multipart:
+            if ctype != "multipart/form-data":
+                raise ApiError(
+                    400, f"Invalid Content-Type header ({ctype or 'none'}), expected multipart/form-data."
+                )
+            body = parse_multipart(request.headers["Content-Type"], raw)
+        elif post:
+            if "json" not in ctype:
+                raise ApiError(
+                    400, f"Invalid Content-Type header ({ctype or 'none'}), expected application/json."
+                )
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                raise ApiError(400, _BAD_JSON) from None
+            if not isinstance(body, dict):
+                raise ApiError(400, "Invalid request body: expected a JSON object.")
+        for name in required:
+            if body.get(name) is None or body.get(name) == "":
+                if name == "model":
+                    raise ApiError(400, "you must provide a model parameter")
+                raise ApiError(
+                    400,
+                    f"Missing required parameter: '{name}'.",
+                    param=name,
+                    code="missing_required_parameter",
+                )
+        model = body.get("model", "")
+        if "model" in required:
+            if not isinstance(model, str):
+                raise ApiError(
+                    400, "Invalid type for 'model': expected a string.", param="model", code="invalid_type"
+                )
+            if not p.accepts_model(model):
+                raise ApiError(
+                    404,
+                    f"The model `{model}` does not exist or you do not have access to it.",
+                    code="model_not_found",
+                )
+        rng = random.Random(C.stable_hash(p.seed, seq, "timing"))
+        ttft_ms = header_num(request, "x-fake-ttft-ms")
+        itl_ms = header_num(request, "x-fake-itl-ms")
+        if ttft_ms is None:
+            ttft_ms = p.sample_ttft_ms(rng) if post else 0.0
+        if cold:
+            ttft_ms += p.ms("cold_start_ms")
+        tokens = header_num(request, "x-fake-tokens")
+        chunk_tokens = header_num(request, "x-fake-chunk-tokens")
+        return Ctx(
+            seq=seq,
+            t0=t0,
+            body=body,
+            model=model if isinstance(model, str) else "",
+            ttft=ttft_ms / 1000.0,
+            itl=(p.ms("itl_ms") if itl_ms is None else itl_ms) / 1000.0,
+            jitter=p.ms("itl_jitter_ms") / 1000.0 if itl_ms is None else 0.0,
+            rng=rng,
+            error=self._pick_error(request, seq),
+            tokens=max(1, int(tokens)) if tokens is not None else None,
+            chunk_tokens=max(1, int(chunk_tokens)) if chunk_tokens else p.chunk_tokens,
+            request_id="req_" + os.urandom(16).hex(),
+        )
+
+    def _pick_error(self, request: web.Request, seq: int) -> str | None:
+        """Injected failure for request #seq: header, then schedule, then seeded rate."""
+        p = self.profile
+        forced = request.headers.get("x-fake-error")
+        if forced is not None:
+            forced = forced.strip().lower()
+            if forced in ("", "none", "0"):
+                return None
+            if forced not in ("429", "500", "503", "reset"):
+                raise ApiError(
+                    400, f"Invalid header x-fake-error: {forced!r} (429, 500, 503, reset or none)."
+                )
+            return forced
+        for num, kind in p.error_schedule:
+            if num == seq:
+                return kind
+        if p.error_rate > 0 and C.stable_hash(p.seed, seq, "err") / 2.0**64 < p.error_rate:
+            kinds = [k for k, w in p.error_kinds if w > 0]
+            weights = [w for _, w in p.error_kinds if w > 0]
+            return (
+                random.Random(C.stable_hash(p.seed, seq, "kind")).choices(kinds, weights)[0]
+                if kinds
+                else None
+            )
+        return None
+
+    def _raise_injected(self, ctx: Ctx) -> None:
+        if ctx.error == "429":
+            after = self.profile.retry_after_s
+            raise ApiError(
+                429,
+                f"Rate limit reached for requests on this fake provider. Please try again in {after:g}s.",
+                type="requests",
+                code="rate_limit_exceeded",
+                headers={
+                    "retry-after": f"{after:g}",
+                    "retry-after-ms": str(int(after * 1000)),
+                    "x-ratelimit-limit-requests": "60",
+                    "x-ratelimit-remaining-requests": "0",
+                    "x-ratelimit-reset-requests": f"{after:g}s",
+                },
+            )
+        if ctx.error == "500":
+            raise ApiError(
+                500,
+                "The server had an error while processing your request. Sorry about that!",
+                type="server_error",
+            )
+        if ctx.error == "503":
+            raise ApiError(503, "The server is overloaded or not ready yet.", type="server_error")
+
+    def _headers(self, ctx: Ctx, processing_s: float) -> dict[str, str]:
+        return {
+            "x-request-id": ctx.request_id,
+            "openai-version": "2020-10-01",
+            "openai-processing-ms": str(int(processing_s * 1000)),
+        }
+
+    async def _send_json(
+        self, request: web.Request, ctx: Ctx, obj: Any, steps: int = 1
+    ) -> web.StreamResponse:
+        """Reply with JSON once the whole generation (TTFT + steps-1 ITLs) would have finished."""
+        self._raise_injected(ctx)
+        loop = asyncio.get_running_loop()
+        total = ctx.ttft + sum(ctx.next_itl() for _ in range(max(0, steps - 1)))
+        await sleep_until(loop, ctx.t0 + total)
+        if ctx.error == "reset":
+            abort(request)
+            return web.Response()
+        if self.profile.extra_fields and isinstance(obj, dict):
+            obj = {**obj, "provider": "fake-provider", "x_fake_seq": ctx.seq}
+        body = obj.encode() if isinstance(obj, str) else W.dumps(obj).encode()
+        ctype = "text/plain" if isinstance(obj, str) else "application/json"
+        return web.Response(body=body, content_type=ctype, charset="utf-8", headers=self._headers(ctx, total))
+
+    async def _stream(
+        self, request: web.Request, ctx: Ctx, steps: list[bytes], preamble: bytes = b""
+    ) -> web.StreamResponse:
+        """Write SSE steps on absolute deadlines: step 0 at t0+TTFT, then one ITL apart."""
+        self._raise_injected(ctx)
+        loop = asyncio.get_running_loop()
+        resp = SSEResponse(headers=self._headers(ctx, ctx.ttft))
+        resp.content_type = "text/event-stream"
+        resp.charset = "utf-8"
+        n = len(steps)
+        # Steps written before an injected reset (which then happens when the next one is due).
+        end = min(self.profile.reset_after_chunks, max(n - 1, 0)) if ctx.error == "reset" else n
+        deadlines = [ctx.t0 + ctx.ttft]
+        for _ in range(1, n):
+            deadlines.append(deadlines[-1] + ctx.next_itl())
+        try:
+            if preamble:  # e.g. response.created: sent as soon as the request is accepted
+                writer = await resp.prepare(request)
+                await resp.write(preamble)
+            await sleep_until(loop, deadlines[0])
+            if not preamble:
+                writer = await resp.prepare(request)
+            if end == n == 1:
+                await resp.write_eof(steps[0])
+                return resp
+            if end > 0:
+                await resp.write(steps[0])  # the headers go out in the same packet
+            stop = end if end < n else n - 1
+            if stop > 1:
+                if request.transport is None:
+                    return resp  # the connection is already gone
+                done = loop.create_future()
+                chunked = bool(getattr(writer, "chunked", False))
+                self._pacer.push(Job(request.transport, chunked, steps, deadlines, stop, done))
+                if not await done:
+                    return resp  # the client went away
+            if end < n:
+                await sleep_until(loop, deadlines[end])
+                abort(request)
+                return resp
+            await sleep_until(loop, deadlines[-1])
+            await resp.write_eof(steps[-1])  # last chunk and the chunked terminator together
+        except ConnectionError:
+            pass  # the client went away; nothing to clean up
+        return resp
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="parity fake-provider",
+        description="Fake OpenAI-compatible provider for parity tests and benchmarks.",
+    )
+    ap.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    ap.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
+    ap.add_argument("--profile", default="openai-like", help=f"one of: {', '.join(PROFILES)}")
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile option (repeatable)",
+    )
+    ap.add_argument(
+        "--seed", type=int, default=None, help="content/timing/error seed (default: profile's, 0)"
+    )
+    ap.add_argument(
+        "--request-log", type=Path, default=None, help="append every request as JSONL to this file"
+    )
+    ap.add_argument("--list-profiles", action="store_true", help="print the profiles as JSON and exit")
+    return ap
+
+
+async def _serve(fp: FakeProvider) -> int:
+    try:
+        await fp.start()
+    except OSError as exc:
+        print(f"fake-provider: cannot listen on {fp.host}:{fp.port}: {exc}", file=sys.stderr)
+        return 1
+    print(f"fake-provider listening on {fp.base_url} (profile {fp.profile.name})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await fp.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point (`parity fake-provider`); returns the exit code."""
+    ap = _parser()
+    args = ap.parse_args(argv)
+    if args.list_profiles:
+        print(json.dumps({name: p.describe() for name, p in PROFILES.items()}, indent=2))
+        return 0
+    try:
+        fp = FakeProvider(
+            args.profile,
+            host=args.host,
+            port=args.port,
+            seed=args.seed,
+            request_log=args.request_log,
+            record_requests=False,  # a long-running server must not grow a list forever
+            **parse_set(args.sets),
+        )
+    except (ValueError, TypeError) as exc:
+        ap.error(str(exc))
+    return asyncio.run(_serve(fp))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
