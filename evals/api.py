@@ -1,0 +1,368 @@
+"""The public entry points: store + run in, one polars DataFrame per question out.
+
+``evaluate`` loads what the asked questions need once and runs the pure functions of
+``timing``, ``spend``, ``answers``, ``scorecard`` and ``judging`` at two levels: provider x endpoint
+x model (the question tables) and provider (the summary figures).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import duckdb
+import polars as pl
+
+from evals import answers, judging, load, scorecard, spend, timing
+from evals.errors import EvalError
+from evals.load import Store
+from evals.summarise import rows, summarise
+
+QUESTIONS = ("latency", "cost", "quality", "compat")
+BY_GROUP = list(timing.GROUP)
+BY_PROVIDER = ["provider"]
+
+
+@dataclass
+class Evaluation:
+    """Every frame of one evaluation; question tables are per provider x endpoint x model."""
+
+    run: str
+    baseline: str
+    config: dict
+    slos: dict[str, float]
+    latency: pl.DataFrame | None = None
+    reliability: pl.DataFrame | None = None
+    cost: pl.DataFrame | None = None
+    breakeven: pl.DataFrame | None = None
+    quality: pl.DataFrame | None = None
+    compat: pl.DataFrame | None = None
+    judge: pl.DataFrame | None = None
+    summary: pl.DataFrame | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-able: {"run", "baseline", "slos", "providers": {name: {figure: value}}, question rows...}."""
+        provs = {}
+        for r in rows(self.summary):
+            provs[r.pop("provider")] = r
+        return {
+            "run": self.run,
+            "baseline": self.baseline,
+            "slos": self.slos,
+            "providers": provs,
+            "latency": rows(self.latency),
+            "reliability": rows(self.reliability),
+            "cost": rows(self.cost),
+            "breakeven": rows(self.breakeven),
+            "quality": rows(self.quality),
+            "compat": rows(self.compat),
+            "judge": rows(self.judge) if self.judge is not None else None,
+        }
+
+
+def evaluate(
+    db: Store,
+    run: str | None = None,
+    baseline: str = "recorded",
+    slos: str | dict | None = None,
+    *,
+    questions: tuple[str, ...] = QUESTIONS,
+    judge: str | None = None,
+    providers: str | os.PathLike | None = None,
+    rubric: str | None = None,
+    max_judge_pairs: int | None = 300,
+    idle_s: float = 60.0,
+    itl_sample: int = 10000,
+    quality_sample: int | None = 50_000,
+) -> Evaluation:
+    """Evaluate ``run`` (None/"latest" = newest) against ``baseline``; see Evaluation for the frames.
+
+    Bounded work at scale: pooled ITL uses at most ``itl_sample`` streamed requests per provider,
+    answer quality at most ``quality_sample`` exchanges and the judge at most ``max_judge_pairs``
+    pairs per provider (deterministic hash samples, the same exchanges for every arm; None = all).
+    Latency, cost and the scorecard always use every cell.
+    """
+    unknown = set(questions) - set(QUESTIONS)
+    if unknown:
+        raise EvalError(f"unknown question(s) {sorted(unknown)}; known: {', '.join(QUESTIONS)}")
+    slo = timing.parse_slos(slos)
+    clock = time.perf_counter()
+    secs: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        secs[name] = round(now - clock, 3)
+        clock = now
+
+    with load.open_store(db) as con:
+        run = load.resolve_run(con, run)
+        config = load.run_config(con, run)
+        cells = load.load_cells(con, run)
+        counts = load.endpoint_counts(con, run)
+        arms = sorted(set(cells["provider"].to_list()))
+        if baseline not in arms:
+            raise EvalError(f"baseline {baseline!r} has no results in run {run!r}; arms: {', '.join(arms)}")
+        ev = Evaluation(run=run, baseline=baseline, config=config, slos=slo, seconds=secs)
+        metrics = timing.mark_cold(timing.request_metrics(cells), idle_s)
+        rel_p = timing.reliability(metrics, BY_PROVIDER, slo, idle_s)
+        ev.reliability = timing.reliability(metrics, BY_GROUP, slo, idle_s)
+        lap("load_cells")
+        pct_p = cmp_p = pl.DataFrame()
+        if "latency" in questions:
+            itl = load.load_itl(con, run, itl_sample)
+            lap("load_itl")
+            pct_g = timing.percentiles(metrics, itl, BY_GROUP)
+            cmp_g = timing.compare(metrics, pct_g, baseline, BY_GROUP)
+            ev.latency = _join(pct_g, cmp_g, [*BY_GROUP, "metric"])
+            pct_p = timing.percentiles(metrics, itl, BY_PROVIDER)
+            cmp_p = timing.compare(metrics, pct_p, baseline, BY_PROVIDER)
+            lap("latency")
+        cost_p = None
+        if "cost" in questions:
+            tables = spend.pricing_map(config)
+            priced_units = sum(
+                counts.get(e, 0) for e in ("images.generations", "audio.transcriptions", "audio.translations")
+            )
+            extras = load.load_usage_extras(con, run) if priced_units else None
+            costs = spend.request_costs(cells, spend.price_frame(tables, cells), extras)
+            traffic = _traffic(load.load_traffic(con, run), cells)
+            factor = spend.month_factor(traffic)
+            ev.cost = spend.cost_table(costs, baseline, factor, BY_GROUP)
+            cost_p = spend.cost_table(costs, baseline, factor, BY_PROVIDER)
+            ev.breakeven = spend.breakeven(tables, config, traffic)
+            del costs
+            lap("cost")
+        n_exchanges = cells["exchange_id"].n_unique()
+        del cells, metrics  # what follows reads bodies; keep the peak down
+        q_p = compat_p = None
+        if "quality" in questions or "compat" in questions or judge:
+            thr = load.sample_threshold(n_exchanges, quality_sample)
+            outputs = load.load_outputs(con, run, thr)
+            lap("load_outputs")
+            checked = answers.cell_checks(outputs)
+            compared = answers.compare_cells(checked, baseline)
+            if "quality" in questions:
+                emb = load.load_embeddings(con, run, baseline) if counts.get("embeddings") else None
+                ev.quality = answers.quality_table(checked, compared, emb, baseline, BY_GROUP)
+                q_p = answers.quality_table(checked, compared, emb, baseline, BY_PROVIDER)
+                del emb, checked
+                lap("quality")
+            if "compat" in questions:
+                a429, streams = load.load_attempts_429(con, run), load.load_stream_checks(con, run, thr)
+                cc = scorecard.cell_checks(outputs, a429, streams)
+                del outputs
+                ev.compat = scorecard.scorecard(cc, config, rel_p, BY_PROVIDER)
+                compat_p = scorecard.compat_summary(ev.compat)
+                del cc
+                lap("compat")
+            if judge:
+                if isinstance(db, duckdb.DuckDBPyConnection):
+                    raise EvalError(
+                        "the judge caches verdicts in the store: pass the store path, not a connection"
+                    )
+                pairs = _judge_pairs(con, run, baseline, compared, max_judge_pairs)
+                ev.judge = run_judge(con, db, run, baseline, judge, config, pairs, providers, rubric)
+                lap("judge")
+    ev.summary = summarise(baseline, pct_p, cmp_p, rel_p, cost_p, ev.breakeven, q_p, compat_p, ev.judge)
+    lap("summary")
+    return ev
+
+
+def _join(left: pl.DataFrame, right: pl.DataFrame, on: list[str]) -> pl.DataFrame:
+    if right.is_empty():
+        return left
+    return left.join(right, on=on, how="left")
+
+
+def _traffic(traffic: pl.DataFrame, cells: pl.DataFrame) -> pl.DataFrame:
+    """The recorded exchanges, or the recorded arm's cells when the exchanges are not in this store."""
+    if not traffic.is_empty():
+        return traffic
+    rec = cells.filter((pl.col("provider") == "recorded") & (pl.col("repeat") == 0))
+    return rec.select(
+        "exchange_id",
+        pl.col("started_at").alias("recorded_at"),
+        "endpoint",
+        "model",
+        "prompt_tokens",
+        "completion_tokens",
+    )
+
+
+def _judge_pairs(
+    con: duckdb.DuckDBPyConnection, run: str, baseline: str, compared: pl.DataFrame, limit: int | None
+) -> pl.DataFrame:
+    """Candidate/baseline text pairs to judge: first repeat, both successful with non-empty text."""
+    c = (
+        compared.filter(
+            pl.col("endpoint").is_in(load.TEXT_ENDPOINTS)
+            & (pl.col("status") == 200)
+            & (pl.col("text").fill_null("") != "")
+            & (pl.col("text_b").fill_null("") != "")
+        )
+        .sort("repeat")
+        .unique(["provider", "exchange_id"], keep="first")
+        .select("exchange_id", "provider", "text", "text_b")
+    )
+    if limit is not None:
+        c = (
+            c.with_columns(pl.col("exchange_id").hash(11).alias("_h"))
+            .sort("_h")
+            .group_by("provider")
+            .head(limit)
+            .drop("_h")
+        )
+    prompts = load.load_prompts(con, run, baseline)
+    prompts = prompts.with_columns(
+        pl.when(pl.col("instructions").is_not_null())
+        .then(
+            pl.concat_str(
+                pl.lit("[instructions] "), "instructions", pl.lit("\n"), pl.col("prompt").fill_null("")
+            )
+        )
+        .otherwise(pl.col("prompt"))
+        .alias("prompt")
+    ).drop("instructions")
+    return (
+        c.join(prompts, on="exchange_id", how="left")
+        .sort("provider", "exchange_id")
+        .select("exchange_id", "provider", "prompt", "text", "text_b")
+    )
+
+
+def run_judge(
+    con: duckdb.DuckDBPyConnection,
+    db: str | os.PathLike,
+    run: str,
+    baseline: str,
+    spec: str,
+    config: dict,
+    pairs: pl.DataFrame,
+    providers: str | os.PathLike | None = None,
+    rubric: str | None = None,
+) -> pl.DataFrame:
+    """Judge every pair in both orders, asking only for verdicts not yet cached; returns the rates."""
+    from recorder.segments import write_segment
+
+    j = judging.resolve_judge(spec, config, providers)
+    rubric = rubric or judging.DEFAULT_RUBRIC
+    tasks = judging.plan(pairs, j, rubric)
+    cached = load.load_judgments(con)
+    todo = tasks.filter(~pl.col("key").is_in(cached["key"].implode())).unique("key", keep="first")
+    got = judging.ask(j, rubric, todo) if todo.height else []
+    if got:
+        write_segment(
+            judging.store_root(db),
+            "judgments",
+            judging.judgment_rows(todo, got, run, baseline, j),
+            f"judge{os.getpid()}",
+        )
+        if all(a["verdict"] == "error" for a in got):
+            raise EvalError(f"judge {j.name!r} failed on every call; first: {got[0]['raw']}")
+    fresh = pl.DataFrame(got, schema={"key": pl.Utf8, "verdict": pl.Utf8, "raw": pl.Utf8})
+    verdicts = pl.concat([cached.select("key", "verdict"), fresh.select("key", "verdict")]).unique(
+        "key", keep="last"
+    )
+    table = judging.judge_table(judging.combine(tasks, verdicts))
+    return table.with_columns(
+        pl.lit(len(got), pl.Int64).alias("judge_calls"),
+        pl.lit(sum(a["verdict"] == "error" for a in got), pl.Int64).alias("judge_errors"),
+        pl.lit(f"{j.name}:{j.model}").alias("judge"),
+    )
+
+
+def _one(db: Store, run: str | None, baseline: str, question: str, **kw) -> Evaluation:
+    return evaluate(db, run, baseline, questions=(question,), **kw)
+
+
+def latency(
+    db: Store, run: str | None = None, baseline: str = "recorded", *, itl_sample: int = 10000
+) -> pl.DataFrame:
+    """Per provider x endpoint x model x metric: n, p50/p90/p95/p99 with CIs, deltas and paired test vs baseline."""
+    return _one(db, run, baseline, "latency", itl_sample=itl_sample).latency
+
+
+def reliability(
+    db: Store, run: str | None = None, slos: str | dict | None = None, *, idle_s: float = 60.0
+) -> pl.DataFrame:
+    """Per provider x endpoint x model: error / 429 / retry rates, goodput against ``slos``, cold start."""
+    return evaluate(db, run, _any_baseline(db, run), slos, questions=(), idle_s=idle_s).reliability
+
+
+def cost(db: Store, run: str | None = None, baseline: str = "recorded") -> pl.DataFrame:
+    """Per provider x endpoint x model: total, per success, per month, delta vs baseline."""
+    return _one(db, run, baseline, "cost").cost
+
+
+def breakeven(db: Store, run: str | None = None) -> pl.DataFrame:
+    """Per model, token-priced vs flat-priced arm: break-even prompt length and the traffic beyond it."""
+    return evaluate(db, run, _any_baseline(db, run), questions=("cost",)).breakeven
+
+
+def quality(db: Store, run: str | None = None, baseline: str = "recorded") -> pl.DataFrame:
+    """Per provider x endpoint x model: agreement with the baseline's answers and validity rates."""
+    return _one(db, run, baseline, "quality").quality
+
+
+def quality_cells(db: Store, run: str | None = None, baseline: str = "recorded") -> pl.DataFrame:
+    """Per non-baseline cell: similarity, exact match, length ratio, agreement flags and validity checks."""
+    with load.open_store(db) as con:
+        run = load.resolve_run(con, run)
+        return answers.compare_cells(answers.cell_checks(load.load_outputs(con, run)), baseline)
+
+
+def compat(db: Store, run: str | None = None, *, idle_s: float = 60.0) -> pl.DataFrame:
+    """Scorecard: provider x check -> pass / fail / n/a with counts and example exchange ids."""
+    return evaluate(db, run, _any_baseline(db, run), questions=("compat",), idle_s=idle_s).compat
+
+
+def judge(
+    db: str | os.PathLike,
+    run: str | None,
+    judge: str,
+    baseline: str = "recorded",
+    *,
+    providers: str | os.PathLike | None = None,
+    rubric: str | None = None,
+    max_pairs: int | None = 300,
+) -> pl.DataFrame:
+    """LLM-as-judge win / tie / loss rates vs baseline (Wilson CIs); verdicts cached in the store."""
+    ev = evaluate(
+        db,
+        run,
+        baseline,
+        questions=(),
+        judge=judge,
+        providers=providers,
+        rubric=rubric,
+        max_judge_pairs=max_pairs,
+    )
+    return ev.judge
+
+
+def summary(
+    db: Store, run: str | None = None, baseline: str = "recorded", slos: str | dict | None = None, **kw
+) -> pl.DataFrame:
+    """One row per provider with every figure of ``evals.FIGURES``."""
+    return evaluate(db, run, baseline, slos, **kw).summary
+
+
+def summary_dict(
+    db: Store, run: str | None = None, baseline: str = "recorded", slos: str | dict | None = None, **kw
+) -> dict:
+    """JSON-able summary: run, baseline, per-provider figures and every question's rows."""
+    return evaluate(db, run, baseline, slos, **kw).to_dict()
+
+
+def _any_baseline(db: Store, run: str | None) -> str:
+    """Baseline for baseline-free questions: recorded if present, else the first arm."""
+    with load.open_store(db) as con:
+        r = load.resolve_run(con, run)
+        arms = load.frame(
+            con, "SELECT DISTINCT provider FROM results WHERE run_id = $run ORDER BY 1", {"run": r}
+        )
+    names = arms["provider"].to_list()
+    return "recorded" if "recorded" in names else names[0]

@@ -1,0 +1,270 @@
+"""``parity eval``: evaluate a replay run and print one table per question, or every figure as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from evals.api import Evaluation, evaluate
+from evals.errors import EvalError
+
+DESCRIPTION = (
+    "Compare every provider of a replay run with a baseline (the recorded production answers by "
+    "default): latency percentiles with confidence intervals and paired tests, error/429 rates and "
+    "goodput, cost and its monthly projection, answer quality, and the compatibility scorecard."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``parity eval``."""
+    p.add_argument("--db", required=True, help="store path (the .duckdb file given to parity record/replay)")
+    p.add_argument("--run", default="latest", help="run id to evaluate (default: the newest run)")
+    p.add_argument(
+        "--baseline",
+        default="recorded",
+        help="arm every provider is compared with: recorded (default) or a provider name",
+    )
+    p.add_argument(
+        "--slo",
+        help="service-level objectives for goodput, e.g. ttft=500ms,e2e=10s (keys: ttft, tpot, e2e, itl)",
+    )
+    p.add_argument(
+        "--judge",
+        metavar="PROVIDER[:MODEL]",
+        help="also judge answers pairwise with this provider's model (verdicts are cached)",
+    )
+    p.add_argument(
+        "--providers",
+        type=Path,
+        help="providers TOML to find the judge's base_url and api_key_env (default: the run config)",
+    )
+    p.add_argument(
+        "--rubric", type=Path, help="file with the judge's instructions (default: a built-in rubric)"
+    )
+    p.add_argument(
+        "--max-judge-pairs",
+        type=int,
+        default=300,
+        help="judge at most this many pairs per provider, a deterministic sample (default 300; 0 = all)",
+    )
+    p.add_argument(
+        "--idle-gap",
+        type=float,
+        default=60.0,
+        help="seconds of silence before a request counts as cold (default 60)",
+    )
+    p.add_argument("--json", action="store_true", help="print every figure as JSON instead of tables")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` sub-command to the ``parity`` command."""
+    p = subparsers.add_parser(
+        "eval", help="evaluate a replay run against a baseline", description=DESCRIPTION
+    )
+    add_arguments(p)
+    p.set_defaults(func=handler)
+
+
+def handler(args: argparse.Namespace) -> int:
+    """Run the evaluation; EvalError becomes one line on stderr and exit code 2."""
+    try:
+        rubric = args.rubric.read_text() if args.rubric else None
+        ev = evaluate(
+            args.db,
+            args.run,
+            args.baseline,
+            args.slo,
+            judge=args.judge,
+            providers=args.providers,
+            rubric=rubric,
+            max_judge_pairs=args.max_judge_pairs or None,
+            idle_s=args.idle_gap,
+        )
+    except EvalError as e:
+        print(f"parity eval: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"parity eval: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(ev.to_dict(), indent=2, allow_nan=False, default=str))
+    else:
+        print(render(ev))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry point (``python -m evals.cli``)."""
+    p = argparse.ArgumentParser(prog="parity eval", description=DESCRIPTION)
+    add_arguments(p)
+    return handler(p.parse_args(argv))
+
+
+def _round(df: pl.DataFrame) -> pl.DataFrame:
+    return df.with_columns(pl.col(pl.Float64).round_sig_figs(4))
+
+
+def _show(title: str, df: pl.DataFrame | None) -> str:
+    if df is None or df.is_empty():
+        return f"== {title} ==\n(nothing to show)\n"
+    with pl.Config(
+        tbl_rows=-1,
+        tbl_cols=-1,
+        tbl_width_chars=240,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        fmt_str_lengths=60,
+        fmt_table_cell_list_len=3,
+        tbl_formatting="ASCII_MARKDOWN",
+    ):
+        return f"== {title} ==\n{_round(df)}\n"
+
+
+def _pick(df: pl.DataFrame | None, cols: list[str]) -> pl.DataFrame | None:
+    return None if df is None else df.select([c for c in cols if c in df.columns])
+
+
+def scorecard_table(card: pl.DataFrame | None) -> pl.DataFrame | None:
+    """One row per check, one column per provider: "pass 300/300", "FAIL 2/300: id1, id2" or "n/a"."""
+    if card is None or card.is_empty():
+        return None
+    cell = (
+        pl.when(pl.col("result") == "n/a")
+        .then(pl.lit("n/a"))
+        .otherwise(
+            pl.concat_str(
+                pl.when(pl.col("result") == "fail").then(pl.lit("FAIL ")).otherwise(pl.lit("pass ")),
+                pl.col("passed").cast(pl.Utf8),
+                pl.lit("/"),
+                (pl.col("passed") + pl.col("failed")).cast(pl.Utf8),
+                pl.when(pl.col("failed") > 0)
+                .then(pl.lit(": ") + pl.col("examples").list.join(", "))
+                .otherwise(pl.lit("")),
+            )
+        )
+    )
+    order = card.select("check").unique(maintain_order=True)
+    wide = card.with_columns(cell.alias("v")).pivot(on="provider", index="check", values="v")
+    return order.join(wide, on="check", how="left")
+
+
+def render(ev: Evaluation) -> str:
+    """The human-readable report: summary, then one table per question."""
+    head = f"run {ev.run}, baseline {ev.baseline}" + (f", SLOs {ev.slos}" if ev.slos else "")
+    summary = _pick(
+        ev.summary,
+        [
+            "provider",
+            "n_cells",
+            "error_rate",
+            "rate_429",
+            "ttft_p50_ms",
+            "ttft_p95_delta_pct",
+            "e2e_p95_delta_pct",
+            "significant_slower",
+            "goodput_rate",
+            "cost_month_usd",
+            "cost_delta_pct",
+            "quality_score",
+            "compat_score",
+            "compat_failures",
+            "judge_win_rate",
+        ],
+    )
+    lat = _pick(
+        ev.latency,
+        [
+            "provider",
+            "endpoint",
+            "model",
+            "metric",
+            "n",
+            "p50",
+            "p50_ci_low",
+            "p50_ci_high",
+            "p95",
+            "p99",
+            "p50_delta",
+            "p95_delta_pct",
+            "median_diff",
+            "median_diff_ci_low",
+            "median_diff_ci_high",
+            "p_holm",
+            "test",
+            "slower",
+        ],
+    )
+    rel = _pick(
+        ev.reliability,
+        [
+            "provider",
+            "endpoint",
+            "model",
+            "n_cells",
+            "error_rate",
+            "rate_429",
+            "no_response_rate",
+            "retry_rate",
+            "goodput_rate",
+            "n_cold",
+            "cold_start_delta_ms",
+            "cold_start_p_value",
+        ],
+    )
+    cost = _pick(
+        ev.cost,
+        [
+            "provider",
+            "endpoint",
+            "model",
+            "n_success",
+            "cost_total_usd",
+            "cost_per_success_usd",
+            "cost_month_usd",
+            "cost_delta_pct",
+            "cost_estimated_share",
+        ],
+    )
+    qual = _pick(
+        ev.quality,
+        [
+            "provider",
+            "endpoint",
+            "model",
+            "n_text_compared",
+            "text_similarity_mean",
+            "exact_match_rate",
+            "length_ratio_median",
+            "finish_reason_agreement",
+            "new_refusal_rate",
+            "json_valid_rate",
+            "json_schema_valid_rate",
+            "tool_call_valid_rate",
+            "tool_call_agreement",
+            "embedding_cosine_mean",
+            "embedding_structure_spearman",
+            "quality_score",
+        ],
+    )
+    compat = scorecard_table(ev.compat)
+    parts = [
+        head + "\n",
+        _show("summary", summary),
+        _show("latency (ms; output_tps in tokens/s)", lat),
+        _show("reliability", rel),
+        _show("cost (USD)", cost),
+        _show("break-even: flat per-request vs per-token", ev.breakeven),
+        _show("quality vs baseline", qual),
+        _show("compatibility", compat),
+    ]
+    if ev.judge is not None:
+        parts.append(_show("LLM judge (both orders)", ev.judge))
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""The stable names of every per-provider summary figure, each with a one-line definition.
+
+A CI gate or the report refers to figures by these names; they never change meaning. The latency
+block is generated from one pattern per metric and percentile (see ``latency_figures``).
+"""
+
+from __future__ import annotations
+
+from evals.stats import QUANTILES, pct_name
+
+# per-request metric -> (figure prefix, unit suffix, what it is)
+LATENCY_METRICS: dict[str, tuple[str, str, str]] = {
+    "ttft_ms": (
+        "ttft",
+        "_ms",
+        "time to first token (send -> first content/tool-call event), streamed requests",
+    ),
+    "itl_ms": ("itl", "_ms", "inter-token latency per token, pooled over the streamed requests' tokens"),
+    "tpot_ms": (
+        "tpot",
+        "_ms",
+        "time per output token after the first: (e2e - ttft) / (completion_tokens - 1)",
+    ),
+    "e2e_ms": (
+        "e2e",
+        "_ms",
+        "end-to-end latency of the answering attempt (send -> last byte), retries excluded",
+    ),
+    "output_tps": ("output_tps", "", "output tokens per second of one request: completion_tokens / e2e"),
+}
+PAIRABLE = ("ttft_ms", "tpot_ms", "e2e_ms", "output_tps")
+
+
+def latency_figures() -> dict[str, str]:
+    """Generated names: ``{m}_{p}{unit}``, ``_ci_low/_ci_high``, ``{m}_{p}_delta{unit}``(+CI), ``_delta_pct``, paired test."""
+    out: dict[str, str] = {}
+    for metric, (m, u, what) in LATENCY_METRICS.items():
+        for q in QUANTILES:
+            p = pct_name(q)
+            out[f"{m}_{p}{u}"] = f"{p} of {what}"
+            out[f"{m}_{p}{u}_ci_low"] = f"lower bound of the 95% distribution-free CI of {m}_{p}{u}"
+            out[f"{m}_{p}{u}_ci_high"] = f"upper bound of the 95% distribution-free CI of {m}_{p}{u}"
+            out[f"{m}_{p}_delta{u}"] = f"{m}_{p}{u} minus the baseline's (positive = larger than baseline)"
+            out[f"{m}_{p}_delta{u}_ci_low"] = f"lower bound of the 95% MOVER CI of {m}_{p}_delta{u}"
+            out[f"{m}_{p}_delta{u}_ci_high"] = f"upper bound of the 95% MOVER CI of {m}_{p}_delta{u}"
+            out[f"{m}_{p}_delta_pct"] = (
+                f"{m}_{p}{u} relative to the baseline's, in percent (+10 = 10% larger)"
+            )
+        if metric in PAIRABLE:
+            out[f"{m}_median_diff{u}"] = (
+                f"median over paired requests of ({m} - baseline {m}); unpaired: difference of medians"
+            )
+            out[f"{m}_median_diff{u}_ci_low"] = (
+                f"lower bound of the 95% CI of {m}_median_diff{u} (sign-test order statistics)"
+            )
+            out[f"{m}_median_diff{u}_ci_high"] = f"upper bound of the 95% CI of {m}_median_diff{u}"
+            out[f"{m}_p_value"] = (
+                f"two-sided Wilcoxon signed-rank p (paired) or Mann-Whitney p (unpaired) for {m}"
+            )
+            out[f"{m}_p_holm"] = f"{m}_p_value Holm-adjusted over all providers compared on {m}"
+            out[f"{m}_test"] = f"test behind {m}_p_value: wilcoxon (paired) or mann-whitney (unpaired)"
+    return out
+
+
+FIGURES: dict[str, str] = {
+    "is_baseline": "true for the arm every other provider is compared with",
+    "n_cells": "result cells (exchange x repeat) of the provider in the run",
+    "n_success": "cells answered with HTTP 200",
+    "error_rate": "share of cells whose final answer was not HTTP 200 (includes no response)",
+    "rate_429": "share of cells that met at least one HTTP 429 on any attempt",
+    "no_response_rate": "share of cells with no HTTP response at all (connection error / timeout)",
+    "retry_rate": "share of cells that needed more than one attempt",
+    "tokens_estimated_rate": "share of successful cells whose token counts were estimated (no usage sent)",
+    "goodput_rate": "share of cells that succeeded and met every given SLO (null without --slo)",
+    "cold_start_delta_ms": "median first-token time (e2e if not streamed) after an idle gap minus the rest",
+    "cold_start_p_value": "one-sided Mann-Whitney p that post-idle requests are slower",
+    **latency_figures(),
+    "significant_slower": "ttft or e2e median paired difference > 0 with Holm-adjusted p < 0.05 (family: providers x {ttft, e2e})",
+    "significant_faster": "ttft or e2e median paired difference < 0 with Holm-adjusted p < 0.05 (same family)",
+    "cost_total_usd": "sum of per-request costs of the run (null if any success is unpriced)",
+    "cost_per_success_usd": "cost_total_usd / successful cells",
+    "cost_month_usd": "cost_per_success_usd x recorded exchanges per 30 days (rate of the selection's time span)",
+    "cost_delta_pct": "cost vs the baseline over cells whose exchange both answered, in percent (-20 = 20% cheaper)",
+    "cost_estimated_share": "share of successful cells whose cost uses estimated tokens or unknown audio length",
+    "breakeven_prompt_tokens": "prompt length above which the flat per-request price beats the per-token one (provider vs baseline, busiest model)",
+    "breakeven_traffic_share": "share of recorded requests cheaper under the flat per-request price (provider vs baseline)",
+    "quality_score": "0..1, unweighted mean of the applicable parts: text_similarity_mean, finish_reason_agreement, "
+    "JSON conformance, tool_call_valid_rate, tool_call_agreement, embedding similarity, 1 - new_refusal_rate",
+    "text_similarity_mean": "mean normalised rapidfuzz ratio (0..1) of the answer text vs the baseline's",
+    "text_similarity_ci_low": "lower bound of the 95% normal CI of text_similarity_mean",
+    "text_similarity_ci_high": "upper bound of the 95% normal CI of text_similarity_mean",
+    "exact_match_rate": "share of answers identical to the baseline's text",
+    "length_ratio_median": "median of answer length / baseline answer length (characters)",
+    "finish_reason_agreement": "share of answers with the baseline's finish reason",
+    "refusal_rate": "share of successful answers detected as refusals",
+    "new_refusal_rate": "share of answers that refuse where the baseline did not",
+    "json_valid_rate": "share of structured-output answers (response_format / text.format json) that parse as JSON",
+    "json_schema_valid_rate": "share of json_schema answers that conform to the requested schema",
+    "tool_call_valid_rate": "share of tool-calling answers whose calls name a requested tool with JSON arguments valid for its schema",
+    "tool_call_agreement": "share of answers where either arm called tools that made the same calls with equal arguments",
+    "tool_names_agreement": "share of answers where either arm called tools that called the same functions",
+    "embedding_cosine_mean": "mean cosine similarity to the baseline's vector (same dimensions only)",
+    "embedding_structure_spearman": "Spearman correlation of the two arms' pairwise cosine matrices over the run's inputs",
+    "judge_n": "pairs judged in both orders",
+    "judge_win_rate": "share of judged pairs where both orders preferred the provider",
+    "judge_win_rate_ci_low": "lower bound of the 95% Wilson CI of judge_win_rate",
+    "judge_win_rate_ci_high": "upper bound of the 95% Wilson CI of judge_win_rate",
+    "judge_tie_rate": "share of judged pairs with a tie or inconsistent verdicts across orders",
+    "judge_loss_rate": "share of judged pairs where both orders preferred the baseline",
+    "judge_loss_rate_ci_low": "lower bound of the 95% Wilson CI of judge_loss_rate",
+    "judge_loss_rate_ci_high": "upper bound of the 95% Wilson CI of judge_loss_rate",
+    "compat_score": "compatibility checks passed / checks applicable",
+    "compat_failures": "number of compatibility checks failed",
+    "compat_applicable": "number of compatibility checks that applied",
+}
+BOOL_FIGURES = {"is_baseline", "significant_slower", "significant_faster"}
+INT_FIGURES = {"n_cells", "n_success", "judge_n", "compat_failures", "compat_applicable"}
+STR_FIGURES = {k for k in FIGURES if k.endswith("_test")}

@@ -1,0 +1,408 @@
+"""Every query evals runs against the store; filtering and JSON extraction happen inside DuckDB.
+
+Each loader reads only the columns its question needs (latency never touches ``response_body``),
+and pulls the few JSON fields it needs out of bodies with DuckDB's vectorised JSON functions,
+so Python sees small typed columns, not documents.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from evals.errors import EvalError
+from recorder.segments import SEGMENT_GLOB, segment_root, table_dir
+from recorder.store import StoreError, connect
+
+Store = str | os.PathLike | duckdb.DuckDBPyConnection
+# The store's views cast JSON columns to DuckDB's JSON type, which parses every document once
+# just to validate it; loaders that extract from bodies read this plain-text scan instead.
+RAW_RESULTS = "evals_results_text"
+TEXT_ENDPOINTS = ("chat.completions", "responses", "completions")
+
+
+@contextmanager
+def open_store(db: Store) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to ``db`` (a store path, or an open connection which is left open)."""
+    if isinstance(db, duckdb.DuckDBPyConnection):
+        yield db
+        return
+    path = Path(db)
+    if not path.exists() and not path.with_name(path.name + ".d").is_dir() and path.suffix != ".d":
+        raise EvalError(f"no store at {path}")
+    try:
+        con = connect(path)
+    except StoreError as e:
+        raise EvalError(str(e)) from e
+    try:
+        with suppress(duckdb.Error):  # Jupyter kernels without ipywidgets reject this setting
+            con.execute("SET enable_progress_bar = false")
+        glob = str((table_dir(segment_root(path), "results") / SEGMENT_GLOB).resolve()).replace("'", "''")
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {RAW_RESULTS} AS SELECT * FROM read_parquet('{glob}', union_by_name=true)"
+        )
+        yield con
+    finally:
+        con.close()
+
+
+def frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> pl.DataFrame:
+    """Run one query and return a polars DataFrame; DuckDB errors become EvalError."""
+    try:
+        # via Arrow: much faster than the relation's own .pl() for wide string columns
+        return pl.from_arrow(con.sql(sql, params=params or None).arrow().read_all())
+    except duckdb.Error as e:
+        raise EvalError(f"store query failed: {str(e).splitlines()[0]}") from e
+
+
+def results_text(con: duckdb.DuckDBPyConnection) -> str:
+    """The results relation to extract JSON from: the plain-text scan when evals opened the store."""
+    rows = con.sql(f"SELECT count(*) FROM duckdb_views() WHERE view_name = '{RAW_RESULTS}'").fetchall()
+    return RAW_RESULTS if rows[0][0] else "results"
+
+
+def resolve_run(con: duckdb.DuckDBPyConnection, run: str | None) -> str:
+    """The run id to evaluate: ``run`` itself, or the newest run for None / ``"latest"``."""
+    runs = frame(
+        con,
+        "SELECT run_id, max(started_at) AS t, count(*) AS n FROM results GROUP BY run_id ORDER BY t DESC NULLS LAST",
+    )
+    known = runs["run_id"].to_list()
+    if not known:
+        raise EvalError("the store holds no results yet; replay a run first")
+    if run in (None, "", "latest"):
+        return known[0]
+    if run not in known:
+        raise EvalError(f"no results for run {run!r}; runs in this store: {', '.join(known[:10])}")
+    return run
+
+
+def run_config(con: duckdb.DuckDBPyConnection, run: str) -> dict:
+    """The run's config JSON (empty dict when the run has no run_events)."""
+    df = frame(con, "SELECT CAST(config AS VARCHAR) AS c FROM runs WHERE run_id = $run", {"run": run})
+    if df.is_empty() or df["c"][0] is None:
+        return {}
+    try:
+        return json.loads(df["c"][0])
+    except json.JSONDecodeError as e:
+        raise EvalError(f"run {run!r} has an unreadable config: {e}") from e
+
+
+def load_cells(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
+    """One row per result cell with the scalar timing, token and status columns (no bodies)."""
+    df = frame(
+        con,
+        """
+        WITH a AS (
+            SELECT exchange_id, provider, "repeat", bool_or(status = 429) AS any_429
+            FROM attempts WHERE run_id = $run GROUP BY ALL)
+        SELECT r.exchange_id, hash(r.exchange_id) AS xid, hash(r.exchange_id, r.provider, r."repeat") AS _cell,
+               r.provider, r."repeat", r.endpoint,
+               coalesce(r.recorded_model, r.model) AS model, r.model AS provider_model, r.stream,
+               r.status, r.error_type, r.started_at, r.attempts, r.rate_limit_wait_ms,
+               r.ttft_ms, r.latency_ms, r.itl_mean_ms, r.prompt_tokens, r.completion_tokens,
+               r.cached_tokens, r.tokens_estimated, r.cost_usd, r.cost_estimated,
+               coalesce(a.any_429, false) OR coalesce(r.status = 429, false) AS saw_429
+        FROM results r LEFT JOIN a USING (exchange_id, provider, "repeat")
+        WHERE r.run_id = $run
+        """,
+        {"run": run},
+    )
+    if df.select(pl.col("_cell").is_duplicated().any()).item():
+        # A cell written twice (e.g. re-sent after a resume): the later answer counts.
+        df = df.sort("started_at", nulls_last=False).unique(subset="_cell", keep="last")
+    return df.drop("_cell")
+
+
+def load_usage_extras(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
+    """Images generated and audio seconds, for the cells whose price depends on them."""
+    return frame(
+        con,
+        f"""
+        SELECT exchange_id, provider, "repeat",
+               CASE WHEN endpoint = 'images.generations'
+                    THEN json_array_length(response_body, '$.data') END AS images,
+               CASE WHEN endpoint LIKE 'audio.%' THEN coalesce(
+                    TRY_CAST(response_body->>'$.duration' AS DOUBLE),
+                    TRY_CAST(response_body->>'$.usage.seconds' AS DOUBLE)) END AS audio_seconds
+        FROM {results_text(con)}
+        WHERE run_id = $run AND status = 200
+          AND endpoint IN ('images.generations', 'audio.transcriptions', 'audio.translations')
+        """,
+        {"run": run},
+    )
+
+
+def load_itl(con: duckdb.DuckDBPyConnection, run: str, max_requests: int = 10000) -> pl.DataFrame:
+    """Per-token ITL lists of streamed successes; a deterministic sample of exchanges when large.
+
+    The same exchanges are kept for every provider (hash of the exchange id below one threshold),
+    and every group of a provider is sampled at the same rate, so pooled figures stay unbiased.
+    """
+    counts = frame(
+        con,
+        "SELECT provider, count(*) AS n FROM results WHERE run_id = $run AND status = 200 AND stream GROUP BY provider",
+        {"run": run},
+    )
+    biggest = int(counts["n"].max() or 0)
+    frac = 1.0 if biggest <= max_requests else max_requests / biggest
+    thr = int(frac * 1_000_000)
+    return frame(
+        con,
+        """
+        SELECT provider, endpoint, coalesce(recorded_model, model) AS model, exchange_id, "repeat", itl_ms
+        FROM results
+        WHERE run_id = $run AND status = 200 AND stream AND (hash(exchange_id) % 1000000) < $thr
+          AND len(itl_ms) > 0
+        """,
+        {"run": run, "thr": thr},
+    )
+
+
+# JSON paths pulled out of every body in one parse (multi-path extraction parses a document once).
+_BODY_PATHS = (
+    "$.choices[0].message.content",  # 1
+    "$.choices[0].message.refusal",  # 2
+    "$.choices[0].message.tool_calls",  # 3
+    "$.choices[0].finish_reason",  # 4
+    "$.choices[0].text",  # 5
+    "$.usage",  # 6
+    "$.status",  # 7
+    "$.incomplete_details.reason",  # 8
+    "$.error",  # 9
+)
+_REQ_PATHS = (
+    "$.max_tokens",  # 1
+    "$.max_completion_tokens",  # 2
+    "$.max_output_tokens",  # 3
+    "$.stop",  # 4
+    "$.n",  # 5
+    "$.stream_options.include_usage",  # 6
+    "$.response_format.type",  # 7
+    "$.response_format.json_schema.schema",  # 8
+    "$.text.format.type",  # 9
+    "$.text.format.schema",  # 10
+    "$.tools",  # 11
+)
+
+
+def _paths(paths: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{p}'" for p in paths) + "]"
+
+
+def load_stream_checks(con: duckdb.DuckDBPyConnection, run: str, sample_thr: int = 1_000_000) -> pl.DataFrame:
+    """Per streamed cell: terminal marker seen in the raw SSE, and the count of malformed lines.
+
+    A malformed line is a non-empty line that is not an SSE field (data/event/id/retry) or comment,
+    or — for the exchanges of the quality sample (``sample_thr``), since it costs a JSON parse per
+    event — a ``data:`` payload that is neither JSON nor ``[DONE]``. A raw body cut at the size
+    limit ends mid-line, so its last line is not judged. Reads only ``response_raw``.
+    """
+    return frame(
+        con,
+        r"""
+        SELECT exchange_id, provider, "repeat",
+               contains(r, 'data: [DONE]')
+                   OR regexp_matches(r, '"type":\s*"response\.(completed|failed|incomplete)"') AS raw_terminated,
+               len(list_filter(
+                   string_split(CASE WHEN ends_with(r, chr(10)) THEN r ELSE regexp_replace(r, '[^\n]*$', '') END, chr(10)),
+                   lambda x: NOT (x = '' OR starts_with(x, 'event:') OR starts_with(x, 'id:')
+                                  OR starts_with(x, 'retry:') OR starts_with(x, ':')
+                                  OR (starts_with(x, 'data:')
+                                      AND (NOT deep OR trim(x[6:]) = '[DONE]' OR json_valid(x[6:])))))
+               ) AS raw_bad_lines
+        FROM (SELECT exchange_id, provider, "repeat", replace(response_raw, chr(13), '') AS r,
+                     (hash(exchange_id) % 1000000) < $thr AS deep
+              FROM results WHERE run_id = $run AND stream AND response_raw IS NOT NULL)
+        """,
+        {"run": run, "thr": sample_thr},
+    )
+
+
+def sample_threshold(n_exchanges: int, max_exchanges: int | None) -> int:
+    """Threshold on ``hash(exchange_id) % 1e6`` keeping ~``max_exchanges`` exchanges (all when None)."""
+    if max_exchanges is None or n_exchanges <= max_exchanges:
+        return 1_000_000
+    return max(1, int(max_exchanges / n_exchanges * 1_000_000))
+
+
+def load_outputs(con: duckdb.DuckDBPyConnection, run: str, sample_thr: int = 1_000_000) -> pl.DataFrame:
+    """Per cell: finish reason, usage/error shape, tool-call validity and request facts for the scorecard,
+    and, for sampled exchanges (``in_sample``), the answer text, tool calls and schemas quality needs.
+
+    Bodies are parsed once (multi-path extraction); Responses-only and error-only paths are
+    extracted from the few rows they concern. Text is also kept for cells that asked for stop
+    sequences (the scorecard checks them). The raw SSE is checked by ``load_stream_checks``.
+    """
+    return frame(
+        con,
+        f"""
+        WITH base AS (
+            SELECT exchange_id, provider, "repeat", endpoint, stream, status,
+                   coalesce(recorded_model, model) AS model, model AS provider_model,
+                   finish_reason, sdk_valid, sdk_error, stream_complete, tokens_estimated, completion_tokens,
+                   (hash(exchange_id) % 1000000) < $thr AS in_sample,
+                   json_extract_string(response_body, {_paths(_BODY_PATHS)}) AS b,
+                   json_extract_string(sent_body, {_paths(_REQ_PATHS)}) AS q,
+                   response_body, response_headers
+            FROM {results_text(con)} WHERE run_id = $run),
+        req AS (
+            SELECT id AS exchange_id, json_extract_string(request_body, {_paths(_REQ_PATHS)}) AS q0
+            FROM exchanges WHERE id IN (SELECT exchange_id FROM results WHERE run_id = $run AND sent_body IS NULL)),
+        base2 AS (
+            SELECT base.* EXCLUDE (q, response_body, response_headers), coalesce(q, q0) AS q,
+                   CASE WHEN endpoint = 'responses' THEN response_body END AS rbody,
+                   CASE WHEN b[9] IS NOT NULL OR status IS DISTINCT FROM 200 THEN response_body END AS ebody,
+                   CASE WHEN TRY_CAST(coalesce(q, q0)[5] AS INT) > 1 THEN response_body END AS nbody,
+                   CASE WHEN status = 429 THEN response_headers END AS h429
+            FROM base LEFT JOIN req USING (exchange_id)),
+        base3 AS (
+            SELECT base2.*,
+                   CASE WHEN endpoint = 'responses' THEN nullif(CAST(CAST(list_filter(
+                            json_extract(rbody, '$.output[*]'), lambda x: x->>'type' = 'function_call') AS JSON) AS VARCHAR), '[]')
+                        WHEN json_array_length(b[3]) > 0 THEN b[3] END AS calls
+            FROM base2)
+        SELECT exchange_id, provider, "repeat", endpoint, stream, status, model, provider_model, in_sample,
+               sdk_valid, sdk_error, stream_complete, tokens_estimated, completion_tokens,
+               CASE WHEN in_sample OR q[4] IS NOT NULL THEN CASE
+                    WHEN endpoint = 'responses' THEN array_to_string(
+                        json_extract_string(rbody, '$.output[*].content[*].text'), '')
+                    WHEN endpoint = 'completions' THEN b[5] ELSE b[1] END END AS text,
+               CASE WHEN in_sample THEN CASE
+                    WHEN endpoint = 'responses' THEN nullif(array_to_string(
+                        json_extract_string(rbody, '$.output[*].content[*].refusal'), ''), '')
+                    ELSE b[2] END END AS refusal,
+               calls IS NOT NULL AS has_calls,
+               CASE WHEN in_sample THEN calls END AS tool_calls,
+               CASE WHEN calls IS NOT NULL THEN
+                    list_bool_and(list_transform(
+                        CASE WHEN endpoint = 'responses' THEN json_type(calls, '$[*].arguments')
+                             ELSE json_type(calls, '$[*].function.arguments') END,
+                        lambda t: coalesce(t = 'VARCHAR', false)))
+                    AND list_bool_and(list_transform(
+                        CASE WHEN endpoint = 'responses' THEN json_extract_string(calls, '$[*].arguments')
+                             ELSE json_extract_string(calls, '$[*].function.arguments') END,
+                        lambda a: CASE WHEN json_valid(a) THEN json_type(a) = 'OBJECT' ELSE false END))
+                    END AS tool_args_ok,
+               CASE WHEN endpoint = 'responses' THEN CASE
+                        WHEN b[7] = 'completed' THEN 'stop'
+                        WHEN b[8] = 'max_output_tokens' THEN 'length'
+                        ELSE coalesce(b[8], b[7]) END
+                    ELSE coalesce(b[4], finish_reason) END AS finish_reason,
+               json_array_length(nbody, '$.choices') AS n_choices,
+               b[6] IS NOT NULL AS has_usage,
+               b[9] IS NOT NULL AS has_error,
+               json_type(ebody, ['$.error', '$.error.message', '$.error.type', '$.error.code']) AS error_types,
+               CASE WHEN b[9] IS NOT NULL THEN ebody->>'$.error.type' END AS error_kind,
+               CASE WHEN b[9] IS NOT NULL THEN ebody->>'$.error.code' END AS error_code,
+               h429->>'$."retry-after"' AS retry_after,
+               h429->>'$."retry-after-ms"' AS retry_after_ms,
+               h429->>'$."x-should-retry"' AS should_retry,
+               coalesce(TRY_CAST(q[2] AS BIGINT), TRY_CAST(q[1] AS BIGINT), TRY_CAST(q[3] AS BIGINT)) AS max_tokens,
+               q[4] AS stop,
+               TRY_CAST(q[5] AS BIGINT) AS n,
+               coalesce(q[6] = 'true', false) AS include_usage,
+               coalesce(q[7], q[9]) AS format_type,
+               CASE WHEN in_sample THEN coalesce(q[8], q[10]) END AS format_schema,
+               CASE WHEN in_sample THEN q[11] END AS tools
+        FROM base3
+        """,
+        {"run": run, "thr": sample_thr},
+    )
+
+
+def load_attempts_429(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
+    """Per cell that met a 429 on any attempt: did every 429 advertise a retry delay?"""
+    return frame(
+        con,
+        """
+        SELECT exchange_id, provider, "repeat", bool_and(retry_after_ms IS NOT NULL) AS advertised_429
+        FROM attempts WHERE run_id = $run AND status = 429 GROUP BY ALL
+        """,
+        {"run": run},
+    )
+
+
+def endpoint_counts(con: duckdb.DuckDBPyConnection, run: str) -> dict[str, int]:
+    """Cells per endpoint in the run (cheap; lets the loaders skip scans that would find nothing)."""
+    df = frame(
+        con, "SELECT endpoint, count(*) AS n FROM results WHERE run_id = $run GROUP BY endpoint", {"run": run}
+    )
+    return dict(zip(df["endpoint"].to_list(), df["n"].to_list(), strict=True))
+
+
+def load_embeddings(
+    con: duckdb.DuckDBPyConnection, run: str, baseline: str, max_exchanges: int = 500
+) -> pl.DataFrame:
+    """Per non-baseline embedding cell: both arms' dimensions, the mean cosine to the baseline's
+    vectors when they match (computed in DuckDB), and, for a deterministic sample of at most
+    ~``max_exchanges`` exchanges, both arms' vectors (``v``, ``vb``) for the structure score."""
+    n = frame(
+        con,
+        "SELECT count(DISTINCT exchange_id) AS n FROM results WHERE run_id = $run AND endpoint = 'embeddings'",
+        {"run": run},
+    )["n"][0]
+    thr = 1_000_000 if not n or n <= max_exchanges else int(max_exchanges / n * 1_000_000)
+    return frame(
+        con,
+        f"""
+        WITH e AS MATERIALIZED (
+            SELECT exchange_id, provider, "repeat", endpoint, coalesce(recorded_model, model) AS model,
+                   TRY_CAST(json_extract(response_body, '$.data[*].embedding') AS FLOAT[][]) AS v
+            FROM {results_text(con)} WHERE run_id = $run AND endpoint = 'embeddings' AND status = 200),
+        b AS (
+            SELECT exchange_id, v AS vb FROM e WHERE provider = $base
+            QUALIFY row_number() OVER (PARTITION BY exchange_id ORDER BY "repeat") = 1)
+        SELECT e.exchange_id, e.provider, e."repeat", e.endpoint, e.model,
+               len(e.v[1]) AS dim, len(b.vb[1]) AS dim_b,
+               CASE WHEN len(e.v[1]) = len(b.vb[1]) AND len(e.v) = len(b.vb) THEN list_avg(list_transform(
+                    list_zip(e.v, b.vb), lambda z: list_cosine_similarity(z[1], z[2]))) END AS cosine,
+               CASE WHEN (hash(e.exchange_id) % 1000000) < $thr THEN CAST(e.v AS DOUBLE[][]) END AS v,
+               CASE WHEN (hash(e.exchange_id) % 1000000) < $thr THEN CAST(b.vb AS DOUBLE[][]) END AS vb
+        FROM e JOIN b USING (exchange_id)
+        WHERE e.provider <> $base
+        """,
+        {"run": run, "base": baseline, "thr": thr},
+    )
+
+
+def load_traffic(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
+    """The recorded exchanges behind the run: time, endpoint, model and token counts."""
+    return frame(
+        con,
+        """
+        SELECT id AS exchange_id, recorded_at, endpoint, model, prompt_tokens, completion_tokens
+        FROM exchanges WHERE id IN (SELECT DISTINCT exchange_id FROM results WHERE run_id = $run)
+        """,
+        {"run": run},
+    )
+
+
+def load_prompts(con: duckdb.DuckDBPyConnection, run: str, provider: str) -> pl.DataFrame:
+    """The request a judge needs to see (messages / input / prompt as JSON text), per exchange."""
+    return frame(
+        con,
+        """
+        WITH b AS (
+            SELECT r.exchange_id, coalesce(r.sent_body, e.request_body) AS body
+            FROM results r LEFT JOIN exchanges e ON e.id = r.exchange_id
+            WHERE r.run_id = $run AND r.provider = $p
+            QUALIFY row_number() OVER (PARTITION BY r.exchange_id ORDER BY r."repeat") = 1)
+        SELECT exchange_id,
+               CAST(coalesce(body->'$.messages', body->'$.input', body->'$.prompt') AS VARCHAR) AS prompt,
+               body->>'$.instructions' AS instructions
+        FROM b
+        """,
+        {"run": run, "p": provider},
+    )
+
+
+def load_judgments(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Cached judge verdicts by key (errors are not cached)."""
+    return frame(con, "SELECT key, verdict, raw FROM judgments WHERE verdict IS DISTINCT FROM 'error'")

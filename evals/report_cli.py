@@ -1,0 +1,197 @@
+"""``parity report`` (HTML / Markdown / JSON report of a run) and ``parity check`` (the CI gate)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from evals.errors import EvalError
+
+REPORT_DESCRIPTION = (
+    "Write the report of a replay run: a verdict table per provider (latency deltas with confidence "
+    "intervals, cost projection, quality and compatibility, coloured by significance), charts, the "
+    "compatibility scorecard with example exchanges and the worst answer disagreements. HTML is one "
+    "self-contained file (no network, printable); md is a pull-request comment; json has every figure."
+)
+CHECK_DESCRIPTION = (
+    "Fail a CI build when a provider's figures break a rule. A rule is '<figure> <op> <value>' with "
+    "op one of > >= < <= == !=, value a number or true/false, joined with and / or and parentheses, "
+    "e.g. --fail-if 'ttft_p95_delta_pct > 20' --fail-if 'compat_failures > 0'. Figures are the names "
+    "of evals.FIGURES (parity report --format json lists every value). Exit 1 with one FAIL line per "
+    "broken rule, 0 with ok lines, 2 for a bad rule or store. A figure without data fails its rule "
+    "unless --allow-missing."
+)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", required=True, help="store path (the .duckdb file given to parity record/replay)")
+    p.add_argument("--run", default="latest", help="run id (default: the newest run)")
+    p.add_argument(
+        "--baseline", default="recorded", help="arm every provider is compared with (default: recorded)"
+    )
+    p.add_argument(
+        "--slo", help="SLOs for goodput_rate, e.g. ttft=500ms,e2e=10s (keys: ttft, tpot, e2e, itl)"
+    )
+    p.add_argument(
+        "--idle-gap",
+        type=float,
+        default=60.0,
+        help="seconds of silence before a request counts as cold (default 60)",
+    )
+    p.add_argument(
+        "--judge",
+        metavar="PROVIDER[:MODEL]",
+        help="include LLM-judge win/tie/loss rates (verdicts are cached in the store)",
+    )
+    p.add_argument(
+        "--providers", type=Path, help="providers TOML to find the judge (default: the run config)"
+    )
+
+
+def add_report_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``parity report``."""
+    _common(p)
+    p.add_argument("--out", help="output file; '-' for stdout (default: report.html, or stdout for md/json)")
+    p.add_argument(
+        "--format",
+        choices=("html", "md", "json"),
+        help="html (default), md or json; guessed from --out's suffix when omitted",
+    )
+    p.add_argument(
+        "--worst", type=int, default=3, help="worst answer disagreements shown per provider (default 3)"
+    )
+
+
+def add_check_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``parity check``."""
+    _common(p)
+    p.add_argument(
+        "--fail-if",
+        action="append",
+        required=True,
+        metavar="RULE",
+        help="rule that fails the check when it holds (repeatable)",
+    )
+    p.add_argument(
+        "--provider",
+        action="append",
+        metavar="NAME",
+        help="check only this provider (repeatable; default: every provider but the baseline)",
+    )
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="a rule whose figures have no data passes instead of failing",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``report`` and ``check`` sub-commands to the ``parity`` command."""
+    p = subparsers.add_parser(
+        "report", help="write the HTML / Markdown / JSON report of a run", description=REPORT_DESCRIPTION
+    )
+    add_report_arguments(p)
+    p.set_defaults(func=report_handler)
+    c = subparsers.add_parser(
+        "check", help="CI gate: exit 1 when a provider's figures break a rule", description=CHECK_DESCRIPTION
+    )
+    add_check_arguments(c)
+    c.set_defaults(func=check_handler)
+
+
+def _format(args: argparse.Namespace) -> str:
+    if args.format:
+        return args.format
+    suffix = Path(args.out).suffix.lower() if args.out and args.out != "-" else ""
+    return {".md": "md", ".markdown": "md", ".json": "json"}.get(suffix, "html")
+
+
+def report_handler(args: argparse.Namespace) -> int:
+    """Build and write the report; errors become one line on stderr and exit code 2."""
+    from evals import report
+
+    fmt = _format(args)
+    out = args.out or ("report.html" if fmt == "html" else "-")
+    try:
+        rep = report.build(
+            args.db,
+            args.run,
+            args.baseline,
+            args.slo,
+            idle_s=args.idle_gap,
+            worst=args.worst,
+            judge=args.judge,
+            providers=args.providers,
+        )
+        if out == "-":
+            sys.stdout.write(report.render(rep, fmt))
+            return 0
+        path = report.write(rep, out, fmt)
+    except (EvalError, OSError) as e:
+        print(f"parity report: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} ({path.stat().st_size / 1024:,.0f} KiB, {fmt})")
+    return 0
+
+
+def check_handler(args: argparse.Namespace) -> int:
+    """Evaluate the run, apply the rules; 0 all ok, 1 a rule failed, 2 a usage or store error."""
+    from evals import check
+    from evals.api import evaluate
+    from evals.summarise import rows
+
+    try:
+        rules = [check.parse(r) for r in args.fail_if]
+    except check.RuleError as e:
+        print(f"parity check: error: {e}", file=sys.stderr)
+        return 2
+    questions, needs_judge = check.questions_for(rules)
+    if needs_judge and not args.judge:
+        print(
+            "parity check: note: judge_* figures need --judge; without it they have no data", file=sys.stderr
+        )
+    try:
+        ev = evaluate(
+            args.db,
+            args.run,
+            args.baseline,
+            args.slo,
+            questions=tuple(q for q in ("latency", "cost", "quality", "compat") if q in questions),
+            judge=args.judge if needs_judge else None,
+            providers=args.providers,
+            idle_s=args.idle_gap,
+        )
+    except (EvalError, OSError) as e:
+        print(f"parity check: error: {e}", file=sys.stderr)
+        return 2
+    summary = rows(ev.summary)
+    arms = [r["provider"] for r in summary]
+    if args.provider:
+        unknown = [p for p in args.provider if p not in arms]
+        if unknown:
+            print(
+                f"parity check: error: no provider {', '.join(map(repr, unknown))} in run {ev.run!r}; "
+                f"providers: {', '.join(arms)}",
+                file=sys.stderr,
+            )
+            return 2
+        providers = list(dict.fromkeys(args.provider))
+    else:
+        providers = [p for p in arms if p != ev.baseline]
+    if not providers:
+        print(
+            f"parity check: error: run {ev.run!r} has no provider besides the baseline {ev.baseline!r}",
+            file=sys.stderr,
+        )
+        return 2
+    outcomes = check.check(rules, summary, providers, allow_missing=args.allow_missing)
+    for o in outcomes:
+        print(o.line)
+    failed = sum(o.failed for o in outcomes)
+    if failed:
+        print(
+            f"{failed} of {len(outcomes)} checks failed (run {ev.run}, baseline {ev.baseline})",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0

@@ -1,0 +1,290 @@
+"""Compatibility scorecard: the seeds' checklist turned into per-cell pass / fail / not-applicable checks.
+
+Every check is a nullable boolean per cell (True pass, False fail, null not applicable); the
+scorecard counts them per provider. A check fails for a provider as soon as one cell fails it;
+``pass_rate`` says how often. Per-model and per-provider checks (models listed, cold start) count
+models and providers instead of cells.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import polars as pl
+
+ALPHA = 0.05
+COLD_START_MS = 1000.0  # a cold-start penalty below this is not a compatibility failure
+CHECKS: dict[str, str] = {
+    "sdk_valid": "2xx bodies parse through the openai SDK's run-time path with the fields apps read",
+    "stream_terminated": "streams end with data: [DONE] (chat/completions) or a terminal Responses event",
+    "stream_wellformed": "every SSE line is a data:/event:/id:/retry:/comment line and every data payload is JSON",
+    "finish_reason_present": "chat/completions/responses answers carry a finish reason (status for Responses)",
+    "usage_present": "usage is returned (non-streamed always; streamed when stream_options.include_usage)",
+    "tool_args_json": "tool-call arguments are a JSON object",
+    "error_json": "error bodies are OpenAI's {error: {message: str, type: str|null, code: str|null}}",
+    "error_status": "error bodies come with an error status (no 200 + error; rate-limit errors are 429; client errors not 5xx)",
+    "retry_after_429": "every 429 advertises Retry-After or retry-after-ms",
+    "retryable_429": "a 429 is retryable by the SDK's rules (x-should-retry is not false)",
+    "models_listed": "every model sent to the provider is listed by its GET /v1/models",
+    "max_tokens_respected": "completion_tokens never exceed max_tokens / max_completion_tokens / max_output_tokens",
+    "stop_respected": "no requested stop sequence appears in the output",
+    "n_choices": "a request with n > 1 gets n choices",
+    "cold_start": f"the first request after an idle gap is not slower by > {COLD_START_MS:.0f} ms (one-sided MW p < {ALPHA})",
+}
+# The load_outputs columns the checks read (the rest are for quality).
+_COLUMNS = (
+    *("exchange_id", "provider", "repeat", "endpoint", "stream", "status", "provider_model", "sdk_valid"),
+    *("sdk_error", "stream_complete", "tokens_estimated", "completion_tokens", "text", "has_calls"),
+    *("tool_args_ok", "finish_reason", "n_choices", "has_usage", "has_error", "error_types", "error_kind"),
+    *(
+        "error_code",
+        "retry_after",
+        "retry_after_ms",
+        "should_retry",
+        "max_tokens",
+        "stop",
+        "n",
+        "include_usage",
+    ),
+)
+_CLIENT_TYPES = ["invalid_request_error", "authentication_error", "permission_error", "not_found_error"]
+
+
+def _stop_hit(text: str | None, stop: str | None) -> bool | None:
+    if text is None or stop is None:
+        return None
+    seqs: list = [stop]
+    if stop.startswith("["):
+        try:
+            seqs = json.loads(stop)
+        except json.JSONDecodeError:
+            seqs = [stop]
+    seqs = [s for s in (seqs if isinstance(seqs, list) else [seqs]) if isinstance(s, str) and s]
+    return any(s in text for s in seqs) if seqs else None
+
+
+def cell_checks(
+    checked: pl.DataFrame, attempts_429: pl.DataFrame | None = None, streams: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """One nullable boolean column per per-cell check.
+
+    ``checked`` is ``load.load_outputs`` output (every cell, not only the quality sample);
+    ``attempts_429`` and ``streams`` come from ``load.load_attempts_429`` and ``load.load_stream_checks``.
+    """
+    ok = pl.col("status") == 200
+    text_ep = pl.col("endpoint").is_in(["chat.completions", "completions", "responses"])
+    stream = pl.col("stream").fill_null(False)
+    err = pl.col("status") >= 400
+    et = pl.col("error_types")
+    kind = pl.concat_str(
+        pl.col("error_kind").fill_null(""), pl.col("error_code").fill_null(""), separator=" "
+    )
+    df = checked.select(_COLUMNS)
+    if attempts_429 is not None and not attempts_429.is_empty():
+        df = df.join(attempts_429, on=["exchange_id", "provider", "repeat"], how="left")
+    else:
+        df = df.with_columns(pl.lit(None, pl.Boolean).alias("advertised_429"))
+    keys = ["exchange_id", "provider", "repeat"]
+    if streams is not None and not streams.is_empty():
+        df = df.join(streams, on=keys, how="left")
+    else:
+        df = df.with_columns(
+            pl.lit(None, pl.Boolean).alias("raw_terminated"), pl.lit(None, pl.Int64).alias("raw_bad_lines")
+        )
+    sub = df.filter(pl.col("stop").is_not_null() & pl.col("text").is_not_null()).select(*keys, "text", "stop")
+    hits = [_stop_hit(t, s) for t, s in zip(sub["text"].to_list(), sub["stop"].to_list(), strict=True)]
+    df = df.join(
+        sub.select(keys).with_columns(pl.Series("_stop_hit", hits, dtype=pl.Boolean)), on=keys, how="left"
+    )
+    final_429 = pl.col("status") == 429
+    return df.with_columns(
+        pl.when(ok & pl.col("sdk_valid").is_not_null()).then(pl.col("sdk_valid")).alias("sdk_valid"),
+        pl.when(ok & stream)
+        .then(pl.col("stream_complete").fill_null(False) | pl.col("raw_terminated").fill_null(False))
+        .alias("stream_terminated"),
+        pl.when(ok & stream & pl.col("raw_bad_lines").is_not_null())
+        .then(pl.col("raw_bad_lines") == 0)
+        .alias("stream_wellformed"),
+        pl.when(ok & text_ep).then(pl.col("finish_reason").is_not_null()).alias("finish_reason_present"),
+        pl.when(
+            ok
+            & pl.col("endpoint").is_in(["chat.completions", "completions", "responses", "embeddings"])
+            & (~stream | pl.col("include_usage") | (pl.col("endpoint") == "responses"))
+        )
+        .then(pl.col("has_usage") & ~pl.col("tokens_estimated").fill_null(False))
+        .alias("usage_present"),
+        pl.when(ok & pl.col("has_calls")).then(pl.col("tool_args_ok")).alias("tool_args_json"),
+        pl.when(err)
+        .then(
+            (et.list.get(0, null_on_oob=True) == "OBJECT")
+            & (et.list.get(1, null_on_oob=True) == "VARCHAR")
+            & et.list.get(2, null_on_oob=True).fill_null("NULL").is_in(["VARCHAR", "NULL"])
+            & et.list.get(3, null_on_oob=True).fill_null("NULL").is_in(["VARCHAR", "NULL"])
+        )
+        .alias("error_json"),
+        pl.when(pl.col("has_error") & (ok | err))
+        .then(
+            ~ok
+            & ~(kind.str.contains("rate_limit") & ~final_429)
+            & ~(pl.col("error_kind").is_in(_CLIENT_TYPES).fill_null(False) & (pl.col("status") >= 500))
+        )
+        .alias("error_status"),
+        pl.when(final_429 | pl.col("advertised_429").is_not_null())
+        .then(
+            pl.col("advertised_429").fill_null(True)
+            & (~final_429 | pl.col("retry_after").is_not_null() | pl.col("retry_after_ms").is_not_null())
+        )
+        .alias("retry_after_429"),
+        pl.when(final_429)
+        .then(pl.col("should_retry").fill_null("").str.to_lowercase() != "false")
+        .alias("retryable_429"),
+        pl.when(
+            ok
+            & pl.col("max_tokens").is_not_null()
+            & pl.col("completion_tokens").is_not_null()
+            & ~pl.col("tokens_estimated").fill_null(False)
+        )
+        .then(pl.col("completion_tokens") <= pl.col("max_tokens"))
+        .alias("max_tokens_respected"),
+        pl.when(ok).then(~pl.col("_stop_hit")).alias("stop_respected"),
+        pl.when(
+            ok
+            & pl.col("n").fill_null(1).gt(1)
+            & pl.col("endpoint").is_in(["chat.completions", "completions"])
+        )
+        .then(pl.col("n_choices").fill_null(0) >= pl.col("n"))
+        .alias("n_choices"),
+    )
+
+
+CELL_CHECKS = [c for c in CHECKS if c not in ("models_listed", "cold_start")]
+
+
+def scorecard(
+    cells: pl.DataFrame, config: dict, cold: pl.DataFrame | None = None, by: Sequence[str] = ("provider",)
+) -> pl.DataFrame:
+    """Long table: provider x check -> result, passed, failed, not_applicable, pass_rate, examples, detail."""
+    by = list(by)
+    aggs = []
+    for c in CELL_CHECKS:
+        aggs += [
+            (pl.col(c) == True).sum().alias(f"{c}|passed"),  # noqa: E712
+            (pl.col(c) == False).sum().alias(f"{c}|failed"),  # noqa: E712
+            pl.col(c).is_null().sum().alias(f"{c}|not_applicable"),
+            pl.col("exchange_id").filter(pl.col(c) == False).head(3).alias(f"{c}|examples"),  # noqa: E712
+        ]
+    aggs.append(pl.col("sdk_error").filter(pl.col("sdk_valid") == False).first().alias("_sdk_error"))  # noqa: E712
+    wide = cells.group_by(by).agg(aggs)
+    rows = []
+    for r in wide.iter_rows(named=True):
+        for c in CELL_CHECKS:
+            detail = r["_sdk_error"] if c == "sdk_valid" else None
+            rows.append(
+                _row(
+                    r,
+                    by,
+                    c,
+                    r[f"{c}|passed"],
+                    r[f"{c}|failed"],
+                    r[f"{c}|not_applicable"],
+                    r[f"{c}|examples"],
+                    detail,
+                )
+            )
+    rows += _models_listed(cells, config, by)
+    if cold is not None:
+        rows += _cold(cold, by)
+    out = pl.DataFrame(rows, schema=_SCHEMA | {c: pl.Utf8 for c in by}, infer_schema_length=None)
+    order = {c: i for i, c in enumerate(CHECKS)}
+    return (
+        out.with_columns(pl.col("check").replace_strict(order, return_dtype=pl.Int32).alias("_o"))
+        .sort([*by, "_o"])
+        .drop("_o")
+        .select(*by, *_SCHEMA)
+    )
+
+
+_SCHEMA = {
+    "check": pl.Utf8,
+    "result": pl.Utf8,
+    "passed": pl.Int64,
+    "failed": pl.Int64,
+    "not_applicable": pl.Int64,
+    "pass_rate": pl.Float64,
+    "examples": pl.List(pl.Utf8),
+    "detail": pl.Utf8,
+}
+
+
+def _row(
+    key: dict,
+    by: list[str],
+    check: str,
+    passed: int,
+    failed: int,
+    na: int,
+    examples: list,
+    detail: str | None,
+) -> dict:
+    applicable = passed + failed
+    result = "n/a" if applicable == 0 else ("fail" if failed else "pass")
+    return {c: key[c] for c in by} | {
+        "check": check,
+        "result": result,
+        "passed": passed,
+        "failed": failed,
+        "not_applicable": na,
+        "pass_rate": passed / applicable if applicable else None,
+        "examples": list(examples or []),
+        "detail": detail,
+    }
+
+
+def _models_listed(cells: pl.DataFrame, config: dict, by: list[str]) -> list[dict]:
+    providers = config.get("providers") or {}
+    sent = (
+        cells.filter(pl.col("provider_model").is_not_null())
+        .group_by(by)
+        .agg(pl.col("provider_model").unique().sort())
+    )
+    rows = []
+    for r in sent.iter_rows(named=True):
+        listed = (providers.get(r["provider"]) or {}).get("models_listed")
+        models = sorted(set(r["provider_model"]))
+        if listed is None:
+            rows.append(_row(r, by, "models_listed", 0, 0, len(models), [], None))
+            continue
+        missing = [m for m in models if m not in set(listed)]
+        rows.append(
+            _row(r, by, "models_listed", len(models) - len(missing), len(missing), 0, missing[:3], None)
+        )
+    return rows
+
+
+def _cold(cold: pl.DataFrame, by: list[str]) -> list[dict]:
+    rows = []
+    for r in cold.iter_rows(named=True):
+        p = r.get("cold_start_p_value")
+        if p is None:
+            rows.append(_row(r, by, "cold_start", 0, 0, 1, [], None))
+            continue
+        bad = p < ALPHA and (r.get("cold_start_delta_ms") or 0) > COLD_START_MS
+        detail = f"cold p50 {r['cold_p50_ms']:.0f} ms vs warm {r['warm_p50_ms']:.0f} ms (n={r['n_cold']}/{r['n_warm']})"
+        rows.append(_row(r, by, "cold_start", 0 if bad else 1, 1 if bad else 0, 0, [], detail))
+    return rows
+
+
+def compat_summary(card: pl.DataFrame, by: Sequence[str] = ("provider",)) -> pl.DataFrame:
+    """compat_score = checks passed / checks applicable; compat_failures = checks failed."""
+    by = list(by)
+    return (
+        card.group_by(by)
+        .agg(
+            (pl.col("result") == "pass").sum().alias("compat_passed"),
+            (pl.col("result") == "fail").sum().alias("compat_failures"),
+            (pl.col("result") != "n/a").sum().alias("compat_applicable"),
+            pl.col("check").filter(pl.col("result") == "fail").alias("compat_failed_checks"),
+        )
+        .with_columns((pl.col("compat_passed") / pl.col("compat_applicable")).alias("compat_score"))
+    )

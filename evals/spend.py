@@ -1,0 +1,236 @@
+"""Cost: per-request cost from each arm's pricing and usage, totals, monthly projection, break-even.
+
+The per-request formula is ``replayer.pricing.request_cost`` written as polars expressions (a test
+checks they agree), so a million cells cost one vectorised pass instead of a million calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import fields
+
+import numpy as np
+import polars as pl
+
+from evals.errors import EvalError
+from evals.timing import key_column
+from replayer.config import PricingTable
+from replayer.pricing import Pricing, breakeven_prompt_tokens
+
+MONTH_S = 30 * 24 * 3600.0  # a "month" is 30 days
+PRICE_FIELDS = [f.name for f in fields(Pricing) if f.name != "as_of"]
+_SCHEMA = {"provider": pl.Utf8, "provider_model": pl.Utf8} | {f: pl.Float64 for f in PRICE_FIELDS}
+
+
+def pricing_map(config: dict) -> dict[str, PricingTable]:
+    """``{arm: PricingTable}`` from a run config's ``providers.*.pricing`` and ``recorded.pricing``."""
+    out: dict[str, PricingTable] = {}
+    arms = {name: (p or {}).get("pricing") for name, p in (config.get("providers") or {}).items()}
+    arms["recorded"] = (config.get("recorded") or {}).get("pricing")
+    for arm, table in arms.items():
+        if not table:
+            continue
+        try:
+            default = table.get("default")
+            models = {m: _pricing(d) for m, d in table.items() if m != "default" and d}
+            out[arm] = PricingTable(default=_pricing(default) if default else None, models=models)
+        except (TypeError, ValueError, AttributeError) as e:
+            raise EvalError(f"pricing of {arm!r} in the run config is invalid: {e}") from e
+    return out
+
+
+def _pricing(d: dict | Pricing) -> Pricing:
+    return d if isinstance(d, Pricing) else Pricing.from_dict(d)
+
+
+def price_frame(tables: dict[str, PricingTable], cells: pl.DataFrame) -> pl.DataFrame:
+    """The price of every (arm, model sent) pair in ``cells``: exact model, dated-snapshot prefix, default."""
+    pairs = cells.select("provider", "provider_model").unique()
+    rows = []
+    for arm, model in pairs.iter_rows():
+        table = tables.get(arm)
+        p = table.for_model(model) if table else None
+        if p is not None:
+            d = p.to_dict()
+            rows.append({"provider": arm, "provider_model": model} | {f: d[f] for f in PRICE_FIELDS})
+    return pl.DataFrame(rows, schema=_SCHEMA)
+
+
+def request_costs(
+    cells: pl.DataFrame, prices: pl.DataFrame, extras: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """Add ``cost_usd`` (recomputed), ``cost_source`` and ``cost_estimated`` to every cell.
+
+    An arm without a price for the model it was sent keeps the replayer's ``cost_usd`` (null when
+    there is none: never a silent $0). Failed requests cost nothing.
+    """
+    keys = ["exchange_id", "provider", "repeat"]
+    df = cells
+    if extras is not None and not extras.is_empty():
+        df = df.join(extras, on=keys, how="left")
+    else:
+        df = df.with_columns(
+            pl.lit(None, pl.Int64).alias("images"), pl.lit(None, pl.Float64).alias("audio_seconds")
+        )
+    df = df.join(prices, on=["provider", "provider_model"], how="left", nulls_equal=True)
+    df = df.with_columns(pl.col("input_per_1m").is_not_null().alias("_priced"))
+    p = pl.col("prompt_tokens").fill_null(0).cast(pl.Float64)
+    c = pl.col("completion_tokens").fill_null(0).cast(pl.Float64)
+    cached = pl.min_horizontal(pl.col("cached_tokens").fill_null(0).cast(pl.Float64), p)
+    cached_price = pl.coalesce("cached_input_per_1m", "input_per_1m")
+    computed = (
+        (p - cached) * pl.col("input_per_1m") / 1e6
+        + cached * cached_price / 1e6
+        + c * pl.col("output_per_1m") / 1e6
+        + pl.col("per_request")
+        + pl.col("images").fill_null(0) * pl.col("per_image")
+        + pl.col("audio_seconds").fill_null(0) / 60.0 * pl.col("per_audio_minute")
+    )
+    ok = pl.col("status") == 200
+    audio_unknown = (pl.col("per_audio_minute").fill_null(0) > 0) & pl.col("audio_seconds").is_null()
+    return df.with_columns(
+        pl.when(pl.col("_priced"))
+        .then(pl.when(ok).then(computed).otherwise(0.0))
+        .otherwise(pl.col("cost_usd"))
+        .alias("cost_usd"),
+        pl.when(pl.col("_priced"))
+        .then(pl.lit("pricing"))
+        .when(pl.col("cost_usd").is_not_null())
+        .then(pl.lit("replayer"))
+        .alias("cost_source"),
+        pl.when(pl.col("_priced"))
+        .then(ok & (pl.col("tokens_estimated").fill_null(False) | audio_unknown))
+        .otherwise(pl.col("cost_estimated").fill_null(False) | pl.col("tokens_estimated").fill_null(False))
+        .alias("cost_estimated"),
+    ).drop("_priced", *PRICE_FIELDS)
+
+
+def month_factor(traffic: pl.DataFrame) -> float | None:
+    """Requests per month / requests in the selection, from the recorded exchanges' time span."""
+    if traffic.is_empty() or traffic.height < 2:
+        return None
+    t = traffic["recorded_at"].drop_nulls()
+    if len(t) < 2:
+        return None
+    span = (t.max() - t.min()).total_seconds()
+    return MONTH_S / span if span > 0 else None
+
+
+def cost_table(
+    costs: pl.DataFrame, baseline: str, factor: float | None, by: Sequence[str] = ("provider",)
+) -> pl.DataFrame:
+    """Per group: totals, cost per success, monthly projection and the paired cost delta vs baseline."""
+    by = list(by)
+    ok = pl.col("status") == 200
+    out = costs.group_by(by).agg(
+        pl.len().alias("n_cells"),
+        ok.sum().alias("n_success"),
+        pl.col(key_column(costs)).n_unique().alias("n_exchanges"),
+        # an arm with unpriced successes gets no total rather than an understated one
+        pl.when(pl.col("cost_usd").filter(ok).is_null().any())
+        .then(None)
+        .otherwise(pl.col("cost_usd").sum())
+        .alias("cost_total_usd"),
+        pl.when(pl.col("cost_usd").filter(ok).is_null().any())
+        .then(None)
+        .otherwise(pl.col("cost_usd").filter(ok).mean())
+        .alias("cost_per_success_usd"),
+        pl.col("cost_estimated").filter(ok).mean().alias("cost_estimated_share"),
+        pl.col("prompt_tokens").filter(ok).sum().alias("prompt_tokens"),
+        pl.col("completion_tokens").filter(ok).sum().alias("completion_tokens"),
+        pl.col("cached_tokens").filter(ok).sum().alias("cached_tokens"),
+        (pl.col("cost_source") == "replayer").any().alias("uses_replayer_cost"),
+        pl.col("cost_usd").is_null().filter(ok).any().alias("cost_missing"),
+    )
+    month = pl.col("cost_per_success_usd") * pl.col("n_exchanges") * pl.lit(factor, pl.Float64)
+    out = out.with_columns(month.alias("cost_month_usd"))
+    return out.join(_paired_delta(costs, baseline, by), on=by, how="left").sort(by)
+
+
+def _paired_delta(costs: pl.DataFrame, baseline: str, by: list[str]) -> pl.DataFrame:
+    """Cost change vs baseline over the cells whose exchange both arms answered successfully.
+
+    Each candidate cell is set against the baseline's mean cost for the same exchange (over its
+    repeats), so the figure compares the same requests on both sides.
+    """
+    k = key_column(costs)
+    ok = costs.filter(pl.col("status") == 200).select(*by, k, "cost_usd")
+    base = ok.filter(pl.col("provider") == baseline).group_by(k).agg(pl.col("cost_usd").mean().alias("c_b"))
+    j = ok.filter(pl.col("provider") != baseline).join(base, on=k, how="inner")
+    return (
+        j.group_by(by)
+        .agg(
+            ((pl.col("cost_usd").sum() / pl.col("c_b").sum() - 1) * 100).alias("cost_delta_pct"),
+            pl.len().alias("n_cost_pairs"),
+        )
+        .with_columns(pl.col("cost_delta_pct").fill_nan(None))
+    )
+
+
+def resolve_price(tables: dict[str, PricingTable], config: dict, arm: str, model: str) -> Pricing | None:
+    """The price ``arm`` charges for recorded model ``model`` (via the run's model mapping)."""
+    table = tables.get(arm)
+    if table is None:
+        return None
+    return table.for_model(sent_model(config, arm, model))
+
+
+def sent_model(config: dict, arm: str, model: str) -> str | None:
+    """The model ``arm`` is sent for recorded model ``model`` (``replayer`` mapping rules; None = unmapped)."""
+    if arm == "recorded":
+        return model
+    mapping = ((config.get("providers") or {}).get(arm) or {}).get("models") or {}
+    if not mapping:
+        return model
+    target = mapping.get(model) or mapping.get("*")
+    return model if target == "*" else target
+
+
+def _token_cost(p: Pricing, prompt: np.ndarray, completion: np.ndarray) -> np.ndarray:
+    """``request_cost`` for arrays of prompt/completion tokens (no cache, images or audio)."""
+    return prompt * p.input_per_1m / 1e6 + completion * p.output_per_1m / 1e6 + p.per_request
+
+
+def breakeven(prices: dict[str, PricingTable], config: dict, traffic: pl.DataFrame) -> pl.DataFrame:
+    """Per recorded model, token-priced arm and flat-priced arm: the prompt length where flat wins.
+
+    ``breakeven_prompt_tokens`` assumes the model's median recorded completion length;
+    ``share_beyond`` is the share of recorded requests with a longer prompt, and
+    ``share_flat_cheaper`` re-checks every request with its own token counts.
+    """
+    rows = []
+    t = traffic.filter(pl.col("prompt_tokens").is_not_null())
+    for (model,), g in t.partition_by(["model"], as_dict=True).items():
+        pt = g["prompt_tokens"].to_numpy().astype(float)
+        ct = g["completion_tokens"].fill_null(0).to_numpy().astype(float)
+        c_med = float(np.median(ct)) if len(ct) else 0.0
+        arms = {a: resolve_price(prices, config, a, model) for a in prices}
+        flats = {a: p for a, p in arms.items() if p is not None and p.per_request > 0}
+        toks = {a: p for a, p in arms.items() if p is not None and p.input_per_1m > 0 and a not in flats}
+        for fa, fp in flats.items():
+            for ta, tp in toks.items():
+                be = breakeven_prompt_tokens(tp, fp, c_med)
+                tok_cost, flat_cost = _token_cost(tp, pt, ct), _token_cost(fp, pt, ct)
+                rows.append(
+                    {
+                        "model": model,
+                        "token_provider": ta,
+                        "flat_provider": fa,
+                        "n_requests": len(pt),
+                        "completion_tokens_assumed": c_med,
+                        "breakeven_prompt_tokens": be,
+                        "share_beyond": float(np.mean(pt > be)) if be is not None else 0.0,
+                        "share_flat_cheaper": float(np.mean(flat_cost < tok_cost)),
+                    }
+                )
+    schema = {
+        "model": pl.Utf8,
+        "token_provider": pl.Utf8,
+        "flat_provider": pl.Utf8,
+        "n_requests": pl.Int64,
+        "completion_tokens_assumed": pl.Float64,
+        "breakeven_prompt_tokens": pl.Float64,
+        "share_beyond": pl.Float64,
+        "share_flat_cheaper": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema)

@@ -1,0 +1,260 @@
+"""Distribution-free statistics used by every question: quantile CIs, paired/unpaired tests, Holm, Wilson.
+
+Choices (documented in METRICS.md):
+- percentile CIs are order-statistic intervals from binomial quantiles (exact coverage >= 1 - alpha,
+  no resampling, O(1) per group once sorted); a bound the sample cannot support is null;
+- the paired median difference uses the same interval on the sorted differences (sign-test CI)
+  and the Wilcoxon signed-rank p-value; unpaired falls back to Mann-Whitney U and Kolmogorov-Smirnov;
+- a difference of two percentiles gets a MOVER interval (Zou & Donner) from the two order-statistic CIs;
+- pooled per-token ITL percentiles get Woodruff intervals with a per-request (cluster) variance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+from scipy import stats as sps
+
+ALPHA = 0.05
+QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
+MIN_PAIRS = 10  # fewer pairs than this: no paired test
+
+
+def pct_name(q: float) -> str:
+    """``0.5`` -> ``"p50"``, ``0.999`` -> ``"p99.9"``."""
+    s = f"{q * 100:.10g}"
+    return f"p{s}"
+
+
+def quantile_ranks(n: np.ndarray, q: float, alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
+    """0-based indices of the order statistics bounding the q-quantile (``n`` where unbounded).
+
+    With B ~ Binomial(n, q) observations below the true quantile, [X(l), X(u)] covers it with
+    probability P(l <= B <= u - 1) >= 1 - alpha for l = ppf(alpha/2), u = ppf(1 - alpha/2) + 1.
+    """
+    n = np.asarray(n, dtype=np.int64)
+    safe = np.maximum(n, 1)
+    lo = sps.binom.ppf(alpha / 2, safe, q).astype(np.int64)  # 1-based rank l; 0 = unbounded
+    hi = sps.binom.ppf(1 - alpha / 2, safe, q).astype(np.int64) + 1  # 1-based rank u; > n = unbounded
+    lo_idx = np.where(lo >= 1, lo - 1, n)
+    hi_idx = np.where(hi <= n, hi - 1, n)
+    return lo_idx, hi_idx
+
+
+def quantile_table(
+    df: pl.DataFrame, by: Sequence[str], value: str, qs: Sequence[float] = QUANTILES, alpha: float = ALPHA
+) -> pl.DataFrame:
+    """Per group of ``by``: n, and for each q the linear-interpolated percentile with its CI."""
+    return quantile_tables(df, by, [value], qs, alpha)[value]
+
+
+def quantile_tables(
+    df: pl.DataFrame,
+    by: Sequence[str],
+    values: Sequence[str],
+    qs: Sequence[float] = QUANTILES,
+    alpha: float = ALPHA,
+) -> dict[str, pl.DataFrame]:
+    """``quantile_table`` for several value columns with one group-by pass (sorted lists per group)."""
+    by = list(by)
+    finite = [pl.col(v).cast(pl.Float64) for v in values]
+    g = (
+        df.lazy()
+        .select(*by, *finite)
+        .group_by(by)
+        .agg(*[pl.col(v).filter(pl.col(v).is_finite()).sort().alias(v) for v in values])
+        .collect()
+    )
+    out = {}
+    for v in values:
+        s = g[v]
+        n = s.list.len().to_numpy().astype(np.int64)
+        keep = n > 0
+        cols = {c: g[c].filter(keep) for c in by} | {"n": pl.Series("n", n[keep], dtype=pl.Int64)}
+        s, n = s.filter(keep), n[keep]
+        for q in qs:
+            name = pct_name(q)
+            h = (n - 1) * q
+            f = np.floor(h).astype(np.int64)
+            c = np.minimum(f + 1, n - 1)
+            w = h - f
+            lo, hi = quantile_ranks(n, q, alpha)
+            got = pl.DataFrame({"_s": s, "_f": f, "_c": c, "_w": w, "_lo": lo, "_hi": hi}).select(
+                (
+                    pl.col("_s").list.get(pl.col("_f"), null_on_oob=True) * (1 - pl.col("_w"))
+                    + pl.col("_s").list.get(pl.col("_c"), null_on_oob=True) * pl.col("_w")
+                ).alias(name),
+                pl.col("_s").list.get(pl.col("_lo"), null_on_oob=True).alias(f"{name}_ci_low"),
+                pl.col("_s").list.get(pl.col("_hi"), null_on_oob=True).alias(f"{name}_ci_high"),
+            )
+            cols |= {c2: got[c2] for c2 in got.columns}
+        out[v] = pl.DataFrame(cols)
+    return out
+
+
+def median_ci(x: np.ndarray, alpha: float = ALPHA) -> tuple[float, float, float]:
+    """Median with its order-statistic (sign-test) CI; NaN bounds when the sample cannot support one."""
+    x = np.sort(np.asarray(x, dtype=float))
+    n = len(x)
+    if n == 0:
+        return (np.nan, np.nan, np.nan)
+    lo, hi = quantile_ranks(np.array([n]), 0.5, alpha)
+    est = float(np.median(x))
+    low = float(x[lo[0]]) if lo[0] < n else np.nan
+    high = float(x[hi[0]]) if hi[0] < n else np.nan
+    return est, low, high
+
+
+def mover_diff(
+    est1: np.ndarray, lo1: np.ndarray, hi1: np.ndarray, est2: np.ndarray, lo2: np.ndarray, hi2: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """CI of est1 - est2 from the two marginal CIs (MOVER, Zou & Donner 2008; assumes independence)."""
+    d = est1 - est2
+    low = d - np.sqrt((est1 - lo1) ** 2 + (hi2 - est2) ** 2)
+    high = d + np.sqrt((hi1 - est1) ** 2 + (est2 - lo2) ** 2)
+    return low, high
+
+
+def paired_test(d: np.ndarray, alpha: float = ALPHA) -> dict:
+    """Median of paired differences with sign-test CI, and the Wilcoxon signed-rank p-value."""
+    d = np.asarray(d, dtype=float)
+    d = d[np.isfinite(d)]
+    med, low, high = median_ci(d, alpha)
+    p = wilcoxon_p(d)
+    return {
+        "n_pairs": len(d),
+        "median_diff": med,
+        "median_diff_ci_low": low,
+        "median_diff_ci_high": high,
+        "p_value": p,
+    }
+
+
+def wilcoxon_p(d: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value (zeros dropped), as scipy's; O(n log n) for large n.
+
+    Up to 50 non-zero differences scipy computes it (exact distribution when there are no ties);
+    above, the normal approximation with the tie correction, computed here with one sort (scipy's
+    general rank machinery costs several times more on 10^5-10^6 pairs).
+    """
+    nz = d[d != 0]
+    n = len(nz)
+    if n == 0:
+        return 1.0
+    if n <= 50:
+        return float(sps.wilcoxon(nz, zero_method="wilcox", alternative="two-sided").pvalue)
+    a = np.abs(nz)
+    order = np.argsort(a)
+    sa = a[order]
+    starts = np.flatnonzero(np.concatenate(([True], sa[1:] != sa[:-1])))
+    counts = np.diff(np.append(starts, n))
+    ranks = np.repeat(starts + (counts + 1) / 2.0, counts)  # 1-based average ranks of sorted |d|
+    r_plus = ranks[nz[order] > 0].sum()
+    mean = n * (n + 1) / 4.0
+    var = n * (n + 1) * (2 * n + 1) / 24.0 - np.sum(counts.astype(float) ** 3 - counts) / 48.0
+    if var <= 0:
+        return 1.0
+    return float(2 * sps.norm.sf(abs(r_plus - mean) / np.sqrt(var)))
+
+
+def unpaired_test(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA) -> dict:
+    """Difference of medians (a - b) with a MOVER CI, Mann-Whitney U and two-sample KS p-values."""
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    a = a[np.isfinite(a)]
+    b = b[np.isfinite(b)]
+    if len(a) == 0 or len(b) == 0:
+        nan = np.nan
+        return {
+            "median_diff": nan,
+            "median_diff_ci_low": nan,
+            "median_diff_ci_high": nan,
+            "p_value": nan,
+            "ks_p_value": nan,
+        }
+    ea, la, ha = median_ci(a, alpha)
+    eb, lb, hb = median_ci(b, alpha)
+    low, high = mover_diff(np.array(ea), np.array(la), np.array(ha), np.array(eb), np.array(lb), np.array(hb))
+    p = mann_whitney(a, b)
+    ks = float(sps.ks_2samp(a, b).pvalue)
+    return {
+        "median_diff": ea - eb,
+        "median_diff_ci_low": float(low),
+        "median_diff_ci_high": float(high),
+        "p_value": p,
+        "ks_p_value": ks,
+    }
+
+
+def mann_whitney(a: np.ndarray, b: np.ndarray, alternative: str = "two-sided") -> float:
+    """Mann-Whitney U p-value; the normal approximation once the exact null would be costly."""
+    method = "asymptotic" if max(len(a), len(b)) > 500 else "auto"
+    return float(sps.mannwhitneyu(a, b, alternative=alternative, method=method).pvalue)
+
+
+def holm(p: np.ndarray) -> np.ndarray:
+    """Holm step-down adjusted p-values (NaN stays NaN and is not counted in the family)."""
+    p = np.asarray(p, dtype=float)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adj = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out[order] = adj
+    return out
+
+
+def wilson(k: np.ndarray, n: np.ndarray, alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for k successes out of n (NaN where n == 0)."""
+    k = np.asarray(k, dtype=float)
+    n = np.asarray(n, dtype=float)
+    z = sps.norm.ppf(1 - alpha / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        den = 1 + z**2 / n
+        center = (p + z**2 / (2 * n)) / den
+        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / den
+    return center - half, center + half
+
+
+def clustered_quantiles(
+    values: np.ndarray, cluster: np.ndarray, qs: Sequence[float] = QUANTILES, alpha: float = ALPHA
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pooled quantiles of ``values`` with Woodruff CIs that treat each cluster as the sampling unit.
+
+    ``cluster`` holds a dense 0..R-1 id per value (one id per request). Tokens of one request are
+    correlated, so an interval that counted tokens as independent would be too narrow. Woodruff's
+    method takes the standard error of the pooled CDF at the estimate (a ratio estimator over
+    requests, linearised) and maps q -/+ z*se back through the pooled distribution. O(n) per q.
+    """
+    v = np.asarray(values, dtype=float)
+    qs_arr = np.asarray(qs, dtype=float)
+    nan = np.full(len(qs_arr), np.nan)
+    if len(v) == 0:
+        return nan, nan.copy(), nan.copy()
+    c = np.asarray(cluster, dtype=np.int64)
+    r = int(c.max()) + 1
+    lens = np.bincount(c, minlength=r).astype(float)
+    n = float(len(v))
+    order = np.argsort(v, kind="stable")
+    sv = v[order]
+    est = np.quantile(sv, qs_arr)
+    z = sps.norm.ppf(1 - alpha / 2)
+    lo, hi = nan.copy(), nan.copy()
+    if r < 2:
+        return est, lo, hi
+    for i, q in enumerate(qs_arr):
+        k = int(np.searchsorted(sv, est[i], side="right"))  # values <= estimate
+        below = np.bincount(c[order[:k]], minlength=r).astype(float)
+        f = k / n
+        se = np.sqrt(r / (r - 1) * np.sum((below - f * lens) ** 2)) / n
+        p_lo, p_hi = q - z * se, q + z * se
+        if p_lo >= 0:
+            lo[i] = sv[max(0, int(np.ceil(p_lo * n)) - 1)]
+        if p_hi <= 1:
+            hi[i] = sv[min(len(sv) - 1, int(np.ceil(p_hi * n)))]
+    return est, lo, hi

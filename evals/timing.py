@@ -1,0 +1,375 @@
+"""Latency: per-request metrics, percentiles with CIs, paired comparison to a baseline, reliability.
+
+Pure functions over the frames that ``evals.load`` returns, so notebooks can call them on any
+selection. Only successful cells (status 200) enter latency distributions; the rest are rates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from evals import stats
+from evals.errors import EvalError
+from evals.stats import ALPHA, MIN_PAIRS, QUANTILES, pct_name
+
+GROUP = ("provider", "endpoint", "model")
+# per-request metric -> True when a larger value is worse (a slowdown)
+METRICS: dict[str, bool] = {"ttft_ms": True, "tpot_ms": True, "e2e_ms": True, "output_tps": False}
+POOLED = "itl_ms"  # per-token, pooled over requests; not pairable
+PRIMARY = ("ttft_ms", "e2e_ms")  # the metrics behind significant_slower
+SLO_KEYS = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "e2e_ms", "itl": "itl_mean_ms"}
+
+
+def request_metrics(cells: pl.DataFrame) -> pl.DataFrame:
+    """Add per-request ttft_ms, tpot_ms, e2e_ms and output_tps (null unless status 200)."""
+    ok = pl.col("status") == 200
+    out_tok = pl.col("completion_tokens").cast(pl.Float64)
+    return cells.with_columns(
+        pl.when(ok).then(pl.col("ttft_ms")).alias("ttft_ms"),
+        pl.when(ok & (out_tok > 1) & pl.col("ttft_ms").is_not_null())
+        .then((pl.col("latency_ms") - pl.col("ttft_ms")) / (out_tok - 1))
+        .alias("tpot_ms"),
+        pl.when(ok).then(pl.col("latency_ms")).alias("e2e_ms"),
+        pl.when(ok & (out_tok > 0) & (pl.col("latency_ms") > 0))
+        .then(out_tok / (pl.col("latency_ms") / 1000.0))
+        .alias("output_tps"),
+    )
+
+
+def percentiles(
+    metrics: pl.DataFrame,
+    itl: pl.DataFrame | None = None,
+    by: Sequence[str] = GROUP,
+    qs: Sequence[float] = QUANTILES,
+) -> pl.DataFrame:
+    """Long table: one row per group and metric with n and each percentile with its CI."""
+    by = list(by)
+    tables = stats.quantile_tables(metrics, by, list(METRICS), qs)
+    parts = [t.with_columns(pl.lit(m).alias("metric")) for m, t in tables.items()]
+    if itl is not None and not itl.is_empty():
+        parts.append(itl_percentiles(itl, by, qs))
+    cols = [*by, "metric", "n"] + [f"{pct_name(q)}{s}" for q in qs for s in ("", "_ci_low", "_ci_high")]
+    parts = [p.select(cols) for p in parts if not p.is_empty()]
+    if not parts:
+        return pl.DataFrame(schema={c: pl.Utf8 if c in [*by, "metric"] else pl.Float64 for c in cols})
+    return pl.concat(parts, how="vertical_relaxed").sort([*by, "metric"])
+
+
+def itl_percentiles(
+    itl: pl.DataFrame, by: Sequence[str] = GROUP, qs: Sequence[float] = QUANTILES
+) -> pl.DataFrame:
+    """Pooled per-token ITL percentiles per group; CIs by Woodruff with requests as clusters."""
+    by = list(by)
+    rows = []
+    for key, g in itl.select(*by, "itl_ms").partition_by(by, as_dict=True).items():
+        lens = g["itl_ms"].list.len().fill_null(0).to_numpy()
+        vals = g["itl_ms"].explode().to_numpy().astype(float)
+        cluster = np.repeat(np.arange(len(lens)), lens)
+        keep = np.isfinite(vals)
+        vals, cluster = vals[keep], cluster[keep]
+        est, lo, hi = stats.clustered_quantiles(vals, cluster, qs)
+        row = dict(zip(by, key, strict=True)) | {"metric": POOLED, "n": len(vals)}
+        for i, q in enumerate(qs):
+            row |= {pct_name(q): est[i], f"{pct_name(q)}_ci_low": lo[i], f"{pct_name(q)}_ci_high": hi[i]}
+        rows.append(row)
+    return pl.DataFrame(rows).fill_nan(None) if rows else pl.DataFrame()
+
+
+def compare(
+    metrics: pl.DataFrame,
+    pct: pl.DataFrame,
+    baseline: str,
+    by: Sequence[str] = GROUP,
+    qs: Sequence[float] = QUANTILES,
+    holm_by: Sequence[str] | None = None,
+) -> pl.DataFrame:
+    """Each non-baseline group vs the baseline's same group: percentile deltas, paired test, Holm.
+
+    Pairs are (exchange, repeat) cells answered by both arms; against ``recorded`` (one repeat)
+    that is each provider's repeat 0. With too few pairs the test is Mann-Whitney (+ KS) instead.
+    ``holm_by`` names the columns that define one family (default: every column of ``by`` but
+    provider, plus metric, i.e. the providers compared on one metric).
+    """
+    by = list(by)
+    rest = [c for c in by if c != "provider"]
+    holm_by = list(holm_by) if holm_by is not None else [*rest, "metric"]
+    deltas = _percentile_deltas(pct, baseline, rest, qs)
+    tests = _tests(metrics, baseline, by, rest)
+    if tests.is_empty():
+        out = deltas
+    elif deltas.width == 0:
+        out = tests
+    else:
+        out = deltas.join(tests, on=[*by, "metric"], how="full", coalesce=True)
+    if out.is_empty():
+        return out
+    if "p_value" not in out.columns:
+        out = out.with_columns(
+            pl.lit(None, pl.Float64).alias("p_value"), pl.lit(None, pl.Float64).alias("median_diff")
+        )
+    out = _holm(out, holm_by)
+    worse = pl.col("metric").replace_strict({**METRICS, POOLED: True}, default=True, return_dtype=pl.Boolean)
+    sig = pl.col("p_holm") < ALPHA
+    return out.with_columns(
+        sig.fill_null(False).alias("significant"),
+        (sig & pl.when(worse).then(pl.col("median_diff") > 0).otherwise(pl.col("median_diff") < 0))
+        .fill_null(False)
+        .alias("slower"),
+        (sig & pl.when(worse).then(pl.col("median_diff") < 0).otherwise(pl.col("median_diff") > 0))
+        .fill_null(False)
+        .alias("faster"),
+    )
+
+
+def declare(cmp: pl.DataFrame, metrics: Sequence[str] = PRIMARY, alpha: float = ALPHA) -> pl.DataFrame:
+    """Per provider: ``significant_slower`` / ``significant_faster`` on the ``metrics`` comparisons.
+
+    One Holm family over every (provider, metric) row of ``cmp`` (provider-level comparisons), so a
+    CI gate on significant_slower raises a false alarm in at most ``alpha`` of A/A runs.
+    """
+    schema = {"provider": pl.Utf8, "significant_slower": pl.Boolean, "significant_faster": pl.Boolean}
+    if cmp.is_empty() or "p_value" not in cmp.columns:
+        return pl.DataFrame(schema=schema)
+    fam = cmp.filter(pl.col("metric").is_in(list(metrics)))
+    worse = pl.col("metric").replace_strict({**METRICS, POOLED: True}, default=True, return_dtype=pl.Boolean)
+    fam = fam.with_columns(
+        pl.Series("_adj", stats.holm(fam["p_value"].cast(pl.Float64).to_numpy())).fill_nan(None)
+    )
+    sig = (pl.col("_adj") < alpha).fill_null(False)
+    up = pl.col("median_diff") > 0
+    slower = sig & pl.when(worse).then(up).otherwise(~up).fill_null(False)
+    faster = sig & pl.when(worse).then(~up).otherwise(up).fill_null(False)
+    return fam.group_by("provider").agg(
+        slower.any().alias("significant_slower"), faster.any().alias("significant_faster")
+    )
+
+
+def _holm(df: pl.DataFrame, holm_by: list[str]) -> pl.DataFrame:
+    if not holm_by:
+        return df.with_columns(
+            pl.Series("p_holm", stats.holm(df["p_value"].cast(pl.Float64).to_numpy())).fill_nan(None)
+        )
+    parts = []
+    for g in df.partition_by(holm_by, maintain_order=True):
+        parts.append(
+            g.with_columns(
+                pl.Series("p_holm", stats.holm(g["p_value"].cast(pl.Float64).to_numpy())).fill_nan(None)
+            )
+        )
+    return pl.concat(parts, how="vertical_relaxed")
+
+
+def _percentile_deltas(
+    pct: pl.DataFrame, baseline: str, rest: list[str], qs: Sequence[float]
+) -> pl.DataFrame:
+    if pct.is_empty():
+        return pl.DataFrame()
+    base = pct.filter(pl.col("provider") == baseline).drop("provider", "n")
+    base = base.rename({c: f"{c}__b" for c in base.columns if c not in [*rest, "metric"]})
+    cand = pct.filter(pl.col("provider") != baseline).select("provider", *rest, "metric")
+    both = pct.filter(pl.col("provider") != baseline).join(base, on=[*rest, "metric"], how="inner")
+    if both.is_empty():
+        return cand.head(0)
+    out = both.select("provider", *rest, "metric")
+    for q in qs:
+        p = pct_name(q)
+        cols = [both[c].cast(pl.Float64).to_numpy() for c in (p, f"{p}_ci_low", f"{p}_ci_high")]
+        bcols = [both[f"{c}__b"].cast(pl.Float64).to_numpy() for c in (p, f"{p}_ci_low", f"{p}_ci_high")]
+        lo, hi = stats.mover_diff(*cols, *bcols)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pctd = 100.0 * (cols[0] / bcols[0] - 1.0)
+        out = out.with_columns(
+            pl.Series(f"{p}_delta", cols[0] - bcols[0]),
+            pl.Series(f"{p}_delta_ci_low", lo),
+            pl.Series(f"{p}_delta_ci_high", hi),
+            pl.Series(f"{p}_delta_pct", pctd),
+        )
+    return out.fill_nan(None)
+
+
+def key_column(df: pl.DataFrame) -> str:
+    """The exchange key to join on: the integer ``xid`` (hash of the id) when loaded, else the id."""
+    return "xid" if "xid" in df.columns else "exchange_id"
+
+
+def _tests(metrics: pl.DataFrame, baseline: str, by: list[str], rest: list[str]) -> pl.DataFrame:
+    names = list(METRICS)
+    k = key_column(metrics)
+    m = metrics.select(*by, k, "repeat", *names)
+    base = m.filter(pl.col("provider") == baseline)
+    if base.is_empty():
+        return pl.DataFrame()
+    cand = m.filter(pl.col("provider") != baseline)
+    b = base.select(k, "repeat", *[pl.col(n).alias(f"{n}__b") for n in names])
+    pairs = cand.join(b, on=[k, "repeat"], how="inner").select(
+        *by, *[(pl.col(n) - pl.col(f"{n}__b")).alias(n) for n in names]
+    )
+    pair_groups = pairs.partition_by(by, as_dict=True) if not pairs.is_empty() else {}
+    base_groups = base.drop(k, "repeat").partition_by(rest, as_dict=True) if rest else {(): base}
+    rows = []
+    for key, g in cand.drop(k, "repeat").partition_by(by, as_dict=True).items():
+        kd = dict(zip(by, key, strict=True))
+        bg = base_groups.get(tuple(kd[c] for c in rest))
+        if bg is None:
+            continue
+        pg = pair_groups.get(key)
+        for n in names:
+            d = _finite(pg[n]) if pg is not None else np.array([])
+            n_a, n_b = _count(g[n]), _count(bg[n])
+            if len(d) >= MIN_PAIRS and len(d) >= 0.5 * min(n_a, n_b):
+                r = stats.paired_test(d) | {"test": "wilcoxon", "ks_p_value": None}
+            elif min(n_a, n_b) >= 3:
+                r = stats.unpaired_test(_finite(g[n]), _finite(bg[n])) | {
+                    "test": "mann-whitney",
+                    "n_pairs": len(d),
+                }
+            else:
+                continue
+            rows.append(kd | {"metric": n} | r)
+    if not rows:
+        return pl.DataFrame()
+    df = pl.DataFrame(rows, infer_schema_length=None)
+    return df.with_columns(
+        pl.col(c).cast(pl.Float64) for c in df.columns if c.endswith(("p_value", "diff", "_low", "_high"))
+    )
+
+
+def _count(s: pl.Series) -> int:
+    return int(s.cast(pl.Float64).is_finite().sum())
+
+
+def _finite(s: pl.Series) -> np.ndarray:
+    x = s.cast(pl.Float64).drop_nulls().to_numpy()
+    return x[np.isfinite(x)]
+
+
+def parse_slos(spec: str | dict | None) -> dict[str, float]:
+    """``"ttft=500ms,e2e=10s"`` -> ``{"ttft_ms": 500.0, "e2e_ms": 10000.0}`` (ms when unitless)."""
+    if not spec:
+        return {}
+    items = (
+        spec.items() if isinstance(spec, dict) else (p.split("=", 1) for p in spec.split(",") if p.strip())
+    )
+    out: dict[str, float] = {}
+    for item in items:
+        try:
+            k, v = item
+        except ValueError:
+            raise EvalError(f"bad SLO {item!r}; use e.g. ttft=500ms,e2e=10s") from None
+        k = str(k).strip().lower().removesuffix("_ms")
+        if k not in SLO_KEYS:
+            raise EvalError(f"unknown SLO {k!r}; known: {', '.join(SLO_KEYS)}")
+        out[SLO_KEYS[k]] = _duration_ms(v)
+    return out
+
+
+def _duration_ms(v: str | float) -> float:
+    if isinstance(v, int | float):
+        return float(v)
+    s = v.strip().lower()
+    for unit, f in (("ms", 1.0), ("s", 1000.0), ("m", 60000.0)):
+        if s.endswith(unit):
+            try:
+                return float(s[: -len(unit)]) * f
+            except ValueError:
+                break
+    try:
+        return float(s)
+    except ValueError:
+        raise EvalError(f"bad SLO duration {v!r}; use e.g. 500ms or 2s") from None
+
+
+def reliability(
+    metrics: pl.DataFrame,
+    by: Sequence[str] = GROUP,
+    slos: dict[str, float] | None = None,
+    idle_s: float = 60.0,
+) -> pl.DataFrame:
+    """Per group: cells, error / 429 / no-response / retry rates, goodput and the cold-start effect."""
+    by = list(by)
+    ok = pl.col("status") == 200
+    df = metrics
+    if slos:
+        good = ok
+        for col, limit in slos.items():
+            good = good & (pl.col(col).is_null() | (pl.col(col) <= limit))
+        df = df.with_columns(good.fill_null(False).alias("_good"))
+    aggs = [
+        pl.len().alias("n_cells"),
+        ok.sum().alias("n_ok"),
+        (1 - ok.fill_null(False).mean()).alias("error_rate"),
+        pl.col("saw_429").fill_null(False).mean().alias("rate_429"),
+        pl.col("status").is_null().mean().alias("no_response_rate"),
+        (pl.col("attempts").fill_null(1) > 1).mean().alias("retry_rate"),
+        pl.col("rate_limit_wait_ms").fill_null(0).mean().alias("rate_limit_wait_ms_mean"),
+        pl.col("tokens_estimated").fill_null(False).filter(ok).mean().alias("tokens_estimated_rate"),
+    ]
+    if slos:
+        aggs.append(pl.col("_good").mean().alias("goodput_rate"))
+    out = df.group_by(by).agg(aggs)
+    if not slos:
+        out = out.with_columns(pl.lit(None, pl.Float64).alias("goodput_rate"))
+    return out.join(cold_start(metrics, by, idle_s), on=by, how="left").sort(by)
+
+
+def mark_cold(metrics: pl.DataFrame, idle_s: float = 60.0) -> pl.DataFrame:
+    """Add ``cold`` (first request after >= ``idle_s`` without traffic to the same provider model).
+
+    "Without traffic" means no request of that provider model in flight or started, so the gap is
+    measured from the end of the latest earlier request (its start + latency) to this start.
+    """
+    end = pl.col("started_at") + pl.duration(milliseconds=pl.col("latency_ms").fill_null(0))
+    seq = ["provider", "provider_model"]
+    busy = pl.col("_end").cum_max().shift(1).over(seq, order_by="started_at")
+    gap_ms = (pl.col("started_at") - pl.col("_busy")).dt.total_milliseconds()
+    return (
+        metrics.with_columns(end.alias("_end"))
+        .with_columns(busy.alias("_busy"))
+        .with_columns(
+            pl.when(pl.col("started_at").is_not_null())
+            .then(pl.col("_busy").is_null() | (gap_ms >= idle_s * 1000))
+            .alias("cold")
+        )
+        .drop("_end", "_busy")
+    )
+
+
+def cold_start(metrics: pl.DataFrame, by: Sequence[str] = GROUP, idle_s: float = 60.0) -> pl.DataFrame:
+    """Cold (see ``mark_cold``) vs warm successful requests: medians, difference, one-sided p.
+
+    Compares time to first token (end-to-end latency for non-streamed cells) with a one-sided
+    Mann-Whitney test (cold slower). Needs 3 cold and 3 warm cells per group.
+    """
+    by = list(by)
+    df = metrics if "cold" in metrics.columns else mark_cold(metrics, idle_s)
+    df = df.select(*by, "cold", pl.coalesce("ttft_ms", "e2e_ms").alias("_first")).filter(
+        pl.col("_first").is_not_null() & pl.col("cold").is_not_null()
+    )
+    rows = []
+    for key, g in df.partition_by(by, as_dict=True).items():
+        cold_mask = g["cold"].to_numpy()
+        first = g["_first"].to_numpy()
+        cold, warm = first[cold_mask], first[~cold_mask]
+        row = dict(zip(by, key, strict=True)) | {"n_cold": len(cold), "n_warm": len(warm)}
+        if len(cold) >= 3 and len(warm) >= 3:
+            cm, wm = float(np.median(cold)), float(np.median(warm))
+            p = stats.mann_whitney(cold, warm, alternative="greater")
+            row |= {
+                "cold_p50_ms": cm,
+                "warm_p50_ms": wm,
+                "cold_start_delta_ms": cm - wm,
+                "cold_start_p_value": p,
+            }
+        rows.append(row)
+    schema = {c: pl.Utf8 for c in by} | {
+        "n_cold": pl.Int64,
+        "n_warm": pl.Int64,
+        "cold_p50_ms": pl.Float64,
+        "warm_p50_ms": pl.Float64,
+        "cold_start_delta_ms": pl.Float64,
+        "cold_start_p_value": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema)

@@ -1,0 +1,205 @@
+"""The verdict table: one row per provider, each cell a value, its interval, and a colour from the
+test behind it (better / worse / same, or info when the figure is not a statistical comparison).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from evals import stats
+from evals.api import Evaluation
+from evals.figures import FIGURES
+from evals.report_data import Report
+from evals.report_format import fmt_ci, fmt_ms, fmt_p, fmt_pct, fmt_rate, fmt_usd, known, ms_number
+
+LATENCY = (("ttft", "TTFT", "time to first token"), ("e2e", "E2E", "end-to-end latency"))
+
+
+@dataclass
+class Cell:
+    """One verdict cell: the value, a second line (CI / context), a colour and a tooltip."""
+
+    text: str
+    sub: str = ""
+    tone: str = "na"  # better | worse | same (tested, not significant) | info (not a test) | na
+    title: str = ""
+
+
+def latency_family(rows: list[dict]) -> dict[tuple[str, str], float]:
+    """Holm-adjusted p of every (provider, ttft/e2e) test as one family: the family behind
+    ``significant_slower`` / ``significant_faster``, so cells and headline agree."""
+    keys = [(r["provider"], m) for r in rows for m, _, _ in LATENCY if known(r.get(f"{m}_p_value"))]
+    ps = [next(r for r in rows if r["provider"] == p)[f"{m}_p_value"] for p, m in keys]
+    adj = stats.holm(np.array(ps, dtype=float)) if ps else []
+    return {k: float(a) for k, a in zip(keys, adj, strict=True)}
+
+
+def latency_median_cell(r: dict, m: str, label: str, p: float | None) -> Cell:
+    """Median paired difference vs baseline with its CI; coloured by the test, ``p`` Holm-adjusted."""
+    est = r.get(f"{m}_median_diff_ms")
+    if not known(est):
+        return Cell("—", "no data", "na", f"no {label} measurements to compare")
+    lo, hi = r.get(f"{m}_median_diff_ms_ci_low"), r.get(f"{m}_median_diff_ms_ci_high")
+    sig = known(p) and p < 0.05 and est != 0
+    tone = ("worse" if est > 0 else "better") if sig else "same"
+    title = (
+        f"{FIGURES[f'{m}_median_diff_ms']}. {r.get(f'{m}_test') or 'test'} p = {fmt_p(r.get(f'{m}_p_value'))}, "
+        f"Holm-adjusted over providers x (TTFT, E2E) = {fmt_p(p)}"
+    )
+    return Cell(fmt_ms(est, sign=True), fmt_ci(lo, hi, ms_number, " ms"), tone, title)
+
+
+def latency_p95_cell(r: dict, base: dict, m: str) -> Cell:
+    """p95 relative to the baseline's; significant when the MOVER CI of the difference excludes 0."""
+    pct = r.get(f"{m}_p95_delta_pct")
+    if not known(pct):
+        return Cell("—", "no data", "na")
+    lo, hi = r.get(f"{m}_p95_delta_ms_ci_low"), r.get(f"{m}_p95_delta_ms_ci_high")
+    b = base.get(f"{m}_p95_ms")
+    tone = "same"
+    if known(lo) and known(hi):
+        tone = "worse" if lo > 0 else "better" if hi < 0 else "same"
+    if known(lo) and known(hi) and known(b) and b:
+        sub = fmt_ci(lo / b * 100, hi / b * 100, lambda x: fmt_pct(x))
+    else:
+        sub = fmt_ci(lo, hi, ms_number, " ms")
+    title = f"{FIGURES[f'{m}_p95_delta_pct']}; p95 {fmt_ms(r.get(f'{m}_p95_ms'))} vs {fmt_ms(b)}"
+    if not (known(lo) and known(hi)):
+        title += ". Too few requests to bound a 95% interval of p95: not tested"
+    return Cell(fmt_pct(pct), sub, tone, title)
+
+
+def errors_cell(r: dict, base: dict, test: dict | None) -> Cell:
+    rate = r.get("error_rate")
+    if not known(rate):
+        return Cell("—", "", "na")
+    sub = f"baseline {fmt_rate(base.get('error_rate'))}"
+    if not test:
+        return Cell(fmt_rate(rate), sub, "same")
+    title = (
+        f"{FIGURES['error_rate']}. Paired with the baseline: {test['worse']} failed only here, "
+        f"{test['better']} only on the baseline; exact McNemar p (Holm) = {fmt_p(test.get('p_holm'))}"
+    )
+    return Cell(fmt_rate(rate), sub, test.get("tone", "same"), title)
+
+
+def cost_cell(r: dict, test: dict | None) -> Cell:
+    month, per = r.get("cost_month_usd"), r.get("cost_per_success_usd")
+    delta = r.get("cost_delta_pct")
+    if not known(month) and not known(per):
+        return Cell("—", "no pricing", "na", "no price for this provider's model(s) in the run config")
+    text = f"{fmt_usd(month)}/mo" if known(month) else f"{fmt_usd(per)}/req"
+    sub = f"{fmt_pct(delta)} vs baseline" if known(delta) else ""
+    tone, title = "same", FIGURES["cost_month_usd"]
+    if test:
+        tone = test.get("tone", "same")
+        lo, hi = test.get("delta_pct_ci_low"), test.get("delta_pct_ci_high")
+        title += (
+            f". Cost of the same exchanges vs the baseline: {fmt_pct(test['delta_pct'])}, 95% CI "
+            f"{fmt_pct(lo)} … {fmt_pct(hi)}, p (Holm) = {fmt_p(test.get('p_holm'))}"
+        )
+    elif not known(delta):
+        tone = "info"
+    return Cell(text, sub, tone, title)
+
+
+def quality_cell(r: dict) -> Cell:
+    q = r.get("quality_score")
+    sim = r.get("text_similarity_mean")
+    sub = f"text similarity {sim:.2f}" if known(sim) else ""
+    title = FIGURES["quality_score"] + " (colour only from an LLM judge: --judge)"
+    tone = "info" if known(q) else "na"
+    win, loss = r.get("judge_win_rate"), r.get("judge_loss_rate")
+    if known(win) and known(loss):
+        sub = f"judge: wins {fmt_rate(win)}, loses {fmt_rate(loss)}"
+        wl, wh = r.get("judge_win_rate_ci_low"), r.get("judge_win_rate_ci_high")
+        ll, lh = r.get("judge_loss_rate_ci_low"), r.get("judge_loss_rate_ci_high")
+        tone = "same"
+        if known(wl) and known(lh) and wl > lh:
+            tone = "better"
+        elif known(ll) and known(wh) and ll > wh:
+            tone = "worse"
+        title = "LLM judge, both orders; coloured when the Wilson CIs of win and loss rates do not overlap"
+    return Cell(f"{q:.2f}" if known(q) else "—", sub, tone, title)
+
+
+def compat_cell(r: dict, base: dict, failed: list[str]) -> Cell:
+    n, bad = r.get("compat_applicable"), r.get("compat_failures")
+    if not known(n) or not n:
+        return Cell("—", "no checks applied", "na")
+    passed = n - (bad or 0)
+    sub = ("fails " + ", ".join(failed)) if failed else "all applicable checks pass"
+    tone = "better" if not bad else "worse" if bad > (base.get("compat_failures") or 0) else "same"
+    title = (
+        "green: every applicable check passes; red: more failed checks than the baseline (a fact, not a test)"
+    )
+    return Cell(f"{passed}/{n} pass", sub, tone, title)
+
+
+def failed_checks(ev: Evaluation) -> dict[str, list[str]]:
+    """Provider -> names of the compatibility checks it fails."""
+    out: dict[str, list[str]] = {}
+    if ev.compat is not None and not ev.compat.is_empty():
+        for r in ev.compat.filter(pl.col("result") == "fail").iter_rows(named=True):
+            out.setdefault(r["provider"], []).append(r["check"])
+    return out
+
+
+def verdict(rep: Report) -> list[dict]:
+    """One row per candidate: headline chips and the verdict cells."""
+    base = rep.base_row
+    fails = failed_checks(rep.ev)
+    fam = latency_family(rep.candidates)
+    out = []
+    for r in rep.candidates:
+        p = r["provider"]
+        tests = rep.samples.tests.get(p, {})
+        cells = {}
+        for m, label, _ in LATENCY:
+            cells[f"{m}_median"] = latency_median_cell(r, m, label, fam.get((p, m)))
+            cells[f"{m}_p95"] = latency_p95_cell(r, base, m)
+        cells["errors"] = errors_cell(r, base, tests.get("errors"))
+        cells["cost"] = cost_cell(r, tests.get("cost"))
+        cells["quality"] = quality_cell(r)
+        cells["compat"] = compat_cell(r, base, fails.get(p, []))
+        out.append({"provider": p, "chips": headline(r, cells, fails.get(p, [])), "cells": cells})
+    return out
+
+
+def headline(r: dict, cells: dict[str, Cell], failed: list[str]) -> list[tuple[str, str]]:
+    """Short (text, tone) phrases: latency, cost, failures, quality, compatibility."""
+    chips = []
+    slow, fast = r.get("significant_slower"), r.get("significant_faster")
+    if slow and fast:
+        chips.append(("mixed latency: faster on one of TTFT / E2E, slower on the other", "worse"))
+    elif slow:
+        chips.append(("significantly slower", "worse"))
+    elif fast:
+        chips.append(("significantly faster", "better"))
+    elif known(r.get("ttft_median_diff_ms")) or known(r.get("e2e_median_diff_ms")):
+        chips.append(("no significant latency difference", "same"))
+    d, c = r.get("cost_delta_pct"), cells["cost"]
+    if known(d):
+        if c.tone == "better":
+            chips.append((f"{abs(d):.0f}% cheaper", "better"))
+        elif c.tone == "worse":
+            chips.append((f"{d:.0f}% more expensive", "worse"))
+        else:
+            chips.append((f"cost {fmt_pct(d)} (not significant)", "same"))
+    e = cells["errors"]
+    if e.tone == "worse":
+        chips.append((f"more failed requests ({e.text})", "worse"))
+    elif e.tone == "better":
+        chips.append((f"fewer failed requests ({e.text})", "better"))
+    q = cells["quality"]
+    if q.text != "—":
+        chips.append((f"quality {q.text}" + (f" ({q.sub})" if q.sub else ""), q.tone))
+    if failed:
+        n = len(failed)
+        chips.append((f"{n} compatibility check{'s' if n > 1 else ''} failed", "worse"))
+    elif known(r.get("compat_applicable")) and r.get("compat_applicable"):
+        chips.append(("passes every compatibility check", "better"))
+    return chips

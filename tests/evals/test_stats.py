@@ -1,0 +1,153 @@
+"""Statistics against ground truth: coverage, known values, and the A/A false-positive rate."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from evals import stats, timing
+
+
+def test_quantile_table_matches_numpy_and_covers():
+    rng = np.random.default_rng(0)
+    x = rng.lognormal(5, 0.5, 500)
+    t = stats.quantile_table(pl.DataFrame({"g": ["a"] * 500, "v": x}), ["g"], "v")
+    for q in stats.QUANTILES:
+        p = stats.pct_name(q)
+        assert t[p][0] == pytest.approx(np.quantile(x, q))
+        assert t[f"{p}_ci_low"][0] <= t[p][0] <= t[f"{p}_ci_high"][0]
+    # coverage of the true median/p95 over repeated samples (exact intervals: >= 95% up to noise)
+    true = {0.5: np.exp(5), 0.95: np.exp(5 + 0.5 * 1.6448536)}
+    hits = {q: 0 for q in true}
+    reps = 300
+    for seed in range(reps):
+        s = np.sort(np.random.default_rng(seed).lognormal(5, 0.5, 200))
+        for q, truth in true.items():
+            lo, hi = stats.quantile_ranks(np.array([200]), q)
+            hits[q] += s[lo[0]] <= truth <= s[hi[0]]
+    for q, h in hits.items():
+        assert h / reps >= 0.92, (q, h / reps)
+
+
+def test_unsupported_bound_is_null():
+    t = stats.quantile_table(pl.DataFrame({"g": ["a"] * 20, "v": np.arange(20.0)}), ["g"], "v", qs=[0.99])
+    assert t["p99_ci_high"][0] is None  # 20 values cannot bound a p99 from above
+    assert t["p99_ci_low"][0] is not None
+
+
+def test_holm_and_wilson_known_values():
+    adj = stats.holm(np.array([0.01, 0.04, 0.03, 0.005, np.nan]))
+    assert adj[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert np.isnan(adj[4])
+    lo, hi = stats.wilson(np.array([5]), np.array([10]))
+    assert (lo[0], hi[0]) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+
+
+@pytest.mark.parametrize("n", [20, 60, 5000])
+def test_wilcoxon_matches_scipy(n):
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(n)
+    d = np.round(rng.normal(0.3, 2.0, n), 1)  # rounded: ties and zeros on purpose
+    want = wilcoxon(d[d != 0], zero_method="wilcox", method="approx" if n > 50 else "auto").pvalue
+    assert stats.wilcoxon_p(d) == pytest.approx(want, rel=1e-9)
+
+
+def test_clustered_quantile_interval_covers_where_token_counting_does_not():
+    """Tokens of one request share its speed: Woodruff with request clusters keeps ~95% coverage."""
+    reps, r, per = 200, 60, 40
+    truth_rng = np.random.default_rng(99)
+    big = np.exp(truth_rng.normal(0, 0.5, 200_000) + truth_rng.normal(0, 0.2, 200_000))
+    truth = np.median(big)
+    ours = naive = 0
+    for seed in range(reps):
+        rng = np.random.default_rng(seed)
+        level = rng.normal(0, 0.5, r)  # per-request speed
+        vals = np.exp(np.repeat(level, per) + rng.normal(0, 0.2, r * per))
+        cl = np.repeat(np.arange(r), per)
+        _, lo, hi = stats.clustered_quantiles(vals, cl, [0.5])
+        ours += lo[0] <= truth <= hi[0]
+        s = np.sort(vals)
+        a, b = stats.quantile_ranks(np.array([len(s)]), 0.5)
+        naive += s[a[0]] <= truth <= s[b[0]]
+    print(
+        f"median CI coverage over {reps} clustered samples: clustered {ours / reps:.2f}, token-iid {naive / reps:.2f}"
+    )
+    assert ours / reps >= 0.88
+    assert naive / reps < 0.6
+
+
+def _arms(seed: int, n: int, shift_ms: float) -> pl.DataFrame:
+    """Per-request metrics of a baseline and a candidate answering the same n requests."""
+    rng = np.random.default_rng(seed)
+    difficulty = rng.lognormal(np.log(300), 0.4, n)
+    tokens = rng.integers(20, 200, n).astype(float)
+    rows = []
+    for p, shift in (("recorded", 0.0), ("cand", shift_ms)):
+        ttft = difficulty * rng.lognormal(0, 0.25, n) + shift
+        itl = rng.lognormal(np.log(20), 0.2, n)
+        e2e = ttft + itl * (tokens - 1)
+        rows.append(
+            pl.DataFrame(
+                {
+                    "provider": p,
+                    "endpoint": "chat.completions",
+                    "model": "m",
+                    "exchange_id": [f"e{i}" for i in range(n)],
+                    "repeat": 0,
+                    "ttft_ms": ttft,
+                    "tpot_ms": itl,
+                    "e2e_ms": e2e,
+                    "output_tps": tokens / e2e * 1000,
+                }
+            )
+        )
+    return pl.concat(rows)
+
+
+def test_provider_30ms_slower_is_found_with_ci_excluding_zero():
+    m = _arms(seed=1, n=400, shift_ms=30.0)
+    cmp = timing.compare(m, pl.DataFrame(), "recorded", by=["provider"])
+    ttft = cmp.filter(pl.col("metric") == "ttft_ms").row(0, named=True)
+    assert ttft["test"] == "wilcoxon"
+    assert ttft["median_diff_ci_low"] > 0
+    assert ttft["median_diff_ci_low"] <= 30.0 <= ttft["median_diff_ci_high"]
+    assert ttft["slower"]
+    assert timing.declare(cmp).row(0, named=True)["significant_slower"]
+
+
+def test_aa_false_positive_rate_over_400_seeds():
+    """Two identical profiles: 'declared different' (significant_slower or _faster) in <= ~5% of runs."""
+    seeds = 400
+    declared = 0
+    median_ci_misses = 0
+    for seed in range(seeds):
+        cmp = timing.compare(
+            _arms(seed=1000 + seed, n=120, shift_ms=0.0), pl.DataFrame(), "recorded", by=["provider"]
+        )
+        d = timing.declare(cmp).row(0, named=True)
+        declared += d["significant_slower"] or d["significant_faster"]
+        t = cmp.filter(pl.col("metric") == "ttft_ms").row(0, named=True)
+        median_ci_misses += not (t["median_diff_ci_low"] <= 0 <= t["median_diff_ci_high"])
+    rate = declared / seeds
+    print(
+        f"A/A: declared different in {declared}/{seeds} seeds = {rate:.3f}; ttft median-diff CI excluded 0 in {median_ci_misses}/{seeds}"
+    )
+    # 5% nominal; 400 seeds put the binomial noise at +-1.1 points
+    assert rate <= 0.075
+    assert median_ci_misses / seeds <= 0.075
+
+
+def test_unpaired_fallback_when_exchanges_do_not_overlap():
+    m = _arms(seed=3, n=100, shift_ms=0.0)
+    m = m.with_columns(
+        pl.when(pl.col("provider") == "cand")
+        .then(pl.col("exchange_id") + "x")
+        .otherwise(pl.col("exchange_id"))
+    )
+    cmp = timing.compare(m, pl.DataFrame(), "recorded", by=["provider"])
+    row = cmp.filter(pl.col("metric") == "ttft_ms").row(0, named=True)
+    assert row["test"] == "mann-whitney"
+    assert row["n_pairs"] == 0
+    assert 0.0 <= row["ks_p_value"] <= 1.0
