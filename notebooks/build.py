@@ -1,0 +1,398 @@
+"""Write the three notebooks of this folder, without outputs: ``python notebooks/build.py``.
+
+Edit the cells here, not in Jupyter, so the committed notebooks stay output-free and reviewable.
+Every notebook starts with a ``parameters`` cell (papermill) reading the store path and run id
+from ``PARITY_DB`` / ``PARITY_RUN``, and uses only the public ``evals`` API and DuckDB SQL over
+the documented views of ``recorder.store.connect``. ``tests/report/test_notebooks.py`` runs them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+PARAMETERS = """\
+import os
+
+DB = os.environ.get("PARITY_DB", "parity.duckdb")
+RUN = os.environ.get("PARITY_RUN")  # None: the newest run"""
+
+SETUP = """\
+import matplotlib.pyplot as plt
+import numpy as np
+import polars as pl
+
+from recorder.store import connect
+
+pl.Config.set_tbl_rows(30)
+pl.Config.set_tbl_cols(20)
+pl.Config.set_fmt_str_lengths(60)
+con = connect(DB)
+
+
+def sql(query: str, **params) -> pl.DataFrame:
+    \"\"\"Run DuckDB SQL over the store's views (exchanges, results, attempts, runs) as a polars frame.\"\"\"
+    return pl.from_arrow(con.sql(query, params=params or None).arrow().read_all())"""
+
+RESOLVE_RUN = """\
+if RUN is None:
+    latest = sql("SELECT run_id FROM results GROUP BY run_id ORDER BY max(started_at) DESC LIMIT 1")
+    RUN = latest["run_id"][0] if latest.height else None
+print("store:", DB, "| run:", RUN)"""
+
+EXPLORE = [
+    new_markdown_cell(
+        "# Explore the recordings\n\n"
+        "What did `parity record` capture? Endpoints and models, traffic over time, status codes and errors, "
+        "recorded latency and token counts. Set `PARITY_DB` (and optionally `PARITY_RUN` to look only at the "
+        "exchanges a replay run selected) before starting Jupyter, or edit the next cell."
+    ),
+    new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
+    new_code_cell(SETUP),
+    new_code_cell(
+        """\
+# Restrict to the exchanges of one replay run when RUN is set.
+scope = "TRUE" if RUN is None else "id IN (SELECT exchange_id FROM results WHERE run_id = $run)"
+params = {} if RUN is None else {"run": RUN}
+ex = sql(
+    f\"\"\"
+    SELECT id, recorded_at, endpoint, model, stream, status, error_type, ttft_ms, latency_ms,
+           prompt_tokens, completion_tokens, user_agent, tag
+    FROM exchanges WHERE {scope}
+    \"\"\",
+    **params,
+)
+print(f"{ex.height} exchanges from {ex['recorded_at'].min()} to {ex['recorded_at'].max()}")"""
+    ),
+    new_markdown_cell("## Endpoints and models"),
+    new_code_cell(
+        """\
+ex.group_by("endpoint", "model").agg(
+    pl.len().alias("n"),
+    (pl.col("status") == 200).mean().round(3).alias("ok_rate"),
+    pl.col("stream").mean().round(2).alias("stream_share"),
+    pl.col("prompt_tokens").median().alias("prompt_p50"),
+    pl.col("completion_tokens").median().alias("completion_p50"),
+).sort("n", descending=True)"""
+    ),
+    new_markdown_cell("## Traffic over time"),
+    new_code_cell(
+        """\
+per_min = (
+    ex.filter(pl.col("recorded_at").is_not_null())
+    .group_by(pl.col("recorded_at").dt.truncate("1m").alias("minute"))
+    .len()
+    .sort("minute")
+)
+fig, ax = plt.subplots(figsize=(10, 3))
+ax.bar(per_min["minute"].to_list(), per_min["len"].to_list(), width=1 / 1440, color="#0072B2")
+ax.set_ylabel("requests per minute")
+ax.set_title("Recorded traffic")
+fig.autofmt_xdate()
+plt.show()"""
+    ),
+    new_markdown_cell("## Status codes and errors"),
+    new_code_cell(
+        """\
+ex.group_by("status", "error_type").len().sort("len", descending=True)"""
+    ),
+    new_markdown_cell(
+        "## Recorded latency\n\nTime to first token (streamed requests) and end-to-end latency of the production answers."
+    ),
+    new_code_cell(
+        """\
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
+for ax, col, label in zip(axes, ["ttft_ms", "latency_ms"], ["time to first token (ms)", "end-to-end (ms)"]):
+    v = ex.filter(pl.col("status") == 200)[col].drop_nulls().to_numpy()
+    if len(v):
+        ax.hist(v, bins=np.logspace(np.log10(max(v.min(), 1)), np.log10(v.max() + 1), 40), color="#4a4a4a")
+        ax.set_xscale("log")
+    ax.set_xlabel(label)
+    ax.set_ylabel("requests")
+plt.tight_layout()
+plt.show()"""
+    ),
+    new_markdown_cell("## Prompt and completion lengths"),
+    new_code_cell(
+        """\
+tok = ex.filter(pl.col("prompt_tokens").is_not_null() & pl.col("completion_tokens").is_not_null())
+fig, ax = plt.subplots(figsize=(6, 4))
+for (endpoint,), g in tok.partition_by(["endpoint"], as_dict=True).items():
+    ax.scatter(g["prompt_tokens"] + 1, g["completion_tokens"] + 1, s=10, alpha=0.6, label=endpoint)
+ax.set_xscale("log")
+ax.set_yscale("log")
+ax.set_xlabel("prompt tokens")
+ax.set_ylabel("completion tokens")
+ax.legend(fontsize=8)
+plt.show()"""
+    ),
+    new_markdown_cell("## Who sends the traffic"),
+    new_code_cell("""ex.group_by("user_agent", "tag").len().sort("len", descending=True).head(15)"""),
+]
+
+COMPARE = [
+    new_markdown_cell(
+        "# Compare providers\n\n"
+        "Every provider of a replay run against the baseline (the recorded production answers): latency "
+        "distributions and paired differences, reliability, answer quality and the compatibility scorecard. "
+        "The figures come from the public `evals` API; the plots from SQL over the store's views."
+    ),
+    new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
+    new_code_cell(SETUP + "\nfrom matplotlib.ticker import FuncFormatter, NullFormatter\n\nimport evals"),
+    new_code_cell(RESOLVE_RUN),
+    new_code_cell(
+        """\
+ev = evals.evaluate(con, RUN)  # baseline: "recorded"; every evals function takes the store path or `con`
+BASELINE = ev.baseline
+ev.summary.select(
+    "provider", "n_cells", "error_rate", "ttft_p50_ms", "ttft_median_diff_ms", "ttft_p_holm", "e2e_p95_delta_pct",
+    "significant_slower", "significant_faster", "cost_month_usd", "cost_delta_pct", "quality_score", "compat_failures",
+)"""
+    ),
+    new_markdown_cell("What each figure means (`evals.FIGURES`):"),
+    new_code_cell(
+        """\
+for name in ("ttft_median_diff_ms", "ttft_p_holm", "e2e_p95_delta_pct", "significant_slower", "quality_score"):
+    print(f"{name:22} {evals.FIGURES[name]}")"""
+    ),
+    new_markdown_cell("## Latency distributions"),
+    new_code_cell(
+        """\
+cells = sql(
+    \"\"\"SELECT provider, exchange_id, "repeat", ttft_ms, latency_ms AS e2e_ms
+       FROM results WHERE run_id = $run AND status = 200\"\"\",
+    run=RUN,
+)
+fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+for ax, col, label in zip(axes, ["ttft_ms", "e2e_ms"], ["time to first token (ms)", "end-to-end latency (ms)"]):
+    for (provider,), g in sorted(cells.partition_by(["provider"], as_dict=True).items()):
+        v = np.sort(g[col].drop_nulls().to_numpy())
+        if len(v):
+            ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post", label=f"{provider} (n={len(v)})",
+                    color="#4a4a4a" if provider == BASELINE else None, linewidth=2)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(label)
+    ax.set_ylabel("share of requests")
+    ax.axhline(0.5, color="#999", linestyle=":")
+    ax.axhline(0.95, color="#999", linestyle=":")
+    ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()"""
+    ),
+    new_markdown_cell(
+        "## Paired differences\n\nEach request's latency minus the baseline's latency for the same exchange: the distribution behind the paired test."
+    ),
+    new_code_cell(
+        """\
+paired = sql(
+    \"\"\"
+    WITH b AS (SELECT exchange_id, ttft_ms AS ttft_b, latency_ms AS e2e_b FROM results
+               WHERE run_id = $run AND provider = $base AND status = 200 AND "repeat" = 0)
+    SELECT r.provider, r.ttft_ms - b.ttft_b AS ttft_diff, r.latency_ms - b.e2e_b AS e2e_diff
+    FROM results r JOIN b USING (exchange_id)
+    WHERE r.run_id = $run AND r.provider <> $base AND r.status = 200
+    \"\"\",
+    run=RUN,
+    base=BASELINE,
+)
+fig, ax = plt.subplots(figsize=(10, 3.5))
+groups = sorted(paired.partition_by(["provider"], as_dict=True).items())
+data = [g["e2e_diff"].drop_nulls().to_numpy() for _, g in groups]
+if groups:
+    ax.boxplot(data, orientation="horizontal", showfliers=False)
+    ax.set_yticks(range(1, len(groups) + 1), [k[0] for k, _ in groups])
+ax.axvline(0, color="#333")
+ax.set_xlabel("end-to-end latency minus baseline's, same request (ms)")
+plt.show()
+paired.group_by("provider").agg(pl.col("ttft_diff").median(), pl.col("e2e_diff").median(), pl.len()).sort("provider")"""
+    ),
+    new_markdown_cell("## Latency percentiles with confidence intervals (per endpoint and model)"),
+    new_code_cell(
+        """\
+ev.latency.filter(pl.col("metric").is_in(["ttft_ms", "e2e_ms"])).select(
+    "provider", "endpoint", "model", "metric", "n", "p50", "p50_ci_low", "p50_ci_high", "p95", "p95_delta_pct",
+    "median_diff", "p_holm",
+).sort("metric", "endpoint", "model", "provider")"""
+    ),
+    new_markdown_cell("## Reliability"),
+    new_code_cell(
+        """\
+ev.reliability.group_by("provider").agg(
+    pl.col("n_cells").sum(), pl.col("n_ok").sum(),
+    (1 - pl.col("n_ok").sum() / pl.col("n_cells").sum()).round(4).alias("error_rate"),
+).sort("provider")"""
+    ),
+    new_markdown_cell("## Quality against the baseline"),
+    new_code_cell(
+        """\
+quality = ev.summary.filter(~pl.col("is_baseline")).select(
+    "provider", "quality_score", "text_similarity_mean", "exact_match_rate", "finish_reason_agreement",
+    "json_valid_rate", "tool_call_valid_rate", "new_refusal_rate",
+)
+# parts where 1 is best (new_refusal_rate is shown in the table only)
+parts = [c for c in quality.columns[2:-1] if quality[c].null_count() < quality.height]
+fig, ax = plt.subplots(figsize=(10, 3.5))
+width = 0.8 / max(quality.height, 1)
+for i, row in enumerate(quality.iter_rows(named=True)):
+    ax.bar(np.arange(len(parts)) + i * width, [row[p] or 0 for p in parts], width, label=row["provider"])
+ax.set_xticks(np.arange(len(parts)) + 0.4 - width / 2, parts, rotation=20, ha="right")
+ax.set_ylim(0, 1)
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+quality"""
+    ),
+    new_markdown_cell(
+        "## Compatibility scorecard\n\n`evals.compat` returns one row per provider and check; pivoted here to one column per provider."
+    ),
+    new_code_cell(
+        """\
+card = ev.compat.with_columns(
+    pl.when(pl.col("result") == "n/a").then(pl.lit("n/a"))
+    .otherwise(pl.format("{} {}/{}", pl.col("result"), pl.col("passed"), pl.col("passed") + pl.col("failed")))
+    .alias("cell")
+)
+card.pivot(on="provider", index="check", values="cell")"""
+    ),
+    new_code_cell(
+        """\
+# Example exchanges behind the failures, with the provider's answer
+fails = card.filter(pl.col("result") == "fail").explode("examples").drop_nulls("examples")
+ids = fails["examples"].unique().to_list()
+if ids:
+    display(sql(
+        \"\"\"SELECT exchange_id, provider, status, left(CAST(response_body AS VARCHAR), 200) AS response
+           FROM results WHERE run_id = $run AND list_contains($ids, exchange_id) ORDER BY exchange_id, provider\"\"\",
+        run=RUN, ids=ids,
+    ))"""
+    ),
+]
+
+COST = [
+    new_markdown_cell(
+        "# Cost projection\n\n"
+        "What the recorded traffic would cost per month on each provider, where a flat per-request price beats a "
+        "per-token one, and how the answer moves with traffic volume and prompt length. Prices come from the "
+        "run's config (the providers file at replay time)."
+    ),
+    new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
+    new_code_cell(SETUP + "\nimport json\n\nimport evals"),
+    new_code_cell(RESOLVE_RUN),
+    new_markdown_cell("## The run's cost figures (`evals.cost`, `evals.breakeven`)"),
+    new_code_cell(
+        """\
+cost = evals.cost(con, RUN)
+cost.group_by("provider").agg(
+    pl.col("n_success").sum(), pl.col("cost_total_usd").sum(), pl.col("cost_month_usd").sum(),
+).sort("provider")"""
+    ),
+    new_code_cell("""evals.breakeven(con, RUN)"""),
+    new_markdown_cell(
+        "## What-if: every arm's default price on the recorded traffic\n\n"
+        "Cost = prompt × input price + completion × output price + per-request price, for each recorded request; "
+        "scaled to 30 days by the recorded time span."
+    ),
+    new_code_cell(
+        """\
+config = json.loads(sql("SELECT CAST(config AS VARCHAR) AS c FROM runs WHERE run_id = $run", run=RUN)["c"][0] or "{}")
+prices = {name: ((p or {}).get("pricing") or {}).get("default") for name, p in (config.get("providers") or {}).items()}
+prices["recorded"] = ((config.get("recorded") or {}).get("pricing") or {}).get("default")
+prices = {k: v for k, v in prices.items() if v}
+traffic = sql(
+    \"\"\"SELECT recorded_at, model, coalesce(prompt_tokens, 0) AS p, coalesce(completion_tokens, 0) AS c
+       FROM exchanges WHERE id IN (SELECT exchange_id FROM results WHERE run_id = $run) AND status = 200\"\"\",
+    run=RUN,
+)
+span_s = (traffic["recorded_at"].max() - traffic["recorded_at"].min()).total_seconds() if traffic.height > 1 else 0
+month = 30 * 24 * 3600 / span_s if span_s else float("nan")
+
+
+def per_request(price: dict, p, c):
+    return (p * (price.get("input_per_1m") or 0) + c * (price.get("output_per_1m") or 0)) / 1e6 + (price.get("per_request") or 0)
+
+
+whatif = pl.DataFrame(
+    [{"arm": arm, "requests": traffic.height,
+      "cost_selection_usd": float(per_request(price, traffic["p"], traffic["c"]).sum()),
+      "cost_month_usd": float(per_request(price, traffic["p"], traffic["c"]).sum()) * month}
+     for arm, price in prices.items()],
+    schema={"arm": pl.Utf8, "requests": pl.Int64, "cost_selection_usd": pl.Float64, "cost_month_usd": pl.Float64},
+)
+whatif.sort("cost_month_usd")"""
+    ),
+    new_markdown_cell("## Monthly cost against traffic volume"),
+    new_code_cell(
+        """\
+volume = np.array([0.25, 0.5, 1, 2, 4, 8])
+fig, ax = plt.subplots(figsize=(8, 4))
+for row in whatif.iter_rows(named=True):
+    ax.plot(volume, row["cost_month_usd"] * volume, marker="o", label=row["arm"])
+ax.set_xscale("log", base=2)
+ax.set_yscale("log")
+ax.set_xlabel("traffic volume (x today's)")
+ax.set_ylabel("USD per month")
+ax.legend(fontsize=8)
+plt.show()"""
+    ),
+    new_markdown_cell(
+        "## Cost per request against prompt length\n\nWhere the per-token line crosses the flat per-request line is the break-even prompt length."
+    ),
+    new_code_cell(
+        """\
+c_med = float(traffic["c"].median() or 0)
+x = np.logspace(0, np.log10(max(float(traffic["p"].max() or 10), 10) * 4), 100)
+fig, ax = plt.subplots(figsize=(9, 4))
+for arm, price in prices.items():
+    ax.plot(x, per_request(price, x, c_med) * 1000, label=arm)
+ax.vlines(traffic["p"] + 1, 0, 0.05, transform=ax.get_xaxis_transform(), color="#999", label="recorded prompts")
+ax.set_xscale("log")
+ax.set_yscale("log")
+ax.set_xlabel(f"prompt tokens (completion fixed at the median, {c_med:.0f})")
+ax.set_ylabel("USD per 1,000 requests")
+ax.legend(fontsize=8)
+plt.show()"""
+    ),
+    new_markdown_cell("## Sensitivity: prompts grow by half"),
+    new_code_cell(
+        """\
+pl.DataFrame(
+    [{"arm": arm,
+      "month_today": float(per_request(price, traffic["p"], traffic["c"]).sum()) * month,
+      "month_prompts_x1_5": float(per_request(price, traffic["p"] * 1.5, traffic["c"]).sum()) * month}
+     for arm, price in prices.items()],
+    schema={"arm": pl.Utf8, "month_today": pl.Float64, "month_prompts_x1_5": pl.Float64},
+).with_columns((pl.col("month_prompts_x1_5") / pl.col("month_today") - 1).alias("change")).sort("month_today")"""
+    ),
+]
+
+NOTEBOOKS = {
+    "01_explore_recordings.ipynb": EXPLORE,
+    "02_compare_providers.ipynb": COMPARE,
+    "03_cost_projection.ipynb": COST,
+}
+
+
+def build(folder: Path = HERE) -> list[Path]:
+    """Write every notebook (no outputs) into ``folder``; returns the paths."""
+    out = []
+    for name, cells in NOTEBOOKS.items():
+        nb = new_notebook(cells=cells)
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.metadata["language_info"] = {"name": "python"}
+        for i, c in enumerate(nb.cells):
+            c["id"] = f"{name[:2]}-{i:02d}"  # stable ids: rebuilding gives identical files
+        path = folder / name
+        nbformat.write(nb, path)
+        out.append(path)
+    return out
+
+
+if __name__ == "__main__":
+    for p in build():
+        print("wrote", p)

@@ -1,0 +1,29 @@
+"""Fixtures for the report tests: the synthetic store of reporthelpers.py, built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from reporthelpers import RUN, build_store
+
+
+@pytest.fixture(scope="session")
+def report_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The synthetic store (run ``r1``), written once per test session."""
+    return build_store(tmp_path_factory.mktemp("report-store") / "parity.duckdb")
+
+
+@pytest.fixture(scope="session")
+def built_report(report_store: Path):
+    """``evals.report.build`` of the synthetic run."""
+    from evals import report
+
+    return report.build(report_store, RUN)
+
+
+@pytest.fixture(scope="session")
+def report_html(built_report) -> str:
+    from evals import report
+
+    return report.render_html(built_report)
