@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import sys
 import time
 import uuid
@@ -23,38 +22,29 @@ if __package__ in (None, ""):  # loaded by path with ``mitmdump -s``: make the p
 
 from recorder.capture import Capture
 from recorder.endpoints import classify
-from recorder.segments import segment_root
+from recorder.segments import segment_root, store_salt
 from recorder.store import init_catalog
 from recorder.writer import BatchWriter
+from recorder.writer_proc import ProcessWriter
 
 log = logging.getLogger("parity.recorder")
 _perf = time.perf_counter
 _KEY = "parity"
 
 
-def _store_salt(root: Path) -> bytes:
-    """A per-store random salt for key fingerprints, created once, owner-only."""
-    p = root / ".salt"
-    try:
-        return p.read_bytes()
-    except FileNotFoundError:
-        salt = secrets.token_bytes(16)
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(salt)
-        return salt
-    except OSError:
-        return b"parity-unsalted"
-
-
 class Recorder:
     """Records every exchange through the proxy into the parity store."""
 
     def __init__(self) -> None:
-        self.writer: BatchWriter | None = None
+        self.writer: BatchWriter | ProcessWriter | None = None
         self.salt = b""
         self.recorder_id = f"{os.uname().nodename}-{os.getpid()}"
         self.errors = 0
+        # Option values cached in configure(): ctx.options lookups cost more than the hooks.
+        self._max_body = 32 * 1024 * 1024
+        self._tag: str | None = None
+        self._skip_other = False
+        self._live: dict[int, Capture] = {}  # in flight, so a stop can still record them
 
     def load(self, loader) -> None:
         loader.add_option("parity_db", str, "", "Path of the parity store (e.g. parity.duckdb).")
@@ -65,14 +55,28 @@ class Recorder:
         loader.add_option(
             "parity_record_other", bool, True, "Also record non-OpenAI paths as endpoint 'other'."
         )
+        loader.add_option(
+            "parity_writer",
+            str,
+            "process",
+            "Where rows are built and written: 'process' (a child process, off the proxy's GIL) "
+            "or 'thread' (a thread in the proxy process).",
+            choices=["process", "thread"],
+        )
 
     def configure(self, updated) -> None:
-        if "parity_flush_interval" in updated and not 0 < ctx.options.parity_flush_interval <= 1:
-            from mitmproxy import exceptions
+        from mitmproxy import exceptions
 
+        opts = ctx.options
+        if "parity_flush_interval" in updated and not 0 < opts.parity_flush_interval <= 1:
             raise exceptions.OptionsError("parity_flush_interval must be in (0, 1] seconds")
-        if "parity_db" in updated and ctx.options.parity_db:
-            self._open(ctx.options.parity_db)
+        if "parity_max_body_bytes" in updated and opts.parity_max_body_bytes < 0:
+            raise exceptions.OptionsError("parity_max_body_bytes must be >= 0")
+        self._max_body = opts.parity_max_body_bytes
+        self._tag = opts.parity_tag or None
+        self._skip_other = not opts.parity_record_other
+        if "parity_db" in updated and opts.parity_db:
+            self._open(opts.parity_db)
 
     def _open(self, db: str) -> None:
         if self.writer:
@@ -81,98 +85,113 @@ class Recorder:
         try:
             init_catalog(db)
         except Exception as e:  # recording must start even if the catalog is unusable
-            log.error("store catalog %s not initialised (%s); segments still go to %s", db, e, root)
+            # A warning, not an error: mitmproxy exits on errors logged before it is running.
+            log.warning("store catalog %s not initialised (%s); segments still go to %s", db, e, root)
         try:
-            self.salt = _store_salt(root)
+            self.salt = store_salt(root)
         except Exception:
             self.salt = b"parity-unsalted"
         spill = ctx.options.parity_spill_dir or None
-        self.writer = BatchWriter(
+        # A frozen mitmproxy binary cannot spawn a plain Python child: use the thread there.
+        use_process = ctx.options.parity_writer == "process" and not getattr(sys, "frozen", False)
+        writer_cls = ProcessWriter if use_process else BatchWriter
+        self.writer = writer_cls(
             root,
             spill_dir=Path(spill) if spill else None,
             interval=ctx.options.parity_flush_interval,
             writer_id=uuid.uuid4().hex[:8],
         )
+        self.writer.error_level = logging.WARNING  # until running(): see BatchWriter.error_level
         self.writer.start()
-        log.info("parity: recording into %s", root)
+        # A writer thread (or the process writer's sender) runs Python beside the event loop: hand
+        # the GIL back to the loop sooner than the default 5 ms so it never shows in the traffic.
+        if sys.getswitchinterval() > 0.001:
+            sys.setswitchinterval(0.001)
+        log.info("parity: recording into %s (spill: %s)", root, self.writer.spill_dir)
 
     def running(self) -> None:
         if not self.writer:
             log.warning("parity: no --set parity_db=PATH given; nothing will be recorded")
+        else:
+            self.writer.error_level = logging.ERROR
 
     def done(self) -> None:
-        if self.writer:
-            stats = self.writer.close()
-            log.info(
-                "parity: wrote %d exchanges (%d spilled, %d re-imported, %d lost)",
-                stats.written,
-                stats.spilled,
-                stats.reimported,
-                stats.lost,
-            )
-            self.writer = None
+        if not self.writer:
+            return
+        for cap in list(self._live.values()):  # still in flight at shutdown: record what was seen
+            cap.t_end = _perf()
+            cap.error = "the recorder stopped before the exchange finished"
+            cap.error_kind = "recorder_stopped"
+            self.writer.put("exchanges", cap)
+        self._live.clear()
+        stats = self.writer.close()
+        log.log(
+            logging.ERROR if stats.spilled or stats.lost else logging.INFO,
+            "parity: wrote %d exchanges (%d spilled, %d re-imported, %d lost)",
+            stats.written,
+            stats.spilled,
+            stats.reimported,
+            stats.lost,
+        )
+        self.writer = None
 
-    # --- hooks: cheap, never raising ---
+    # --- hooks: references and timestamps only, never raising ---
     def request(self, flow: http.HTTPFlow) -> None:
         try:
-            if not self.writer:
+            if self.writer is None:
                 return
             req = flow.request
-            if not ctx.options.parity_record_other and classify(req.method, req.path) == "other":
+            if self._skip_other and classify(req.method, req.path) == "other":
                 return
-            raw = req.raw_content
-            limit = ctx.options.parity_max_body_bytes
-            cut = raw is not None and len(raw) > limit
-            flow.metadata[_KEY] = Capture(
+            cap = Capture(
                 wall_start=time.time(),
                 t_start=_perf(),
                 method=req.method,
                 path=req.path,
-                host=req.pretty_host,
-                request_headers={k.lower(): v for k, v in req.headers.items()},
-                request_raw=raw[:limit] if cut else raw,
-                request_truncated=cut,
-                tag=ctx.options.parity_tag or None,
+                host=req.host,
+                request_headers=req.headers,
+                request_raw=req.raw_content,
+                max_body_bytes=self._max_body,
+                tag=self._tag,
                 recorder_id=self.recorder_id,
                 salt=self.salt,
-                id=uuid.uuid4().hex,
             )
+            flow.metadata[_KEY] = cap
+            self._live[id(cap)] = cap
         except Exception:
             self._oops("request")
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         try:
             cap: Capture | None = flow.metadata.get(_KEY)
-            if cap is None or flow.response is None:
+            resp = flow.response
+            if cap is None or resp is None:
                 return
             cap.t_headers = _perf()
-            resp = flow.response
             cap.status = resp.status_code
-            cap.response_headers = {k.lower(): v for k, v in resp.headers.items()}
-            ctype = cap.response_headers.get("content-type", "")
-            limit = ctx.options.parity_max_body_bytes
-            try:
-                big = int(cap.response_headers.get("content-length", "0")) > limit
-            except ValueError:
-                big = False
-            if "text/event-stream" in ctype or big:
+            headers = cap.response_headers = resp.headers
+            if "text/event-stream" in headers.get("content-type", "").lower():
                 cap.chunks = []
-                resp.stream = _tee(cap, limit)
+                resp.stream = _tee(cap, self._max_body)
+            else:
+                length = headers.get("content-length")
+                if length and length.isdigit() and int(length) > self._max_body:
+                    cap.chunks = []  # too big to buffer: stream it, keep the first max_body bytes
+                    resp.stream = _tee(cap, self._max_body)
         except Exception:
             self._oops("responseheaders")
 
     def response(self, flow: http.HTTPFlow) -> None:
         try:
             cap: Capture | None = flow.metadata.pop(_KEY, None)
-            if cap is None or not self.writer:
+            if cap is None:
+                return
+            self._live.pop(id(cap), None)
+            if self.writer is None:
                 return
             cap.t_end = _perf()
             if cap.chunks is None and flow.response is not None:
-                body = flow.response.raw_content
-                limit = ctx.options.parity_max_body_bytes
-                if body is not None and len(body) > limit:
-                    body, cap.truncated = body[:limit], True
-                cap.body = body
+                cap.body = flow.response.raw_content  # cut to max_body on the writer thread
             self.writer.put("exchanges", cap)
         except Exception:
             self._oops("response")
@@ -180,14 +199,21 @@ class Recorder:
     def error(self, flow: http.HTTPFlow) -> None:
         try:
             cap: Capture | None = flow.metadata.pop(_KEY, None)
-            if cap is None or not self.writer:
+            if cap is None:
+                return
+            self._live.pop(id(cap), None)
+            if self.writer is None:
                 return
             cap.t_end = _perf()
             msg = flow.error.msg if flow.error else "unknown error"
             cap.error = msg
             cap.client_disconnected = "client disconnected" in msg.lower()
-            if flow.response is not None and cap.status is None:
-                cap.status = flow.response.status_code
+            if flow.response is not None:
+                if cap.status is None:
+                    cap.status = flow.response.status_code
+                    cap.response_headers = flow.response.headers
+                if cap.chunks is None and cap.body is None:
+                    cap.body = flow.response.raw_content
             self.writer.put("exchanges", cap)
         except Exception:
             self._oops("error")
@@ -202,14 +228,18 @@ class Recorder:
 def _tee(cap: Capture, limit: int):
     """A stream callable that forwards each read untouched and keeps a timestamped copy."""
     chunks = cap.chunks
+    append = chunks.append
 
     def tee(data: bytes) -> bytes:
         if data:
-            cap.streamed_bytes += len(data)
-            if cap.streamed_bytes <= limit:
-                chunks.append((_perf(), data))
-            else:
+            n = cap.streamed_bytes = cap.streamed_bytes + len(data)
+            if n <= limit:
+                append((_perf(), data))
+            elif not cap.truncated:
                 cap.truncated = True
+                keep = limit - (n - len(data))
+                if keep > 0:
+                    append((_perf(), data[:keep]))
         return data
 
     return tee

@@ -11,9 +11,11 @@ import base64
 import gzip
 import hashlib
 import json
+import uuid
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from recorder.endpoints import classify
@@ -94,7 +96,10 @@ def clean_query(query: str) -> str | None:
 
 
 def decode_body(raw: bytes, encoding: str | None) -> tuple[bytes, str | None]:
-    """Undo content-encoding (gzip, deflate, br, zstd); returns (bytes, error or None)."""
+    """Undo content-encoding (gzip, deflate, br, zstd); returns (bytes, error or None).
+
+    A corrupt or truncated body gives back the raw bytes with an error, never a silent partial.
+    """
     enc = (encoding or "").strip().lower()
     if not raw or enc in ("", "identity"):
         return raw, None
@@ -111,12 +116,113 @@ def decode_body(raw: bytes, encoding: str | None) -> tuple[bytes, str | None]:
 
             return brotli.decompress(raw), None
         if enc == "zstd":
-            import zstandard
-
-            return zstandard.ZstdDecompressor().decompressobj().decompress(raw), None
+            return _zstd_frames(raw), None
     except Exception as e:  # corrupt or truncated compressed body: keep the raw bytes
         return raw, f"undecodable {enc} body: {e}"
     return raw, f"unknown content-encoding {enc}"
+
+
+def _zstd_frames(raw: bytes) -> bytes:
+    """All zstd frames of ``raw``; a cut frame is an error (decompressobj alone would return b'')."""
+    import zstandard
+
+    out, data = [], raw
+    while data:
+        d = zstandard.ZstdDecompressor().decompressobj()
+        out.append(d.decompress(data))
+        if not d.eof:
+            raise ValueError("truncated zstd frame")
+        data = d.unused_data
+    return b"".join(out)
+
+
+class _Incremental:
+    """Decode one content-encoding read by read; ``finished`` says whether the stream ended cleanly."""
+
+    def __init__(self, enc: str) -> None:
+        self.enc = enc
+        self._d = None
+        if enc in ("gzip", "x-gzip"):
+            self._d = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)
+        elif enc == "br":
+            import brotli
+
+            self._d = brotli.Decompressor()
+        elif enc == "zstd":
+            import zstandard
+
+            self._d = zstandard.ZstdDecompressor().decompressobj()
+
+    def feed(self, data: bytes) -> bytes:
+        if self.enc == "deflate" and self._d is None:  # zlib-wrapped per the RFC, raw in some servers
+            try:
+                d = zlib.decompressobj()
+                out = d.decompress(data)
+                self._d = d
+                return out
+            except zlib.error:
+                self._d = zlib.decompressobj(-zlib.MAX_WBITS)
+        if self.enc == "br":
+            return self._d.process(data)
+        return self._d.decompress(data)
+
+    @property
+    def finished(self) -> bool:
+        if self._d is None:
+            return False
+        if self.enc == "br":
+            return self._d.is_finished()
+        return bool(self._d.eof)
+
+
+def decode_chunks(
+    chunks: list[tuple[float, bytes]], encoding: str | None
+) -> tuple[list[tuple[float, bytes]], str | None]:
+    """Undo content-encoding read by read, keeping each read's arrival time."""
+    enc = (encoding or "").strip().lower()
+    if enc in ("", "identity"):
+        return chunks, None
+    if enc not in ("gzip", "x-gzip", "deflate", "br", "zstd"):
+        return chunks, f"unknown content-encoding {enc}"
+    dec = _Incremental(enc)
+    out: list[tuple[float, bytes]] = []
+    try:
+        for t, data in chunks:
+            piece = dec.feed(data)
+            if piece:
+                out.append((t, piece))
+    except Exception as e:  # corrupt compressed stream: keep what decoded, say so
+        return out, f"undecodable {enc} stream: {e}"
+    if chunks and not dec.finished:
+        return out, f"{enc} stream ended before its end marker"
+    return out, None
+
+
+def header_dict(headers: Any) -> dict[str, str]:
+    """Lower-cased ``{name: value}`` from a dict, a list of pairs or a mitmproxy ``Headers``.
+
+    The addon hands over mitmproxy's ``Headers`` object itself (no copy on the event loop);
+    its raw byte fields are converted here, on the writer thread. Repeated names are joined
+    with ", " as HTTP allows.
+    """
+    if not headers:
+        return {}
+    fields = getattr(headers, "fields", None)
+    if fields is not None:
+        pairs = fields
+    elif isinstance(headers, dict):
+        pairs = headers.items()
+    else:
+        pairs = headers
+    pairs = [
+        (k.decode("latin-1"), v.decode("utf-8", "replace")) if isinstance(k, bytes) else (k, v)
+        for k, v in pairs
+    ]
+    out: dict[str, str] = {}
+    for k, v in pairs:
+        k = str(k).lower()
+        out[k] = f"{out[k]}, {v}" if k in out else str(v)
+    return out
 
 
 def _json_or_none(data: bytes) -> tuple[object | None, str | None]:
@@ -126,13 +232,40 @@ def _json_or_none(data: bytes) -> tuple[object | None, str | None]:
     except UnicodeDecodeError:
         return None, "invalid_utf8"
     try:
-        return json.loads(text, parse_constant=_reject), None
+        return _DECODER.decode(text), None
     except (ValueError, RecursionError):
         return None, "invalid_json"
 
 
 def _reject(name: str):
     raise ValueError(f"non-standard JSON constant {name}")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_reject)  # one instance: json.loads(..., kw) builds one per call
+
+
+def storable_json(text: str, parsed: object) -> tuple[str | None, bool]:
+    """JSON text DuckDB's JSON type accepts: ``text`` itself, or (rarely) a re-encoding.
+
+    Python accepts an unpaired surrogate escape such as ``"\\ud800"``; DuckDB rejects it, and one
+    such cell would make every query on the column fail for the whole store. Only then is the
+    text re-encoded, with U+FFFD for the lone surrogates; returns (text, altered).
+    """
+    if "\\ud" not in text and "\\uD" not in text:
+        return text, False
+    try:
+        again = json.dumps(parsed, ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, RecursionError):
+        return text, False
+    try:
+        again.encode("utf-8")
+        return text, False  # only valid surrogate pairs
+    except UnicodeEncodeError:
+        pass
+    try:
+        return dumps(parsed), True
+    except ValueError:
+        return None, True  # the caller keeps the raw bytes
 
 
 def _error_type(status: int | None, body: object) -> str | None:
@@ -150,39 +283,56 @@ def _error_type(status: int | None, body: object) -> str | None:
 
 @dataclass
 class Capture:
-    """Everything the proxy saw of one exchange, timestamps in ``perf_counter`` seconds."""
+    """Everything the proxy saw of one exchange, timestamps in ``perf_counter`` seconds.
+
+    The addon fills it on the event loop with references only; nothing is copied, decoded
+    or cut there. Calling it (on the writer thread) builds the ``exchanges`` row.
+    """
 
     wall_start: float  # time.time() at request start
     t_start: float  # perf_counter at request start
     method: str
     path: str  # path with query
     host: str
-    request_headers: dict[str, str]
+    request_headers: Any  # dict, list of pairs or mitmproxy Headers (see header_dict)
     request_raw: bytes | None
     status: int | None = None
-    response_headers: dict[str, str] = field(default_factory=dict)
+    response_headers: Any = None
     t_headers: float | None = None
     t_end: float | None = None
     body: bytes | None = None  # buffered response body (on the wire, maybe compressed)
     chunks: list[tuple[float, bytes]] | None = None  # streamed reads with arrival times
     streamed_bytes: int = 0
-    truncated: bool = False
+    max_body_bytes: int | None = None  # bodies above this are cut (on the writer thread)
+    truncated: bool = False  # the stream tee stopped keeping reads at max_body_bytes
     request_truncated: bool = False
     error: str | None = None  # mitmproxy error message, if the flow ended in error
+    error_kind: str | None = None  # error_type for ``error`` (default: client_disconnected/upstream_error)
     client_disconnected: bool = False
     tag: str | None = None
     recorder_id: str | None = None
     salt: bytes = b""
     source: str = "proxy"
-    id: str = ""
+    id: str = ""  # assigned on the writer thread when empty
+    timed: bool = True  # chunk times are real arrivals (False for imports: no per-event times)
+    decoded: bool = False  # bodies are already content-decoded (HAR text)
 
     def __call__(self) -> dict:
         return build_row(self)
 
+    def __getstate__(self) -> dict:
+        # Pickled to the writer process: send mitmproxy Headers as their raw (name, value) pairs.
+        state = self.__dict__.copy()
+        for k in ("request_headers", "response_headers"):
+            fields = getattr(state[k], "fields", None)
+            if fields is not None:
+                state[k] = tuple(fields)
+        return state
+
     def fallback(self, err: Exception) -> dict:
         """A minimal row for an exchange whose full row could not be built."""
         return {
-            "id": self.id,
+            "id": self.id or uuid.uuid4().hex,
             "recorded_at": datetime.fromtimestamp(self.wall_start, UTC),
             "method": self.method,
             "path": self.path.split("?", 1)[0],
@@ -203,9 +353,14 @@ def _ms(t: float | None, t0: float) -> float | None:
 
 def build_row(c: Capture) -> dict:
     """Turn a capture into an ``exchanges`` row (see recorder/schema.py)."""
+    if not c.id:
+        c.id = uuid.uuid4().hex
+    req_h = header_dict(c.request_headers)
+    resp_h = header_dict(c.response_headers)
     path, _, query = c.path.partition("?")
     endpoint = classify(c.method, path)
-    req_ct = c.request_headers.get("content-type", "")
+    req_ct = req_h.get("content-type", "")  # as sent (kept); compared lower-cased: media types ignore case
+    limit = c.max_body_bytes
     row: dict = {
         "id": c.id,
         "recorded_at": datetime.fromtimestamp(c.wall_start, UTC),
@@ -213,113 +368,175 @@ def build_row(c: Capture) -> dict:
         "method": c.method,
         "path": path,
         "query": clean_query(query),
-        "status": c.status,
+        "status": c.status if isinstance(c.status, int) and 0 <= c.status < 2**31 else None,
         "request_content_type": req_ct or None,
         "upstream_host": c.host,
         "tag": c.tag,
         "recorder_id": c.recorder_id,
         "source": c.source,
         "client_disconnected": c.client_disconnected,
-        "truncated": c.truncated or c.request_truncated,
-        "api_key_fingerprint": fingerprint(c.request_headers, c.salt),
-        "request_headers": dumps({k: v for k, v in c.request_headers.items() if k in REQUEST_HEADERS_KEPT}),
-        "response_headers": dumps(
-            {k: v for k, v in c.response_headers.items() if k in RESPONSE_HEADERS_KEPT}
-        ),
-        "response_content_type": c.response_headers.get("content-type"),
-        "request_id": c.response_headers.get("x-request-id") or c.response_headers.get("request-id"),
-        "user_agent": c.request_headers.get("user-agent"),
+        "api_key_fingerprint": fingerprint(req_h, c.salt),
+        "request_headers": dumps({k: v for k, v in req_h.items() if k in REQUEST_HEADERS_KEPT}),
+        "response_headers": dumps({k: v for k, v in resp_h.items() if k in RESPONSE_HEADERS_KEPT}),
+        "response_content_type": resp_h.get("content-type"),
+        "request_id": resp_h.get("x-request-id") or resp_h.get("request-id"),
+        "user_agent": req_h.get("user-agent"),
         "ttfb_ms": _ms(c.t_headers, c.t_start),
         "latency_ms": _ms(c.t_end, c.t_start),
     }
     try:
-        row["sdk_retry_count"] = int(c.request_headers.get("x-stainless-retry-count", ""))
+        retries = int(req_h.get("x-stainless-retry-count", ""))
+        if 0 <= retries < 2**31:  # an int32 column: a silly header value must not sink the row
+            row["sdk_retry_count"] = retries
     except ValueError:
         pass
     errors: list[tuple[str, str]] = []
+    if c.status is not None and row["status"] is None:
+        errors.append(("invalid_status", f"status {c.status!r} is not an HTTP status"))
+    req_cut = _request_fields(row, c, req_h, req_ct, limit, errors)
+    resp_cut = _response_fields(row, c, endpoint, resp_h, limit, errors)
+    row["truncated"] = req_cut or resp_cut
+    if row["truncated"]:
+        errors.append(("truncated", f"a body exceeded max_body_bytes={limit} and was truncated"))
+    if c.error:
+        kind = c.error_kind or ("client_disconnected" if c.client_disconnected else "upstream_error")
+        if c.client_disconnected and (
+            row.get("stream_complete") or (errors and errors[0][0] == "stream_error")
+        ):
+            pass  # the client closed after [DONE] (as the SDK does) or because of the stream's own error
+        else:
+            errors.insert(0, (kind, c.error))
+    if errors:
+        row["error_type"], row["error_message"] = errors[0]
+    for k, v in row.items():  # small text taken from parsed JSON may hold lone surrogates
+        if type(v) is str and k not in _BIG_TEXT and not v.isascii():
+            row[k] = _valid_text(v)
+    return row
 
-    # Request
-    raw_req, err = decode_body(c.request_raw or b"", c.request_headers.get("content-encoding"))
-    if err:
-        errors.append(("request_decode_error", err))
+
+_BIG_TEXT = frozenset({"request_body", "response_body", "response_raw"})  # valid UTF-8 by construction
+
+
+def _valid_text(s: str) -> str:
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "replace").decode("utf-8")
+
+
+def _request_fields(row: dict, c: Capture, req_h: dict, req_ct: str, limit: int | None, errors: list) -> bool:
+    """Request body, model and stream flag; returns True when the body was cut."""
+    raw_req = c.request_raw or b""
+    if not c.decoded:
+        raw_req, err = decode_body(raw_req, req_h.get("content-encoding"))
+        if err:
+            errors.append(("request_decode_error", err))
     row["request_bytes"] = len(raw_req)
+    cut = c.request_truncated
+    if limit is not None and len(raw_req) > limit:
+        raw_req, cut = raw_req[:limit], True
     req_json = None
-    if raw_req and "multipart/" not in req_ct and not c.request_truncated:
+    ct = req_ct.lower()
+    if raw_req and "multipart/" not in ct and not cut:
         req_json, jerr = _json_or_none(raw_req)
-        if jerr and "json" in req_ct:
+        if jerr and "json" in ct:
             errors.append((f"request_{jerr}", f"request body is not valid JSON ({len(raw_req)} bytes)"))
     if isinstance(req_json, (dict, list)):
-        row["request_body"] = raw_req.decode("utf-8")
+        row["request_body"], altered = storable_json(raw_req.decode("utf-8"), req_json)
+        if altered:  # the exact bytes stay available for a byte-exact replay
+            row["request_raw"] = raw_req
         if isinstance(req_json, dict):
             m = req_json.get("model")
             row["model"] = m if isinstance(m, str) else None
             row["stream"] = bool(req_json.get("stream"))
     elif raw_req:
         row["request_raw"] = raw_req
-        if "multipart/" in req_ct:
+        if "multipart/" in ct:
             row["model"] = _multipart_field(raw_req, req_ct, "model")
             row["stream"] = (_multipart_field(raw_req, req_ct, "stream") or "").lower() == "true"
     row.setdefault("stream", False)
+    return cut
 
-    # Response
-    resp_ct = (c.response_headers.get("content-type") or "").lower()
-    enc = c.response_headers.get("content-encoding")
-    is_sse = "text/event-stream" in resp_ct
-    body_bytes = b""
-    if c.chunks is not None and is_sse:
-        if enc and enc.lower() not in ("identity", ""):
-            body_bytes, err = decode_body(b"".join(d for _, d in c.chunks), enc)
-            chunks = [(c.chunks[-1][0] if c.chunks else c.t_start, body_bytes)]
-            if err:
-                errors.append(("response_decode_error", err))
-        else:
+
+def _cut_chunks(chunks: list[tuple[float, bytes]], limit: int) -> list[tuple[float, bytes]]:
+    out, n = [], 0
+    for t, d in chunks:
+        if n + len(d) > limit:
+            if limit > n:
+                out.append((t, d[: limit - n]))
+            break
+        out.append((t, d))
+        n += len(d)
+    return out
+
+
+def _response_fields(
+    row: dict, c: Capture, endpoint: str, resp_h: dict, limit: int | None, errors: list
+) -> bool:
+    """Response body, stream fields, usage and error; returns True when the body was cut."""
+    resp_ct = (resp_h.get("content-type") or "").lower()
+    enc = None if c.decoded else resp_h.get("content-encoding")
+    cut = c.truncated
+    if "text/event-stream" in resp_ct:
+        if c.chunks is not None:
             chunks = c.chunks
-            body_bytes = b"".join(d for _, d in chunks)
+        else:  # buffered (imports, or a proxy that did not stream): one read at the end
+            chunks = [(c.t_end if c.t_end is not None else c.t_start, c.body)] if c.body else []
+        chunks, err = decode_chunks(chunks, enc)
+        unfinished = bool(err) and err.endswith("before its end marker")
+        if err and not unfinished:
+            errors.append(("response_decode_error", err))
+        size = sum(len(d) for _, d in chunks)
+        if limit is not None and size > limit:
+            chunks, cut = _cut_chunks(chunks, limit), True
+        row["response_bytes"] = max(size, c.streamed_bytes) if cut else size
         _stream_fields(row, endpoint, chunks, c, errors)
         row["stream"] = True
-    else:
-        raw = c.body if c.body is not None else b"".join(d for _, d in (c.chunks or []))
-        body_bytes, err = decode_body(raw, enc)
-        if err:
+        # A client that closes at [DONE] never sees the compressor's end marker: not an error then.
+        if unfinished and not row.get("stream_complete"):
             errors.append(("response_decode_error", err))
-        if body_bytes:
-            parsed, jerr = (None, "truncated") if c.truncated else _json_or_none(body_bytes)
-            if isinstance(parsed, (dict, list)):
-                row["response_body"] = body_bytes.decode("utf-8")
-                u = extract_usage(parsed if isinstance(parsed, dict) else None)
-                row.update(
-                    prompt_tokens=u.prompt,
-                    completion_tokens=u.completion,
-                    cached_tokens=u.cached,
-                    reasoning_tokens=u.reasoning,
-                    finish_reason=finish_reason(parsed if isinstance(parsed, dict) else None),
-                )
-                et = _error_type(c.status, parsed)
-                if et:
-                    errors.insert(0, (et, _error_message(parsed)))
-            else:
-                try:
-                    row["response_raw"] = body_bytes.decode("utf-8")
-                except UnicodeDecodeError:
-                    row["response_raw_bytes"] = body_bytes
-                if c.status is not None and c.status >= 400:
-                    errors.insert(
-                        0, (f"http_{c.status}", row.get("response_raw", "")[:300] or "non-text error body")
-                    )
-                elif jerr and "json" in resp_ct:
-                    errors.append(
-                        (f"response_{jerr}", f"response body is not valid JSON ({len(body_bytes)} bytes)")
-                    )
-    row["response_bytes"] = len(body_bytes) if body_bytes else c.streamed_bytes
-    if c.truncated:
-        errors.append(("truncated", "a body exceeded the size limit and was truncated"))
-    if c.error:
-        kind = "client_disconnected" if c.client_disconnected else "upstream_error"
-        if not (c.client_disconnected and row.get("stream_complete")):
-            errors.insert(0, (kind, c.error))
-    if errors:
-        row["error_type"], row["error_message"] = errors[0]
-    return row
+        return cut
+    raw = c.body if c.body is not None else b"".join(d for _, d in (c.chunks or []))
+    body_bytes, err = decode_body(raw, enc)
+    if err:
+        errors.append(("response_decode_error", err))
+    row["response_bytes"] = max(len(body_bytes), c.streamed_bytes) if cut else len(body_bytes)
+    if limit is not None and len(body_bytes) > limit:
+        body_bytes, cut = body_bytes[:limit], True
+    if not body_bytes:
+        if row["status"] is not None and row["status"] >= 400:
+            errors.insert(0, (f"http_{row['status']}", "empty error body"))
+        return cut
+    parsed, jerr = (None, "truncated") if cut else _json_or_none(body_bytes)
+    if isinstance(parsed, (dict, list)):
+        row["response_body"], altered = storable_json(body_bytes.decode("utf-8"), parsed)
+        if altered:
+            row["response_raw_bytes"] = body_bytes
+        body = parsed if isinstance(parsed, dict) else None
+        u = extract_usage(body)
+        row.update(
+            prompt_tokens=u.prompt,
+            completion_tokens=u.completion,
+            cached_tokens=u.cached,
+            reasoning_tokens=u.reasoning,
+            finish_reason=finish_reason(body),
+        )
+        et = _error_type(row["status"], parsed)
+        if et:
+            errors.insert(0, (et, _error_message(parsed)))
+        return cut
+    try:
+        row["response_raw"] = body_bytes.decode("utf-8")
+    except UnicodeDecodeError:
+        row["response_raw_bytes"] = body_bytes
+    if row["status"] is not None and row["status"] >= 400:
+        errors.insert(
+            0, (f"http_{row['status']}", row.get("response_raw", "")[:300] or "non-text error body")
+        )
+    elif jerr and jerr != "truncated" and "json" in resp_ct:
+        errors.append((f"response_{jerr}", f"response body is not valid JSON ({len(body_bytes)} bytes)"))
+    return cut
 
 
 def _error_message(body: object) -> str | None:
@@ -327,22 +544,59 @@ def _error_message(body: object) -> str | None:
         err = body.get("error", body)
         if isinstance(err, dict) and err.get("message") is not None:
             return str(err.get("message"))[:2000]
+        if isinstance(err, str):
+            return err[:2000]
+    return None
+
+
+def _stream_family(endpoint: str, events: list) -> str | None:
+    """Which reassembler fits a stream; for unknown paths, guess from the first JSON event."""
+    if endpoint in ("chat.completions", "responses", "completions"):
+        return endpoint
+    if endpoint in ("audio.transcriptions", "audio.translations"):
+        return "audio.transcriptions"
+    for ev in events[:3]:
+        obj = ev.json()
+        if obj is None:
+            continue
+        if obj.get("object") == "chat.completion.chunk":
+            return "chat.completions"
+        if obj.get("object") == "text_completion":
+            return "completions"
+        if str(obj.get("type", "")).startswith("response."):
+            return "responses"
+        if str(obj.get("type", "")).startswith("transcript."):
+            return "audio.transcriptions"
     return None
 
 
 def _stream_fields(row: dict, endpoint: str, chunks, c: Capture, errors: list) -> None:
     events, parser = parse_all(chunks)
-    ep = endpoint if endpoint in ("responses", "completions") else "chat.completions"
-    res = reassemble(ep, events)
     raw = b"".join(d for _, d in chunks)
-    row["response_raw"] = raw.decode("utf-8", errors="replace")
-    row["response_body"] = dumps(res.body) if res.body is not None else None
-    row["chunk_offsets_ms"] = [_ms(t, c.t_start) for t in res.event_times]
+    try:
+        row["response_raw"] = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        row["response_raw"] = raw.decode("utf-8", errors="replace")
+        row["response_raw_bytes"] = raw
+        if e.reason != "unexpected end of data":  # a stream cut mid-character is a cut stream, said below
+            errors.append(("response_invalid_utf8", "stream is not valid UTF-8 (raw bytes kept)"))
     row["n_events"] = len(events)
-    if res.content_times:
-        row["ttft_ms"] = _ms(res.content_times[0], c.t_start)
-    if res.event_times:
-        row["latency_ms"] = _ms(res.event_times[-1], c.t_start)
+    family = _stream_family(endpoint, events)
+    res = reassemble(family, events) if family else None
+    if c.timed:
+        row["chunk_offsets_ms"] = [_ms(ev.t, c.t_start) for ev in events]
+        if res is not None and res.content_times:
+            row["ttft_ms"] = _ms(res.content_times[0], c.t_start)
+        if events:
+            row["latency_ms"] = _ms(events[-1].t, c.t_start)
+    if res is None:
+        row["stream_complete"] = any(ev.is_done for ev in events)
+        _http_error_of_stream(row, c, events, errors)
+        return
+    try:
+        row["response_body"] = dumps(res.body) if res.body is not None else None
+    except ValueError as e:  # nested deeper than JSON encoding allows
+        errors.append(("response_invalid_json", f"reassembled body not storable: {e}"))
     row["stream_complete"] = res.complete
     u = extract_usage(res.body)
     row.update(
@@ -353,11 +607,22 @@ def _stream_fields(row: dict, endpoint: str, chunks, c: Capture, errors: list) -
         finish_reason=finish_reason(res.body),
     )
     if res.error is not None:
-        errors.insert(0, ("stream_error", json.dumps(res.error)[:2000]))
-    elif not res.complete and c.status is not None and c.status < 400:
-        errors.append(("stream_truncated", "stream ended without [DONE] or a terminal event"))
-    if parser.incomplete:
-        errors.append(("stream_truncated", "stream ended inside an event"))
+        msg = res.error.get("message") if isinstance(res.error, dict) else None
+        errors.insert(0, ("stream_error", str(msg) if msg else json.dumps(res.error)[:2000]))
+    elif not res.complete and row["status"] is not None and row["status"] < 400:
+        why = "inside an event" if parser.ended_inside_event else "without [DONE] or a terminal event"
+        errors.append(("stream_truncated", f"stream ended {why}"))
+    if res.bad_events:
+        errors.append(("stream_invalid_json", f"{res.bad_events} events whose data is not JSON"))
+    _http_error_of_stream(row, c, events, errors)
+
+
+def _http_error_of_stream(row: dict, c: Capture, events: list, errors: list) -> None:
+    """An error status answered as an event stream is still an HTTP error (unless it said why)."""
+    if row["status"] is None or row["status"] < 400 or (errors and errors[0][0] == "stream_error"):
+        return
+    msg = next((ev.data for ev in events if ev.data.strip()), None) or (row.get("response_raw") or "")
+    errors.insert(0, (f"http_{row['status']}", msg[:300] or "empty error body"))
 
 
 def _multipart_field(raw: bytes, content_type: str, name: str) -> str | None:

@@ -39,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-bytes", type=int, default=32 * 1024 * 1024, help="truncate bodies above this")
     p.add_argument("--flush-interval", type=float, default=0.5, help="seconds between store flushes (<= 1)")
     p.add_argument("--skip-other", action="store_true", help="do not record non-OpenAI paths")
+    p.add_argument(
+        "--writer",
+        choices=["process", "thread"],
+        default="process",
+        help="build and write rows in a child process (default; keeps the work off the proxy) or a thread",
+    )
     p.add_argument("--confdir", default=None, help="mitmproxy confdir (CA certificate), default ~/.mitmproxy")
     p.add_argument("--ssl-insecure", action="store_true", help="do not verify the upstream TLS certificate")
     p.add_argument(
@@ -46,10 +52,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="allow listening on a non-loopback address (an open proxy is a risk)",
     )
-    p.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    p.add_argument("--quiet", action="store_true", help="no mitmproxy connection log lines")
     p.set_defaults(func=cmd_record)
 
-    p = sub.add_parser("import", help="import HAR files or mitmproxy flow files into the store")
+    p = sub.add_parser(
+        "import",
+        help="import HAR files or mitmproxy flow files into the store",
+        description="Import HAR files and mitmproxy flow files (mitmdump -w) through the recorder's parser. "
+        "A damaged file is reported and what could be read from it is kept; re-importing adds nothing. "
+        "Neither format has per-event times: imported streams have null chunk_offsets_ms and ttft_ms.",
+    )
     p.add_argument("files", nargs="+", help="*.har or mitmproxy flow files (mitmdump -w)")
     p.add_argument("--db", required=True, help="store path")
     p.add_argument("--tag", default="", help="tag stored with every imported exchange")
@@ -89,6 +101,8 @@ def _mode(args) -> str:
         if not args.upstream.startswith(("http://", "https://")):
             raise RecordError(f"--upstream {args.upstream!r} must start with http:// or https://")
         return f"reverse:{args.upstream.rstrip('/')}"
+    if mode.startswith("reverse:"):
+        return mode
     if mode in ("regular", "transparent") or mode.startswith("upstream:"):
         return mode
     raise RecordError(f"unknown --mode {mode!r}: use reverse, regular, upstream:URL or transparent")
@@ -100,6 +114,8 @@ async def _run_proxy(args, host: str, port: int, mode: str) -> int:
 
     from recorder.addon import Recorder
 
+    if args.quiet:  # parity's own lines (spills, the exit summary) stay; mitmproxy's per-connection ones go
+        logging.getLogger("mitmproxy").setLevel(logging.WARNING)
     opts = options.Options(mode=[mode], listen_host=host, listen_port=port)
     if args.confdir:
         opts.update(confdir=args.confdir)
@@ -113,6 +129,7 @@ async def _run_proxy(args, host: str, port: int, mode: str) -> int:
         parity_max_body_bytes=args.max_body_bytes,
         parity_flush_interval=args.flush_interval,
         parity_record_other=not args.skip_other,
+        parity_writer=args.writer,
         ssl_insecure=args.ssl_insecure,
     )
     loop = asyncio.get_running_loop()
@@ -145,13 +162,20 @@ def cmd_import(args) -> int:
     from recorder.importers import ImportError_, import_files
 
     try:
-        stats = import_files([Path(f) for f in args.files], args.db, tag=args.tag or None)
+        results = import_files([Path(f) for f in args.files], args.db, tag=args.tag or None)
     except ImportError_ as e:
         print(f"parity import: {e}", file=sys.stderr)
         return 2
-    for name, (n, skipped) in stats.items():
-        print(f"{name}: {n} exchanges imported, {skipped} entries skipped")
-    return 0
+    failed = 0
+    for name, r in results.items():
+        dup = f", {r.duplicates} already in the store" if r.duplicates else ""
+        print(f"{name}: {r.kind}, {r.imported} exchanges imported, {r.skipped} entries skipped{dup}")
+        for err in r.errors[:20]:
+            print(f"{name}: error: {err}", file=sys.stderr)
+        if len(r.errors) > 20:
+            print(f"{name}: error: ... and {len(r.errors) - 20} more", file=sys.stderr)
+        failed += not r.ok
+    return 1 if failed else 0
 
 
 def cmd_ls(args) -> int:
@@ -192,3 +216,24 @@ def cmd_ls(args) -> int:
     if runs:
         print("replay runs: " + ", ".join(f"{r} ({s})" for r, s, _ in runs))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m recorder.cli record|import|ls``: the recorder's commands alone (starts faster)."""
+    parser = argparse.ArgumentParser(prog="parity", description="parity recorder commands")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    register(parser.add_subparsers(dest="command", metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,6 +7,7 @@ missing ``[DONE]``, no usage, extra fields, error events in the middle of a stre
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 from recorder.sse import SSEEvent
@@ -38,17 +39,22 @@ class StreamResult:
 
 
 def _merge_tool_call(calls: dict[int, dict], tc: dict) -> None:
+    if not isinstance(tc, dict):
+        return
     idx = tc.get("index", len(calls))
+    if not isinstance(idx, int):
+        idx = len(calls)
     cur = calls.setdefault(idx, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
     if tc.get("id"):
         cur["id"] = tc["id"]
     if tc.get("type"):
         cur["type"] = tc["type"]
-    fn = tc.get("function") or {}
-    if fn.get("name"):
-        cur["function"]["name"] += fn["name"]
-    if fn.get("arguments"):
-        cur["function"]["arguments"] += fn["arguments"]
+    fn = tc.get("function")
+    if isinstance(fn, dict):
+        if isinstance(fn.get("name"), str):
+            cur["function"]["name"] += fn["name"]
+        if isinstance(fn.get("arguments"), str):
+            cur["function"]["arguments"] += fn["arguments"]
 
 
 def _chat_delta_chars(delta: dict) -> int:
@@ -57,12 +63,33 @@ def _chat_delta_chars(delta: dict) -> int:
         v = delta.get(key)
         if isinstance(v, str):
             n += len(v)
-    for tc in delta.get("tool_calls") or []:
-        fn = tc.get("function") or {}
-        n += len(fn.get("arguments") or "") + len(fn.get("name") or "")
+    tcs = delta.get("tool_calls")
+    for tc in tcs if isinstance(tcs, list) else ():
+        if not isinstance(tc, dict):
+            continue
+        fn = tc.get("function") if isinstance(tc.get("function"), dict) else {}
+        for v in (fn.get("arguments"), fn.get("name")):
+            if isinstance(v, str):
+                n += len(v)
         if tc.get("id"):
             n = max(n, 1)
     return n
+
+
+def _new_choice(idx: int) -> dict:
+    return {
+        "index": idx,
+        "text": [],
+        "refusal": [],
+        "reasoning": [],
+        "tools": {},
+        "role": None,
+        "finish_reason": None,
+        "logprobs": None,
+    }
+
+
+_HEAD_KEYS = ("id", "created", "model", "system_fingerprint", "service_tier")
 
 
 def reassemble_chat(events: list[SSEEvent], legacy: bool = False) -> StreamResult:
@@ -80,53 +107,85 @@ def reassemble_chat(events: list[SSEEvent], legacy: bool = False) -> StreamResul
         if obj is None:
             res.bad_events += 1
             continue
-        if "error" in obj and not obj.get("choices"):
-            res.error = obj.get("error") if isinstance(obj.get("error"), dict) else obj
-            continue
-        for k in ("id", "created", "model", "system_fingerprint", "service_tier"):
-            if obj.get(k) is not None and k not in head:
+        try:
+            usage = _chat_chunk(obj, ev.t, res, head, choices, legacy, usage)
+        except (TypeError, AttributeError, ValueError):  # a chunk shaped like no OpenAI chunk
+            res.bad_events += 1
+    res.body = _chat_body(head, choices, usage, legacy)
+    return res
+
+
+def _chat_chunk(obj: dict, t: float, res: StreamResult, head: dict, choices: dict, legacy: bool, usage):
+    """Fold one chunk into the running state; returns the latest usage.
+
+    Runs for every event of every stream in the writer process: kept lean (one dict lookup per
+    field, type checks only where a wrong type would corrupt the result).
+    """
+    chs = obj.get("choices")
+    if "error" in obj and not chs:
+        res.error = obj.get("error") if isinstance(obj.get("error"), dict) else obj
+        return usage
+    if len(head) < 5:
+        for k in _HEAD_KEYS:
+            if k not in head and obj.get(k) is not None:
                 head[k] = obj[k]
-        if obj.get("usage"):
-            usage = obj["usage"]
-        chars = 0
-        for ch in obj.get("choices") or []:
-            idx = ch.get("index", 0)
-            c = choices.setdefault(
-                idx,
-                {
-                    "index": idx,
-                    "text": [],
-                    "refusal": [],
-                    "reasoning": [],
-                    "tools": {},
-                    "role": None,
-                    "finish_reason": None,
-                    "logprobs": None,
-                },
-            )
-            if legacy:
-                t = ch.get("text") or ""
-                c["text"].append(t)
-                chars += len(t)
-            else:
-                d = ch.get("delta") or {}
-                if d.get("role"):
+    u = obj.get("usage")
+    if u:
+        usage = u
+    if not chs or not isinstance(chs, list):
+        return usage
+    chars = 0
+    for ch in chs:
+        if not isinstance(ch, dict):
+            continue
+        idx = ch.get("index", 0)
+        if not isinstance(idx, int):
+            idx = 0
+        c = choices.get(idx)
+        if c is None:
+            c = choices[idx] = _new_choice(idx)
+        if legacy:
+            t_ = ch.get("text")
+            if isinstance(t_, str):
+                c["text"].append(t_)
+                chars += len(t_)
+        else:
+            d = ch.get("delta")
+            if not isinstance(d, dict):
+                d = {}
+            v = d.get("content")
+            if type(v) is str:
+                c["text"].append(v)
+                chars += len(v)
+            if len(d) > 1 or v is None:  # anything beyond plain content: the full treatment
+                if isinstance(d.get("role"), str) and d["role"]:
                     c["role"] = d["role"]
-                if isinstance(d.get("content"), str):
-                    c["text"].append(d["content"])
                 if isinstance(d.get("refusal"), str):
                     c["refusal"].append(d["refusal"])
                 for key in ("reasoning_content", "reasoning"):
                     if isinstance(d.get(key), str):
                         c["reasoning"].append(d[key])
-                for tc in d.get("tool_calls") or []:
+                tcs = d.get("tool_calls")
+                for tc in tcs if isinstance(tcs, list) else ():
                     _merge_tool_call(c["tools"], tc)
-                chars += _chat_delta_chars(d)
-            if ch.get("finish_reason"):
-                c["finish_reason"] = ch["finish_reason"]
-        if chars:
-            res.content_times.append(ev.t)
-            res.content_chars.append(chars)
+                chars += _chat_delta_chars(d) - (len(v) if type(v) is str else 0)
+        lp = ch.get("logprobs")
+        if isinstance(lp, dict):
+            merged = c["logprobs"] if c["logprobs"] is not None else {}
+            for key, vals in lp.items():
+                if isinstance(vals, list):
+                    merged.setdefault(key, []).extend(vals)
+            c["logprobs"] = merged
+        fr = ch.get("finish_reason")
+        if fr:
+            c["finish_reason"] = fr
+    if chars:
+        res.content_times.append(t)
+        res.content_chars.append(chars)
+    return usage
+
+
+def _chat_body(head: dict, choices: dict, usage, legacy: bool) -> dict:
     out_choices = []
     for idx in sorted(choices):
         c = choices[idx]
@@ -136,7 +195,7 @@ def reassemble_chat(events: list[SSEEvent], legacy: bool = False) -> StreamResul
                     "index": idx,
                     "text": "".join(c["text"]),
                     "finish_reason": c["finish_reason"],
-                    "logprobs": None,
+                    "logprobs": c["logprobs"],
                 }
             )
             continue
@@ -148,12 +207,11 @@ def reassemble_chat(events: list[SSEEvent], legacy: bool = False) -> StreamResul
         if c["tools"]:
             msg["tool_calls"] = [c["tools"][i] for i in sorted(c["tools"])]
         out_choices.append(
-            {"index": idx, "message": msg, "finish_reason": c["finish_reason"], "logprobs": None}
+            {"index": idx, "message": msg, "finish_reason": c["finish_reason"], "logprobs": c["logprobs"]}
         )
     body = {**head, "object": "text_completion" if legacy else "chat.completion", "choices": out_choices}
     body["usage"] = usage
-    res.body = body
-    return res
+    return body
 
 
 def reassemble_responses(events: list[SSEEvent]) -> StreamResult:
@@ -175,8 +233,11 @@ def reassemble_responses(events: list[SSEEvent]) -> StreamResult:
         if isinstance(obj.get("response"), dict):
             latest = obj["response"]
         if typ in TERMINAL_RESPONSE_EVENTS:
-            final = obj.get("response")
+            final = obj["response"] if isinstance(obj.get("response"), dict) else None
             res.complete = True
+            if typ == "response.failed":
+                err = (final or {}).get("error") if isinstance(final, dict) else None
+                res.error = err if isinstance(err, dict) else {"message": "response.failed"}
         elif typ == "error" or (typ == "" and "error" in obj):
             res.error = obj.get("error") if isinstance(obj.get("error"), dict) else obj
         if typ in _CONTENT_RESPONSE_EVENTS:
@@ -203,10 +264,42 @@ def reassemble_responses(events: list[SSEEvent]) -> StreamResult:
     return res
 
 
+def reassemble_transcription(events: list[SSEEvent]) -> StreamResult:
+    """Streamed transcription events (``transcript.text.delta`` / ``.done``) -> ``{text, usage}``."""
+    res = StreamResult(body=None)
+    text: list[str] = []
+    final = None
+    for ev in events:
+        res.event_times.append(ev.t)
+        if ev.is_done:
+            res.done_marker = res.complete = True
+            continue
+        obj = ev.json()
+        if obj is None:
+            res.bad_events += 1
+            continue
+        typ = obj.get("type") or ev.event or ""
+        if typ == "transcript.text.delta" and isinstance(obj.get("delta"), str):
+            text.append(obj["delta"])
+            res.content_times.append(ev.t)
+            res.content_chars.append(max(len(obj["delta"]), 1))
+        elif typ == "transcript.text.done":
+            final = {"text": obj.get("text", "".join(text))}
+            if obj.get("usage") is not None:
+                final["usage"] = obj["usage"]
+            res.complete = True
+        elif typ == "error" or "error" in obj:
+            res.error = obj.get("error") if isinstance(obj.get("error"), dict) else obj
+    res.body = final or {"text": "".join(text)}
+    return res
+
+
 def reassemble(endpoint: str, events: list[SSEEvent]) -> StreamResult:
     """Dispatch on the endpoint family."""
     if endpoint == "responses":
         return reassemble_responses(events)
+    if endpoint in ("audio.transcriptions", "audio.translations"):
+        return reassemble_transcription(events)
     return reassemble_chat(events, legacy=endpoint == "completions")
 
 
@@ -221,7 +314,8 @@ class Usage:
 
 
 def _int(v) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+    """A token count as stored (BIGINT): an int that fits, else None."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and -(2**63) <= v < 2**63 else None
 
 
 def extract_usage(body: dict | None) -> Usage:
@@ -248,15 +342,16 @@ def extract_usage(body: dict | None) -> Usage:
 
 
 def finish_reason(body: dict | None) -> str | None:
-    """First choice's finish_reason, or the Responses status."""
+    """First choice's finish_reason, or the Responses status (None unless it is a string)."""
     if not isinstance(body, dict):
         return None
     ch = body.get("choices")
+    v = None
     if isinstance(ch, list) and ch and isinstance(ch[0], dict):
-        return ch[0].get("finish_reason")
-    if body.get("object") == "response":
-        return body.get("status")
-    return None
+        v = ch[0].get("finish_reason")
+    elif body.get("object") == "response":
+        v = body.get("status")
+    return v if isinstance(v, str) else None
 
 
 def output_text(body: dict | None) -> str:
@@ -268,20 +363,55 @@ def output_text(body: dict | None) -> str:
         c = ch[0]
         if isinstance(c.get("text"), str):
             return c["text"]
-        m = c.get("message") or {}
-        return m.get("content") or "" if isinstance(m, dict) else ""
+        m = c.get("message")
+        content = m.get("content") if isinstance(m, dict) else None
+        return content if isinstance(content, str) else ""
     if body.get("object") == "response":
         parts = []
-        for item in body.get("output") or []:
-            for part in item.get("content") or [] if isinstance(item, dict) else []:
-                if isinstance(part, dict) and part.get("type") == "output_text":
-                    parts.append(part.get("text") or "")
+        output = body.get("output")
+        for item in output if isinstance(output, list) else ():
+            content = item.get("content") if isinstance(item, dict) else None
+            for part in content if isinstance(content, list) else ():
+                if (
+                    isinstance(part, dict)
+                    and part.get("type") == "output_text"
+                    and isinstance(part.get("text"), str)
+                ):
+                    parts.append(part["text"])
         return "".join(parts)
     if isinstance(body.get("text"), str):
         return body["text"]
     return ""
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def dumps(obj) -> str:
-    """Compact JSON text for storage."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON text for storage: valid UTF-8 and strict JSON, as DuckDB's JSON type needs.
+
+    NaN and ±Infinity become null; lone surrogates (from ``"\\ud800"``-style escapes, which DuckDB
+    rejects even escaped) become U+FFFD. Raises ValueError for nesting too deep to encode.
+    """
+    try:
+        try:
+            s = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except ValueError:  # NaN or Infinity somewhere: rare, so the slow path is fine
+            s = json.dumps(_finite(obj), separators=(",", ":"), ensure_ascii=False)
+    except RecursionError as e:
+        raise ValueError("nested too deeply to encode") from e
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        s = _LONE_SURROGATE.sub("\ufffd", s)
+    return s
+
+
+def _finite(obj):
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

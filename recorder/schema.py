@@ -14,7 +14,7 @@ JSON = pa.string()  # JSON text; the views cast it to DuckDB's JSON type
 
 EXCHANGES = pa.schema(
     [
-        ("id", pa.string()),  # unique exchange id (uuid4 hex)
+        ("id", pa.string()),  # unique exchange id (uuid4 hex; "har-..."/"flow-..." for imports)
         ("recorded_at", TS),  # when the request started, UTC
         ("endpoint", pa.string()),  # chat.completions, responses, embeddings, ... or other
         ("method", pa.string()),
@@ -42,13 +42,13 @@ EXCHANGES = pa.schema(
         ("cached_tokens", pa.int64()),
         ("reasoning_tokens", pa.int64()),
         ("finish_reason", pa.string()),
-        ("error_type", pa.string()),  # see recorder.errors.ErrorType
+        ("error_type", pa.string()),  # see the README's exchanges table
         ("error_message", pa.string()),
         ("stream_complete", pa.bool_()),  # [DONE] or a terminal Responses event seen
         ("client_disconnected", pa.bool_()),
         ("truncated", pa.bool_()),  # a body exceeded max_body_bytes and was cut
         ("request_bytes", pa.int64()),
-        ("response_bytes", pa.int64()),
+        ("response_bytes", pa.int64()),  # decoded body size (bytes on the wire when it was cut)
         ("upstream_host", pa.string()),
         ("api_key_fingerprint", pa.string()),  # salted hash prefix, never the key
         ("request_id", pa.string()),  # x-request-id of the upstream response

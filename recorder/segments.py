@@ -8,7 +8,9 @@ writer processes can append without coordinating and readers never see a partial
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+import secrets
 import shutil
 import time
 import uuid
@@ -22,13 +24,30 @@ import pyarrow.parquet as pq
 from recorder.schema import TABLES
 
 SEGMENT_GLOB = "*.parquet"
-_seq = 0
+_seq = itertools.count(1)  # next() is atomic: several writers may share a process
 
 
 def segment_root(db_path: str | os.PathLike) -> Path:
     """Folder holding the segments of the store at ``db_path``."""
     p = Path(db_path)
     return p if p.suffix == ".d" else p.with_name(p.name + ".d")
+
+
+def store_salt(root: Path) -> bytes:
+    """The store's random salt for API-key fingerprints, created once, owner-only."""
+    p = root / ".salt"
+    try:
+        return p.read_bytes()
+    except FileNotFoundError:
+        _mkdir_private(root)
+        salt = secrets.token_bytes(16)
+        try:
+            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            return p.read_bytes()
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(salt)
+        return salt
 
 
 def table_dir(root: Path, table: str) -> Path:
@@ -40,7 +59,16 @@ def schema_hash(table: str) -> str:
 
 
 def _mkdir_private(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create ``path`` owner-only (0700); its parents keep the default mode (they are the user's)."""
+    if path.is_dir():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        if not path.is_dir():
+            raise
+    os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
 
 
 def rows_to_table(table: str, rows: Iterable[dict]) -> pa.Table:
@@ -48,13 +76,40 @@ def rows_to_table(table: str, rows: Iterable[dict]) -> pa.Table:
     return pa.Table.from_pylist(list(rows), schema=TABLES[table])
 
 
+# Columns that are (nearly) unique per row: a dictionary page would only cost time (a quarter of
+# the write time for exchanges) before Parquet gives up on it.
+_NO_DICTIONARY = frozenset(
+    {
+        "id",
+        "exchange_id",
+        "request_id",
+        "key",
+        "request_body",
+        "request_raw",
+        "request_headers",
+        "response_body",
+        "response_raw",
+        "response_raw_bytes",
+        "response_headers",
+        "chunk_offsets_ms",
+        "itl_ms",
+        "error_message",
+        "sent_body",
+        "sent_raw",
+        "changes",
+        "raw",
+    }
+)
+
+
 def write_parquet_atomic(table: pa.Table, dest: Path) -> Path:
     """Write ``table`` to ``dest`` owner-only, via a temp file and rename."""
     tmp = dest.with_name(dest.name + f".{uuid.uuid4().hex[:6]}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    dictionary = [n for n in table.column_names if n not in _NO_DICTIONARY]
     try:
         with os.fdopen(fd, "wb") as fh:
-            pq.write_table(table, fh, compression="zstd")
+            pq.write_table(table, fh, compression="zstd", use_dictionary=dictionary)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
@@ -65,14 +120,13 @@ def write_parquet_atomic(table: pa.Table, dest: Path) -> Path:
 
 
 def new_segment_name(writer_id: str) -> str:
-    global _seq
-    _seq += 1
     now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    return f"seg-{now}-{writer_id}-{_seq:06d}.parquet"
+    return f"seg-{now}-{writer_id}-{next(_seq):06d}.parquet"
 
 
 def ensure_table(root: Path, table: str) -> Path:
     """Create the table folder and its empty schema segment (so globs always match)."""
+    _mkdir_private(root)
     d = table_dir(root, table)
     _mkdir_private(d)
     seed = d / f"_schema-{schema_hash(table)}.parquet"
@@ -88,6 +142,24 @@ def write_segment(root: Path, table: str, data: pa.Table | list[dict], writer_id
     return write_parquet_atomic(tbl, d / new_segment_name(writer_id))
 
 
+def remove_stale_temps(root: Path, max_age_s: float = 600.0) -> int:
+    """Delete temp files left by a writer killed mid-write (never matched by the views' glob)."""
+    cutoff = time.time() - max_age_s
+    n = 0
+    for table in TABLES:
+        d = table_dir(root, table)
+        if not d.is_dir():
+            continue
+        for p in d.glob("*.tmp"):
+            try:
+                if p.stat().st_mtime < cutoff:
+                    p.unlink()
+                    n += 1
+            except OSError:
+                pass
+    return n
+
+
 def list_segments(root: Path, table: str) -> list[Path]:
     d = table_dir(root, table)
     if not d.is_dir():
@@ -96,22 +168,39 @@ def list_segments(root: Path, table: str) -> list[Path]:
 
 
 def import_spill(spill_root: Path, root: Path) -> int:
-    """Move spilled segments into the store; returns how many rows were imported."""
+    """Move spilled segments into the store; returns how many rows were imported.
+
+    Raises OSError when the store is still not writable (the spill stays for a later try).
+    A spilled file that is not readable Parquet is renamed ``*.bad`` and left for a human.
+    """
     imported = 0
     if not spill_root.is_dir():
         return 0
     for table in TABLES:
-        for seg in (
-            sorted((spill_root / table).glob("seg-*.parquet")) if (spill_root / table).is_dir() else []
-        ):
+        sdir = spill_root / table
+        if not sdir.is_dir():
+            continue
+        for seg in sorted(sdir.glob("seg-*.parquet")):
+            try:
+                rows = pq.ParquetFile(seg).metadata.num_rows
+            except Exception:
+                seg.rename(seg.with_name(seg.name + ".bad"))
+                continue
             d = ensure_table(root, table)
             dest = d / seg.name
-            tmp = dest.with_name(dest.name + ".import.tmp")
-            shutil.copyfile(seg, tmp)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, dest)
-            imported += pq.ParquetFile(dest).metadata.num_rows
+            tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:6]}.import.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as out, open(seg, "rb") as src:
+                    shutil.copyfileobj(src, out)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, dest)  # same name: a repeated import overwrites, never duplicates
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
             seg.unlink()
+            imported += rows
     return imported
 
 

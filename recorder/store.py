@@ -112,6 +112,14 @@ def init_catalog(db_path: str | os.PathLike) -> list[str]:
     db_path = Path(db_path)
     root = segment_root(db_path)
     prepare(root)
+    old_umask = os.umask(0o077)  # the catalog and its .wal are created owner-only
+    try:
+        return _migrate_catalog(db_path, root)
+    finally:
+        os.umask(old_umask)
+
+
+def _migrate_catalog(db_path: Path, root: Path) -> list[str]:
     try:
         con = duckdb.connect(str(db_path))
     except duckdb.Error as e:
@@ -128,9 +136,13 @@ def init_catalog(db_path: str | os.PathLike) -> list[str]:
             if name in done:
                 continue
             con.execute("BEGIN")
-            fn(con, root)
-            con.execute("INSERT INTO _migrations VALUES (?, ?)", [name, datetime.now(UTC)])
-            con.execute("COMMIT")
+            try:
+                fn(con, root)
+                con.execute("INSERT INTO _migrations VALUES (?, ?)", [name, datetime.now(UTC)])
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
             applied.append(name)
         # Views hold absolute paths; re-point them if the store was moved.
         _apply_views(con, root)

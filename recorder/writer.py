@@ -17,9 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recorder.segments import import_spill, rows_to_table, write_segment
+import pyarrow as pa
+
+from recorder.segments import import_spill, remove_stale_temps, rows_to_table, write_segment
 
 log = logging.getLogger("parity.writer")
+SLICE = 64  # rows per Arrow conversion call (see BatchWriter._to_arrow)
 
 
 def default_spill_dir(root: Path) -> Path:
@@ -44,6 +47,28 @@ class WriterStats:
     flush_ms: list[float] = field(default_factory=list)
 
 
+def sanitized(table: str, row: dict) -> dict:
+    """``row`` with text made valid UTF-8 and values of the wrong type dropped (noted in error_type)."""
+    from recorder.schema import TABLES
+
+    types = {f.name: f.type for f in TABLES[table]}
+    out: dict = {}
+    dropped = []
+    for k, v in row.items():
+        if isinstance(v, str):
+            v = v.encode("utf-8", "replace").decode("utf-8")
+        try:
+            if k in types:
+                pa.array([v], type=types[k])
+            out[k] = v
+        except Exception:
+            dropped.append(k)
+    if dropped and "error_type" in types:
+        out["error_type"] = out.get("error_type") or "recorder_error"
+        out["error_message"] = (out.get("error_message") or "") + f" [recorder dropped: {', '.join(dropped)}]"
+    return out
+
+
 class BatchWriter:
     """Collects rows per table and flushes them every ``interval`` seconds."""
 
@@ -54,30 +79,41 @@ class BatchWriter:
         interval: float = 0.5,
         max_batch: int = 5000,
         writer_id: str | None = None,
+        retry_interval: float = 2.0,
     ) -> None:
         self.root = Path(root)
         self.spill_dir = Path(spill_dir) if spill_dir else default_spill_dir(self.root)
         self.interval = interval
         self.max_batch = max_batch
+        self.retry_interval = retry_interval  # how often a spill is offered back to a failing store
         self.writer_id = writer_id or f"{os.getpid()}{uuid.uuid4().hex[:6]}"
         self.stats = WriterStats()
-        self._q: deque[tuple[str, dict]] = deque()
+        self._q: deque[tuple[str, dict | Callable[[], dict]]] = deque()
         self._wake = threading.Event()
+        self._lock = threading.Lock()  # one flush at a time (the thread, or close() after a timeout)
         self._stop = False
         self._thread: threading.Thread | None = None
         self._spill_pending = False
+        self._last_retry = 0.0
+        # Level of the loud lines. mitmproxy exits if anything logs an ERROR before the proxy is up
+        # (its errorcheck addon), so the addon lowers this until its running() hook.
+        self.error_level = logging.ERROR
 
-    def start(self) -> None:
+    def start(self, background: bool = True) -> None:
+        """Re-import any earlier spill, then start the writer thread (or not: call flush() yourself)."""
         try:
-            n = import_spill(self.spill_dir, self.root)
-            if n:
-                self.stats.reimported += n
-                log.warning("re-imported %d spilled rows from %s", n, self.spill_dir)
-        except OSError as e:
-            self._spill_pending = True
-            log.error("could not re-import spill %s: %s", self.spill_dir, e)
-        self._thread = threading.Thread(target=self._run, name="parity-writer", daemon=True)
-        self._thread.start()
+            remove_stale_temps(self.root)
+        except OSError:
+            pass
+        self._spill_pending = True
+        self._reimport()
+        if background:
+            self._thread = threading.Thread(target=self._run, name="parity-writer", daemon=True)
+            self._thread.start()
+
+    def flush(self) -> None:
+        """Write everything queued now, on the calling thread (retries a pending spill import too)."""
+        self._flush()
 
     def put(self, table: str, row: dict | Callable[[], dict]) -> None:
         """Queue one row (or a function building it, run on the writer thread); never blocks."""
@@ -92,95 +128,172 @@ class BatchWriter:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.error(
+                    "parity writer: still flushing after %.0f s; %d rows not written", timeout, self.pending
+                )
+                return self.stats
         self._flush()
+        if self._q:  # store and spill both failed: say how much is lost
+            self.stats.lost += len(self._q)
+            log.error("parity writer: %d rows could not be written or spilled and are lost", len(self._q))
         return self.stats
 
     def flush_now(self) -> None:
+        """Ask the thread to flush without waiting for the interval."""
         self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        """Rows queued and not yet written or spilled."""
+        return len(self._q)
 
     def _run(self) -> None:
         while not self._stop:
             self._wake.wait(self.interval)
             self._wake.clear()
-            self._flush()
-
-    def _drain(self) -> dict[str, list[dict]]:
-        batches: dict[str, list[dict]] = defaultdict(list)
-        while True:
             try:
-                table, row = self._q.popleft()
+                self._flush()
+            except BaseException:  # the thread must outlive any bug, or everything after is lost
+                self.stats.failures += 1
+                log.log(self.error_level, "parity writer: flush failed; will retry", exc_info=True)
+
+    def _drain(self, n: int) -> dict[str, list[dict]]:
+        batches: dict[str, list[dict]] = defaultdict(list)
+        for _ in range(n):
+            try:
+                table, item = self._q.popleft()
             except IndexError:
-                return batches
-            if callable(row):
-                try:
-                    row = row()
-                except Exception as e:  # never lose the exchange to a bug in row building
-                    log.exception("building a %s row failed", table)
-                    row = getattr(row, "fallback", lambda err: None)(e)
-                    if row is None:
-                        self.stats.lost += 1
-                        continue
-            batches[table].append(row)
+                break
+            row = self._build(table, item)
+            if row is not None:
+                batches[table].append(row)
+        return batches
+
+    def _build(self, table: str, item) -> dict | None:
+        if not callable(item):
+            return item
+        try:
+            return item()
+        except Exception as e:  # never lose the exchange to a bug in row building
+            log.log(self.error_level, "building a %s row failed", table, exc_info=True)
+            try:
+                row = item.fallback(e) if hasattr(item, "fallback") else None
+            except Exception:
+                log.log(self.error_level, "the fallback row failed too", exc_info=True)
+                row = None
+            if row is None:
+                self.stats.lost += 1
+            return row
 
     def _flush(self) -> None:
-        batches = self._drain()
-        for table, rows in batches.items():
-            t0 = time.perf_counter()
+        with self._lock:
+            wrote = False
+            # Only what is queued now: rows put back after a double failure wait for the next flush.
+            pending = len(self._q)
+            while pending > 0:
+                n = min(pending, self.max_batch)
+                pending -= n
+                for table, rows in self._drain(n).items():
+                    wrote |= self._write(table, rows)
+            if self._spill_pending and (wrote or time.monotonic() - self._last_retry >= self.retry_interval):
+                self._reimport()
+
+    def _write(self, table: str, rows: list[dict]) -> bool:
+        t0 = time.perf_counter()
+        data = self._to_arrow(table, rows)
+        if data is None:
+            return False
+        try:
+            write_segment(self.root, table, data, self.writer_id)  # Parquet encoding releases the GIL
+        except Exception as e:  # OSError above all (read-only, ENOSPC, a file where a folder was)
+            self._spill(table, data, e)
+            return False
+        self.stats.written += data.num_rows
+        self.stats.segments += 1
+        self.stats.flush_ms.append((time.perf_counter() - t0) * 1000)
+        del self.stats.flush_ms[:-1000]
+        return True
+
+    def _to_arrow(self, table: str, rows: list[dict]) -> pa.Table | None:
+        """Rows to Arrow in small slices: the conversion holds the GIL, and the proxy's event
+        loop shares it, so no single call may run long (64 rows take well under a millisecond)."""
+        parts = []
+        for i in range(0, len(rows), SLICE):
+            part = rows[i : i + SLICE]
             try:
-                data = rows_to_table(table, rows)
+                parts.append(rows_to_table(table, part))
             except Exception as e:  # a bad row must not take the batch down with it
-                data = self._salvage(table, rows, e)
-                if data is None:
-                    continue
-            try:
-                write_segment(self.root, table, data, self.writer_id)
-                self.stats.written += data.num_rows
-                self.stats.segments += 1
-                self.stats.flush_ms.append((time.perf_counter() - t0) * 1000)
-                del self.stats.flush_ms[:-1000]
-                if self._spill_pending:
-                    self._reimport()
-            except OSError as e:
-                self._spill(table, data, e)
+                salvaged = self._salvage(table, part, e)
+                if salvaged is not None:
+                    parts.append(salvaged)
+            time.sleep(0)  # let the event loop take the GIL between slices
+        if not parts:
+            return None
+        return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
     def _salvage(self, table: str, rows: list[dict], err: Exception):
         good = []
         for r in rows:
-            try:
-                rows_to_table(table, [r])
-                good.append(r)
-            except Exception as e:
+            for candidate in (r, sanitized(table, r)):
+                try:
+                    rows_to_table(table, [candidate])
+                    good.append(candidate)
+                    break
+                except Exception as e:
+                    last = e
+            else:
                 self.stats.lost += 1
-                log.error("dropping a %s row that does not fit the schema: %s (%s)", table, e, err)
+                log.log(
+                    self.error_level,
+                    "dropping a %s row that does not fit the schema: %s (%s)",
+                    table,
+                    last,
+                    err,
+                )
         return rows_to_table(table, good) if good else None
 
-    def _spill(self, table: str, data, err: OSError) -> None:
+    def _spill(self, table: str, data, err: Exception) -> None:
         self.stats.failures += 1
-        self.stats.last_error = str(err)
+        self.stats.last_error = f"{type(err).__name__}: {err}"
+        self._last_retry = time.monotonic()
         try:
             write_segment(self.spill_dir, table, data, self.writer_id)
-            self.stats.spilled += data.num_rows
-            self._spill_pending = True
-            log.error(
-                "STORE WRITE FAILED (%s): spilled %d %s rows to %s (total spilled %d); traffic unaffected",
-                err,
-                data.num_rows,
-                table,
-                self.spill_dir,
-                self.stats.spilled,
-            )
-        except OSError as e2:
+        except Exception as e2:
             # Nowhere to write: keep the rows queued and try again on the next flush.
             for row in data.to_pylist():
                 self._q.append((table, row))
-            log.error("STORE AND SPILL BOTH FAILED (%s; %s): %d rows held in memory", err, e2, data.num_rows)
+            log.log(
+                self.error_level,
+                "STORE AND SPILL BOTH FAILED (%s; %s): %d %s rows held in memory, retrying",
+                err,
+                e2,
+                data.num_rows,
+                table,
+            )
+            return
+        self.stats.spilled += data.num_rows
+        self._spill_pending = True
+        log.log(
+            self.error_level,
+            "STORE WRITE FAILED (%s): spilled %d %s rows to %s (total spilled %d); traffic unaffected",
+            self.stats.last_error,
+            data.num_rows,
+            table,
+            self.spill_dir,
+            self.stats.spilled,
+        )
 
     def _reimport(self) -> None:
+        self._last_retry = time.monotonic()
         try:
             n = import_spill(self.spill_dir, self.root)
-            self.stats.reimported += n
-            self._spill_pending = False
-            if n:
-                log.warning("store writable again: re-imported %d spilled rows", n)
         except OSError as e:
-            log.error("re-import of spill failed, will retry: %s", e)
+            log.warning("spill in %s not re-imported yet (%s); will retry", self.spill_dir, e)
+            return
+        self._spill_pending = False
+        if n:
+            self.stats.reimported += n
+            log.warning(
+                "store %s writable: re-imported %d spilled rows from %s", self.root, n, self.spill_dir
+            )
