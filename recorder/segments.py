@@ -7,6 +7,7 @@ writer processes can append without coordinating and readers never see a partial
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import itertools
 import os
@@ -205,9 +206,35 @@ def import_spill(spill_root: Path, root: Path) -> int:
 
 
 def compact(root: Path, table: str, min_age_s: float = 5.0, writer_id: str = "compact") -> tuple[int, int]:
-    """Merge segments older than ``min_age_s`` into one file; returns (files merged, rows)."""
+    """Merge segments older than ``min_age_s`` into one file; returns (files merged, rows).
+
+    An exclusive lock per table makes a second compaction on the same host return (0, 0)
+    instead of merging the same segments twice. Between writing the merged file and
+    deleting its sources a reader can briefly count those rows twice (README: Store).
+    """
+    d = table_dir(root, table)
+    if not d.is_dir():
+        return 0, 0
+    fd = os.open(d / ".compact.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0, 0  # another compaction of this table is running
+        return _compact_locked(root, table, min_age_s, writer_id)
+    finally:
+        os.close(fd)
+
+
+def _compact_locked(root: Path, table: str, min_age_s: float, writer_id: str) -> tuple[int, int]:
     cutoff = time.time() - min_age_s
-    segs = [p for p in list_segments(root, table) if p.stat().st_mtime < cutoff]
+    segs = []
+    for p in list_segments(root, table):
+        try:
+            if p.stat().st_mtime < cutoff:
+                segs.append(p)
+        except FileNotFoundError:
+            continue
     if len(segs) < 2:
         return 0, 0
     merged = pa.concat_tables(
