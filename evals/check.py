@@ -116,11 +116,15 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return out
 
 
+MAX_NESTING = 50  # parentheses; deeper rules are an error, not a RecursionError
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.toks = _tokens(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> tuple[str, str] | None:
         return self.toks[self.i] if self.i < len(self.toks) else None
@@ -160,9 +164,13 @@ class _Parser:
     def atom(self) -> Node:
         t = self.peek()
         if t and t == ("paren", "("):
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise RuleError(f"rule nests parentheses deeper than {MAX_NESTING} levels")
             self.i += 1
             node = self.or_expr()
             self.take("paren", "')'")
+            self.depth -= 1
             return node
         name = self.take("word", "a figure name")
         if name not in FIGURES:

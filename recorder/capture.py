@@ -164,7 +164,24 @@ class _Incremental:
                 self._d = zlib.decompressobj(-zlib.MAX_WBITS)
         if self.enc == "br":
             return self._d.process(data)
-        return self._d.decompress(data)
+        # gzip members and zstd frames may be concatenated (RFC 1952 2.2, RFC 8878 3): after the
+        # end of one, go on with a fresh decoder on whatever follows, in this read or the next.
+        multi = self.enc in ("gzip", "x-gzip", "zstd")
+        if multi and data and self._d.eof:
+            self._d = self._fresh()
+        out = self._d.decompress(data)
+        while multi and self._d.eof and self._d.unused_data:
+            rest = self._d.unused_data
+            self._d = self._fresh()
+            out += self._d.decompress(rest)
+        return out
+
+    def _fresh(self):
+        if self.enc == "zstd":
+            import zstandard
+
+            return zstandard.ZstdDecompressor().decompressobj()
+        return zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)
 
     @property
     def finished(self) -> bool:
