@@ -31,7 +31,6 @@ import zlib
 
 import brotli
 import duckdb
-import pytest
 import zstandard
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st

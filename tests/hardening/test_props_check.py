@@ -13,7 +13,6 @@ from __future__ import annotations
 import builtins
 import math
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
