@@ -36,8 +36,14 @@ class Pricing:
     @property
     def is_free(self) -> bool:
         return not any(
-            [self.input_per_1m, self.cached_input_per_1m, self.output_per_1m, self.per_request,
-             self.per_image, self.per_audio_minute]
+            [
+                self.input_per_1m,
+                self.cached_input_per_1m,
+                self.output_per_1m,
+                self.per_request,
+                self.per_image,
+                self.per_audio_minute,
+            ]
         )
 
 
@@ -56,8 +62,14 @@ def request_cost(
     p = prompt_tokens or 0
     c = completion_tokens or 0
     cached = min(cached_tokens or 0, p)
-    cached_price = pricing.input_per_1m if pricing.cached_input_per_1m is None else pricing.cached_input_per_1m
-    cost = (p - cached) * pricing.input_per_1m / 1e6 + cached * cached_price / 1e6 + c * pricing.output_per_1m / 1e6
+    cached_price = (
+        pricing.input_per_1m if pricing.cached_input_per_1m is None else pricing.cached_input_per_1m
+    )
+    cost = (
+        (p - cached) * pricing.input_per_1m / 1e6
+        + cached * cached_price / 1e6
+        + c * pricing.output_per_1m / 1e6
+    )
     cost += pricing.per_request
     cost += (images or 0) * pricing.per_image
     cost += (audio_seconds or 0.0) / 60.0 * pricing.per_audio_minute

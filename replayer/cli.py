@@ -1,0 +1,131 @@
+"""``parity replay``: send recorded requests to other OpenAI-compatible providers and store the results."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from replayer.errors import ReplayError
+from replayer.pacing import Pacing
+from replayer.run import RunOptions, replay
+from replayer.select import Selection
+
+EXAMPLE = """\
+example:
+  parity replay --db parity.duckdb --providers providers.toml --run cmp-1 --sample 500 --seed 1 --concurrency 16
+  parity replay --db parity.duckdb --providers providers.toml --run cmp-1 --resume
+"""
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``replay`` sub-command."""
+    p = subparsers.add_parser(
+        "replay",
+        help="replay recorded requests to other providers and store the results",
+        description=__doc__,
+        epilog=EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--db", default="parity.duckdb", help="the store (default: parity.duckdb)")
+    p.add_argument("--providers", required=True, help="providers file (TOML)")
+    p.add_argument("--run", required=True, help="run name (letters, digits, . _ -)")
+    p.add_argument(
+        "--provider", action="append", metavar="NAME", help="only these providers of the file (repeatable)"
+    )
+    s = p.add_argument_group("selection")
+    s.add_argument(
+        "--endpoint", action="append", help="endpoint(s), e.g. chat.completions (repeatable, comma list)"
+    )
+    s.add_argument("--model", action="append", help="recorded model(s) or glob, e.g. 'gpt-4o*' (repeatable)")
+    s.add_argument("--tag", action="append", help="recorder tag(s) (repeatable)")
+    s.add_argument("--since", help="recorded at or after (ISO date/time, UTC by default)")
+    s.add_argument("--until", help="recorded before (ISO date/time)")
+    s.add_argument(
+        "--status", choices=("ok", "all"), default="ok", help="recorded status: ok = 2xx only (default)"
+    )
+    s.add_argument("--limit", type=int, help="at most N exchanges (oldest first)")
+    s.add_argument("--sample", type=int, help="a random sample of N exchanges (reproducible with --seed)")
+    s.add_argument(
+        "--seed", type=int, default=0, help="seed for --sample, Poisson arrivals and provider order"
+    )
+    s.add_argument("--ids", metavar="FILE", help="file of exchange ids, one per line")
+    pace = p.add_argument_group("pacing (choose one; default --concurrency 8)")
+    mx = pace.add_mutually_exclusive_group()
+    mx.add_argument("--concurrency", type=int, help="closed loop: at most N requests in flight per provider")
+    mx.add_argument("--rate", type=float, help="open loop: R recorded requests per second")
+    mx.add_argument("--as-recorded", action="store_true", help="reproduce the recorded inter-arrival times")
+    pace.add_argument(
+        "--arrival", choices=("constant", "poisson"), help="with --rate: inter-arrival distribution"
+    )
+    pace.add_argument("--speed", type=float, help="with --as-recorded: X times faster than recorded")
+    r = p.add_argument_group("run")
+    r.add_argument("--repeat", type=int, default=1, help="send each request K times per provider (default 1)")
+    r.add_argument(
+        "--max-cost", type=float, metavar="USD", help="stop before the estimated spend would pass USD"
+    )
+    r.add_argument("--dry-run", action="store_true", help="print the plan and estimated cost; send nothing")
+    r.add_argument(
+        "--resume", action="store_true", help="continue a stopped or killed run; nothing is sent twice"
+    )
+    r.add_argument("--no-progress", action="store_true", help="no live progress on stderr")
+    p.set_defaults(func=handle)
+
+
+def options(args: argparse.Namespace) -> RunOptions:
+    """Command-line arguments -> RunOptions (ReplayError for bad combinations)."""
+    if args.arrival and args.rate is None:
+        raise ReplayError("--arrival only goes with --rate")
+    if args.speed is not None and not args.as_recorded:
+        raise ReplayError("--speed only goes with --as-recorded")
+    if args.speed is not None and args.speed <= 0:
+        raise ReplayError("--speed must be > 0")
+    if args.concurrency is not None and args.concurrency < 1:
+        raise ReplayError("--concurrency must be >= 1")
+    if args.rate is not None and args.rate <= 0:
+        raise ReplayError("--rate must be > 0")
+    if args.max_cost is not None and args.max_cost < 0:
+        raise ReplayError("--max-cost must be >= 0")
+    if args.as_recorded:
+        pacing = Pacing(mode="as-recorded", speed=args.speed or 1.0, seed=args.seed)
+    elif args.rate is not None:
+        pacing = Pacing(mode="rate", rate=args.rate, arrival=args.arrival or "constant", seed=args.seed)
+    else:
+        pacing = Pacing(mode="concurrency", concurrency=args.concurrency or 8, seed=args.seed)
+    sel = Selection(
+        endpoints=_split(args.endpoint),
+        models=_split(args.model),
+        tags=_split(args.tag),
+        since=args.since,
+        until=args.until,
+        status=args.status,
+        limit=args.limit,
+        sample=args.sample,
+        seed=args.seed,
+        ids_file=args.ids,
+    )
+    return RunOptions(
+        db=args.db,
+        providers=args.providers,
+        run_id=args.run,
+        selection=sel,
+        pacing=pacing,
+        repeat=args.repeat,
+        max_cost=args.max_cost,
+        dry_run=args.dry_run,
+        resume=args.resume,
+        only=_split(args.provider) or None,
+        progress=not args.no_progress,
+    )
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run the sub-command; a ReplayError becomes one line on stderr and exit code 2."""
+    try:
+        return replay(options(args)).exit_code
+    except ReplayError as e:
+        print(f"parity replay: error: {e}", file=sys.stderr)
+        return 2
