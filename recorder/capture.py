@@ -87,6 +87,50 @@ def fingerprint(headers: dict[str, str], salt: bytes) -> str | None:
     return None
 
 
+REDACTED = "[REDACTED]"
+_SCRUBBED = (
+    "query",
+    "request_body",
+    "request_headers",
+    "response_body",
+    "response_raw",
+    "response_headers",
+    "error_message",
+    "request_raw",
+    "response_raw_bytes",
+)
+
+
+def credential_values(headers: dict[str, str], query: str) -> list[str]:
+    """The secrets this request carried (keys, tokens), so that echoes of them can be scrubbed."""
+    vals = []
+    for name in SECRET_HEADERS:
+        v = headers.get(name)
+        if v and name not in ("cookie", "set-cookie"):
+            vals.append(v.split(" ", 1)[1] if v.lower().startswith(("bearer ", "basic ")) else v)
+    if query:
+        vals += [v for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() in SECRET_QUERY]
+    # Short values would scrub ordinary text; real keys are long.
+    return sorted({v.strip() for v in vals if len(v.strip()) >= 8}, key=len, reverse=True)
+
+
+def scrub(row: dict, secrets: list[str]) -> None:
+    """Replace every echo of the request's own credentials (an error body quoting the key...) in ``row``."""
+    for k in _SCRUBBED:
+        v = row.get(k)
+        if not v:
+            continue
+        for sec in secrets:
+            if isinstance(v, str):
+                if sec in v:
+                    v = v.replace(sec, REDACTED)
+            elif isinstance(v, (bytes, bytearray)):
+                b = sec.encode()
+                if b in v:
+                    v = v.replace(b, REDACTED.encode())
+        row[k] = v
+
+
 def clean_query(query: str) -> str | None:
     """The query string without parameters that carry credentials."""
     if not query:
@@ -425,6 +469,9 @@ def build_row(c: Capture) -> dict:
             errors.insert(0, (kind, c.error))
     if errors:
         row["error_type"], row["error_message"] = errors[0]
+    secrets = credential_values(req_h, query)
+    if secrets:
+        scrub(row, secrets)
     for k, v in row.items():  # small text taken from parsed JSON may hold lone surrogates
         if type(v) is str and k not in _BIG_TEXT and not v.isascii():
             row[k] = _valid_text(v)

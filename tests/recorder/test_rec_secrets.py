@@ -8,6 +8,8 @@ from pathlib import Path
 
 import httpx
 import openai
+from aiohttp import web
+from rec_upstreams import _Threaded
 
 from recorder.schema import TABLES
 from recorder.store import connect
@@ -75,3 +77,62 @@ def test_secrets_never_reach_disk(run_recorder) -> None:
     ).fetchall()
     assert len(fps) == 1 and fps[0][0] and SECRET not in fps[0][0]
     assert con.execute("SELECT query FROM exchanges WHERE endpoint = 'models'").fetchall() == [("limit=2",)]
+
+
+class _EchoingUpstream(_Threaded):
+    """An upstream that quotes the caller's key back, as OpenAI's 401 'Incorrect API key' message does."""
+
+    def app(self) -> web.Application:
+        async def handle(request: web.Request) -> web.StreamResponse:
+            key = request.headers.get("authorization", "").removeprefix("Bearer ")
+            if request.query.get("stream"):
+                resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
+                await resp.prepare(request)
+                await resp.write(f'data: {{"error": {{"message": "bad key {key}"}}}}\n\n'.encode())
+                await resp.write_eof()
+                return resp
+            err = {
+                "error": {
+                    "message": f"Incorrect API key provided: {key}.",
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": "invalid_api_key",
+                }
+            }
+            return web.json_response(err, status=401)
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handle)
+        return app
+
+
+def test_a_key_echoed_by_the_upstream_is_scrubbed(run_recorder) -> None:
+    """The recorder knows the request's own credentials, so their echoes in any body are replaced."""
+    with _EchoingUpstream().running() as up:
+        rec = run_recorder(up.url, "--flush-interval", "0.2")
+        client = openai.OpenAI(base_url=rec.base_url, api_key=SECRET, max_retries=0)
+        for i in range(3):
+            try:
+                client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": f"{i} {SECRET}"}]
+                )
+            except openai.AuthenticationError as e:
+                assert SECRET in str(e)  # the traffic itself is untouched
+        with httpx.Client() as h:
+            h.post(
+                f"{rec.base_url}/chat/completions?stream=1",
+                json={"model": "m", "stream": True},
+                headers={"x-api-key": SECRET},
+            )
+        time.sleep(0.5)
+        assert rec.stop() == 0
+    files = [rec.db, *[p for p in Path(str(rec.db) + ".d").rglob("*") if p.is_file()]]
+    for f in files:
+        assert SECRET.encode() not in f.read_bytes(), f"secret found in {f}"
+    con = connect(rec.db)
+    rows = con.execute(
+        "SELECT CAST(request_body AS VARCHAR), error_message, response_raw FROM exchanges"
+    ).fetchall()
+    assert len(rows) == 4
+    assert all(SECRET not in str(r) for r in rows)
+    assert any("[REDACTED]" in (r[1] or "") for r in rows)
