@@ -134,6 +134,9 @@ class BatchWriter:
                 )
                 return self.stats
         self._flush()
+        if self._spill_pending:  # the store may be writable again: offer the spill back before exiting
+            with self._lock:
+                self._reimport()
         if self._q:  # store and spill both failed: say how much is lost
             self.stats.lost += len(self._q)
             log.error("parity writer: %d rows could not be written or spilled and are lost", len(self._q))
