@@ -27,8 +27,6 @@ import asyncio
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,53 +35,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchkit import cpu_seconds, free_port, stop_proc, wait_port
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 PY = sys.executable
-CLK = os.sysconf("SC_CLK_TCK")
 PROSE = "Summarise the following note in one sentence. " + "The balancer spreads the load. " * 8
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode} before listening on {port}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {port} after {timeout} s")
-
-
-def stop_proc(proc: subprocess.Popen | None, timeout: float = 60.0) -> int | None:
-    if proc is None:
-        return None
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    return proc.returncode
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` (0 when gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK
 
 
 def ensure_haproxy() -> str | None:
@@ -243,11 +201,11 @@ async def closed_loop(url: str, prefix: str, conc: int, seconds: float, max_requ
 
 
 def measure(variant: str, url: str, procs: dict[str, list[int]], args, rep: int) -> dict:
-    before = {k: sum(cpu_s(p) for p in pids) for k, pids in procs.items()}
+    before = {k: sum(cpu_seconds(p) for p in pids) for k, pids in procs.items()}
     res = asyncio.run(
         closed_loop(url, f"mr-{variant}-{rep}", args.concurrency, args.seconds, args.max_requests)
     )
-    after = {k: sum(cpu_s(p) for p in pids) for k, pids in procs.items()}
+    after = {k: sum(cpu_seconds(p) for p in pids) for k, pids in procs.items()}
     res["cpu_ms_per_req"] = {k: (after[k] - before[k]) * 1000 / max(1, res["n"]) for k in procs}
     print(
         f"  rep {rep} {variant:<22} {res['rate']:8.0f} req/s  ({res['n']} requests, {res['errors']} errors)",

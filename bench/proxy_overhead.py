@@ -28,13 +28,14 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchkit import cpu_seconds, free_port, stop_proc, wait_port
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -170,40 +171,11 @@ async def _serve_upstream(port: int) -> None:
 # ---------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"port {port} not up")
-
-
 def start(argv: list[str], port: int, log: Path) -> subprocess.Popen:
     with open(log, "ab") as fh:
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
     wait_port(port, proc)
     return proc
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 # ---------------------------------------------------------------- load
@@ -259,12 +231,6 @@ async def closed_loop(url: str, conc: int, seconds: float, stream: bool, max_req
         await asyncio.gather(*(worker() for _ in range(conc)))
         wall = time.perf_counter() - t0
     return {"rps": len(lat) / wall, "n": len(lat), "errors": errors, "ttft": ttfts, "lat": lat}
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu_seconds(pid: int) -> float:
@@ -441,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         for p in reversed(procs):
-            stop(p)
+            stop_proc(p, timeout=20)
 
 
 if __name__ == "__main__":

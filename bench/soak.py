@@ -48,6 +48,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchkit import free_port, stop_proc
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -58,12 +60,6 @@ PROSE = "Summarise the following note in one sentence. " + "The soak test keeps 
 
 
 # ---------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def port_open(port: int) -> bool:
@@ -79,20 +75,6 @@ def alive(pid: int) -> bool:
         return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
     except OSError:
         return False
-
-
-def stop_proc(proc: subprocess.Popen | None, timeout: float = 60.0) -> int | None:
-    """SIGTERM ``proc`` (only it), wait, SIGKILL if it will not go; returns its exit code."""
-    if proc is None:
-        return None
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    return proc.returncode
 
 
 def start_upstream(work: Path) -> tuple[subprocess.Popen, str]:
