@@ -10,11 +10,14 @@ OpenAI SDK would add hidden retries and its own overhead; it is used only to val
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import time
 from dataclasses import dataclass, field
 
 import aiohttp
 
+from recorder.capture import REDACTED
 from replayer.config import ProviderConfig
 from replayer.mapping import Prepared, build_headers
 from replayer.retry import retry_delay_s, server_delay_s, should_retry
@@ -59,6 +62,9 @@ class ProviderClient:
     def __init__(self, provider: ProviderConfig, api_key: str | None) -> None:
         self.provider = provider
         self.headers = build_headers(provider, api_key)
+        # Providers may quote the key back (OpenAI's 401 does): it must not reach the journal or the store.
+        key = (api_key or "").strip()
+        self._secret = key.encode() if len(key) >= 8 else None
         self.timeout = aiohttp.ClientTimeout(
             total=provider.timeout_s, sock_connect=provider.connect_timeout_s
         )
@@ -142,6 +148,8 @@ class ProviderClient:
             a.t_end = clock()
             a.error_type = "stream_truncated" if a.chunks else "connection_error"
             a.error_message = f"{type(e).__name__}: {e}"[:2000]
+        if self._secret is not None:
+            scrub_attempt(a, self._secret)
         return a
 
     async def send(self, req: Prepared, cap: Capture) -> Capture:
@@ -164,6 +172,38 @@ class ProviderClient:
             a.waited_ms = delay * 1000.0
             await asyncio.sleep(delay)
         return cap
+
+
+def scrub_attempt(a: Attempt, secret: bytes) -> None:
+    """Replace every echo of ``secret`` in what ``a`` received (body, headers, error message) by [REDACTED].
+
+    An echo split between two reads is handled by joining those reads into one, stamped with
+    the time of the later read (when the echoed bytes had all arrived).
+    """
+    red = REDACTED.encode()
+    if a.error_message and secret.decode() in a.error_message:
+        a.error_message = a.error_message.replace(secret.decode(), REDACTED)
+    if any(secret in v for _, v in a.raw_headers):
+        a.raw_headers = tuple((k, v.replace(secret, red)) for k, v in a.raw_headers)
+    body = b"".join(a.chunks)
+    pos = body.find(secret)
+    if pos < 0:
+        return
+    ends = list(itertools.accumulate(len(c) for c in a.chunks))
+    joined = [False] * len(a.chunks)  # read i is joined with read i + 1
+    while pos >= 0:
+        first = bisect.bisect_right(ends, pos)
+        last = bisect.bisect_right(ends, pos + len(secret) - 1)
+        joined[first:last] = [True] * (last - first)
+        pos = body.find(secret, pos + 1)
+    chunks, times, buf = [], [], b""
+    for c, t, j in zip(a.chunks, a.times, joined, strict=True):
+        buf += c
+        if not j:
+            chunks.append(buf.replace(secret, red))
+            times.append(t)
+            buf = b""
+    a.chunks, a.times = chunks, times
 
 
 def header_dict(raw_headers: tuple) -> dict[str, str]:

@@ -9,7 +9,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-ERROR_KINDS = ("429", "500", "503", "reset")
+ERROR_KINDS = ("401", "429", "500", "503", "reset")
 QUIRKS = (
     "no_done",
     "no_stream_usage",

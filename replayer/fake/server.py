@@ -24,13 +24,30 @@ from . import content as C
 from . import wire as W
 from .base import ApiError, Ctx, Job, Pacer, SSEResponse, abort, header_num, parse_multipart, sleep_until
 from .endpoints import Endpoints
-from .profiles import PROFILES, Profile, get_profile, parse_set
+from .profiles import ERROR_KINDS, PROFILES, Profile, get_profile, parse_set
 
 _BAD_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
     "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
 )
 _HIDDEN_HEADERS = frozenset({"authorization", "api-key", "cookie"})
+
+
+def _bad_key(request: web.Request) -> ApiError:
+    """OpenAI's 401 for a wrong key, quoting the presented key in full (as some providers do)."""
+    auth = request.headers.get("Authorization", "")
+    key = (
+        (auth[7:].strip() if auth.startswith("Bearer ") else auth)
+        or request.headers.get("api-key")
+        or request.headers.get("x-api-key")
+        or next((request.query[k] for k in ("key", "api_key", "api-key") if request.query.get(k)), "")
+    )
+    return ApiError(
+        401,
+        f"Incorrect API key provided: {key}. You can find your API key at "
+        "https://platform.openai.com/account/api-keys.",
+        code="invalid_api_key",
+    )
 
 
 class FakeProvider(Endpoints):
@@ -246,6 +263,9 @@ class FakeProvider(Endpoints):
                     "You didn't provide an API key. You need to provide your API key in an Authorization "
                     "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).",
                 )
+        error = self._pick_error(request, seq)
+        if error == "401":
+            raise _bad_key(request)
         body: dict[str, Any] = {}
         if post and multipart:
             if ctype != "multipart/form-data":
@@ -304,7 +324,7 @@ class FakeProvider(Endpoints):
             itl=(p.ms("itl_ms") if itl_ms is None else itl_ms) / 1000.0,
             jitter=p.ms("itl_jitter_ms") / 1000.0 if itl_ms is None else 0.0,
             rng=rng,
-            error=self._pick_error(request, seq),
+            error=error,
             tokens=max(1, int(tokens)) if tokens is not None else None,
             chunk_tokens=max(1, int(chunk_tokens)) if chunk_tokens else p.chunk_tokens,
             request_id="req_" + os.urandom(16).hex(),
@@ -318,9 +338,9 @@ class FakeProvider(Endpoints):
             forced = forced.strip().lower()
             if forced in ("", "none", "0"):
                 return None
-            if forced not in ("429", "500", "503", "reset"):
+            if forced not in ERROR_KINDS:
                 raise ApiError(
-                    400, f"Invalid header x-fake-error: {forced!r} (429, 500, 503, reset or none)."
+                    400, f"Invalid header x-fake-error: {forced!r} (401, 429, 500, 503, reset or none)."
                 )
             return forced
         for num, kind in p.error_schedule:

@@ -234,3 +234,26 @@ def test_require_key() -> None:
             client_for(fp, default_headers={"Authorization": "Basic k"}).models.list()
     with FakeProvider.running("instant") as fp:
         assert HTTP.post(fp.base_url + "/chat/completions", json=CHAT).status_code == 200  # no key needed
+
+
+def test_401_quotes_the_presented_key(instant: FakeProvider) -> None:
+    """Kind 401 echoes the key in full, from whichever header or query parameter carried it."""
+    key = "sk-fake-echo-0123456789abcdef"
+    r = post_raw(
+        instant, "/chat/completions", CHAT, {"x-fake-error": "401", "authorization": f"Bearer {key}"}
+    )
+    err = _assert_openai_error(r, 401)
+    assert err["code"] == "invalid_api_key" and f"Incorrect API key provided: {key}." in err["message"]
+    for headers, query in (({"api-key": key}, ""), ({"x-api-key": key}, ""), ({}, f"?key={key}")):
+        r = HTTP.post(
+            f"{instant.base_url}/embeddings{query}",
+            json={"model": "m", "input": "x"},
+            headers={"x-fake-error": "401", **headers},
+        )
+        assert key in _assert_openai_error(r, 401)["message"], (headers, query)
+    with FakeProvider.running("instant", error_schedule="401@2") as fp:
+        c = client_for(fp)
+        c.models.list()
+        with pytest.raises(openai.AuthenticationError, match="sk-test"):
+            c.chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True)
+        assert c.chat.completions.create(model="gpt-4o-mini", messages=MSGS).choices
