@@ -6,8 +6,8 @@ import os
 from pathlib import Path
 
 from recorder.schema import JSON_COLUMNS, TABLES
-from recorder.segments import compact, segment_root
-from recorder.store import connect
+from recorder.segments import GRACE_S, compact, segment_root
+from recorder.store import connect, init_catalog
 
 # How each table is partitioned on export (hive style: key=value folders).
 PARTITIONS: dict[str, tuple[str, ...]] = {
@@ -57,7 +57,16 @@ def export_parquet(
     return counts
 
 
-def compact_store(db_path: str | os.PathLike, min_age_s: float = 5.0) -> dict[str, tuple[int, int]]:
-    """Merge each table's segments older than ``min_age_s`` into one file: {table: (files, rows)}."""
+def compact_store(
+    db_path: str | os.PathLike, min_age_s: float = 5.0, grace_s: float = GRACE_S
+) -> dict[str, tuple[int, int]]:
+    """Merge each table's segments older than ``min_age_s`` into one file: {table: (files, rows)}.
+
+    Sources of merges older than ``grace_s`` are deleted first. The catalog's views (the ``.duckdb``
+    file, for the DuckDB CLI) are re-pointed at the new listing when the catalog is free.
+    """
     root = segment_root(db_path)
-    return {table: compact(root, table, min_age_s=min_age_s) for table in TABLES}
+    done = {table: compact(root, table, min_age_s=min_age_s, grace_s=grace_s) for table in TABLES}
+    if Path(db_path).suffix != ".d":
+        init_catalog(db_path)  # logs and goes on when another process holds the catalog
+    return done

@@ -16,6 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compact", help="merge small segment files (safe while recording)")
     p.add_argument("--db", required=True, help="store path")
     p.add_argument("--min-age", type=float, default=5.0, help="only merge segments older than this (seconds)")
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=3600.0,
+        help="keep the files a merge replaced this long (seconds), for readers connected before it; "
+        "a later compaction deletes them",
+    )
     p.set_defaults(func=cmd_compact)
 
 
@@ -38,7 +45,7 @@ def cmd_compact(args) -> int:
     from recorder.export import compact_store
 
     try:
-        done = compact_store(args.db, args.min_age)
+        done = compact_store(args.db, args.min_age, args.grace)
     except OSError as e:
         print(f"parity compact: {e}", file=sys.stderr)
         return 2

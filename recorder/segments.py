@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import itertools
+import json
 import os
 import secrets
 import shutil
@@ -25,6 +26,10 @@ import pyarrow.parquet as pq
 from recorder.schema import TABLES
 
 SEGMENT_GLOB = "*.parquet"
+MERGED_PREFIX = "cmp-"  # segments written by compaction; their footer names what they replace
+SUPERSEDES_KEY = b"parity.supersedes"
+GRACE_S = 3600.0  # sources of a merge stay on disk this long for readers that connected before it
+_supersedes_cache: dict[tuple[str, int], tuple[str, ...]] = {}
 _seq = itertools.count(1)  # next() is atomic: several writers may share a process
 
 
@@ -120,9 +125,9 @@ def write_parquet_atomic(table: pa.Table, dest: Path) -> Path:
     return dest
 
 
-def new_segment_name(writer_id: str) -> str:
+def new_segment_name(writer_id: str, prefix: str = "seg") -> str:
     now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    return f"seg-{now}-{writer_id}-{next(_seq):06d}.parquet"
+    return f"{prefix}-{now}-{writer_id}-{next(_seq):06d}.parquet"
 
 
 def ensure_table(root: Path, table: str) -> Path:
@@ -161,11 +166,41 @@ def remove_stale_temps(root: Path, max_age_s: float = 600.0) -> int:
     return n
 
 
-def list_segments(root: Path, table: str) -> list[Path]:
+def supersedes(path: Path) -> tuple[str, ...]:
+    """Names of the segments a merged (``cmp-``) segment replaces, from its Parquet footer."""
+    key = (path.name, path.stat().st_mtime_ns)
+    hit = _supersedes_cache.get(key)
+    if hit is None:
+        meta = pq.read_metadata(path).metadata or {}
+        hit = tuple(json.loads(meta.get(SUPERSEDES_KEY, b"[]")))
+        _supersedes_cache[key] = hit
+    return hit
+
+
+def segment_state(root: Path, table: str) -> tuple[list[Path], list[Path], set[str]]:
+    """One listing of a table: (live data segments, merged segments present, superseded names).
+
+    A merged segment lists the segments it replaces; those stay on disk for a grace period (so a
+    reader that started before the merge keeps a consistent view) but are no longer live.
+    """
     d = table_dir(root, table)
     if not d.is_dir():
-        return []
-    return sorted(p for p in d.glob("seg-*.parquet"))
+        return [], [], set()
+    names = sorted(p.name for p in d.iterdir() if p.name.endswith(".parquet"))
+    merged = [d / n for n in names if n.startswith(MERGED_PREFIX)]
+    hidden: set[str] = set()
+    for p in merged:
+        try:
+            hidden.update(supersedes(p))
+        except (OSError, ValueError):
+            continue  # deleted meanwhile, or not ours: it then supersedes nothing
+    live = [d / n for n in names if n.startswith(("seg-", MERGED_PREFIX)) and n not in hidden]
+    return live, merged, hidden
+
+
+def list_segments(root: Path, table: str) -> list[Path]:
+    """The live data segments of ``table`` (flushed and merged, minus those a merge replaced)."""
+    return segment_state(root, table)[0]
 
 
 def import_spill(spill_root: Path, root: Path) -> int:
@@ -205,12 +240,17 @@ def import_spill(spill_root: Path, root: Path) -> int:
     return imported
 
 
-def compact(root: Path, table: str, min_age_s: float = 5.0, writer_id: str = "compact") -> tuple[int, int]:
-    """Merge segments older than ``min_age_s`` into one file; returns (files merged, rows).
+def compact(
+    root: Path, table: str, min_age_s: float = 5.0, writer_id: str = "compact", grace_s: float = GRACE_S
+) -> tuple[int, int]:
+    """Merge live segments older than ``min_age_s`` into one file; returns (files merged, rows).
 
-    An exclusive lock per table makes a second compaction on the same host return (0, 0)
-    instead of merging the same segments twice. Between writing the merged file and
-    deleting its sources a reader can briefly count those rows twice (README: Store).
+    The merged ``cmp-`` segment names its sources in its footer, and one atomic rename makes it
+    visible: a reader connecting after it hides the sources, one that connected before ignores it
+    (``recorder.store`` builds each view from one listing), so no reader counts a row twice or
+    misses one. Sources are deleted by a later compaction once the merge is ``grace_s`` old; a
+    reader connection older than that may then miss those rows, so long-lived readers reconnect.
+    An exclusive lock per table makes a second compaction on the same host return (0, 0).
     """
     d = table_dir(root, table)
     if not d.is_dir():
@@ -221,9 +261,32 @@ def compact(root: Path, table: str, min_age_s: float = 5.0, writer_id: str = "co
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return 0, 0  # another compaction of this table is running
+        _drop_superseded(root, table, grace_s)
         return _compact_locked(root, table, min_age_s, writer_id)
     finally:
         os.close(fd)
+
+
+def _drop_superseded(root: Path, table: str, grace_s: float) -> int:
+    """Delete the sources of merges older than ``grace_s``; returns how many files went."""
+    _live, merged, _hidden = segment_state(root, table)
+    cutoff = time.time() - grace_s
+    d = table_dir(root, table)
+    gone = 0
+    for m in merged:
+        try:
+            if m.stat().st_mtime > cutoff:
+                continue
+            names = supersedes(m)
+        except (OSError, ValueError):
+            continue
+        for name in names:
+            try:
+                (d / name).unlink()
+                gone += 1
+            except FileNotFoundError:
+                pass
+    return gone
 
 
 def _compact_locked(root: Path, table: str, min_age_s: float, writer_id: str) -> tuple[int, int]:
@@ -240,10 +303,9 @@ def _compact_locked(root: Path, table: str, min_age_s: float, writer_id: str) ->
     merged = pa.concat_tables(
         [pq.read_table(p).cast(TABLES[table]) if _same_cols(p, table) else _conform(p, table) for p in segs]
     )
-    dest = table_dir(root, table) / new_segment_name(writer_id)
-    write_parquet_atomic(merged, dest)
-    for p in segs:
-        p.unlink(missing_ok=True)
+    meta = {SUPERSEDES_KEY: json.dumps([p.name for p in segs]).encode()}
+    merged = merged.replace_schema_metadata({**(merged.schema.metadata or {}), **meta})
+    write_parquet_atomic(merged, table_dir(root, table) / new_segment_name(writer_id, MERGED_PREFIX))
     return len(segs), merged.num_rows
 
 

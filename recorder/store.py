@@ -20,7 +20,14 @@ from pathlib import Path
 import duckdb
 
 from recorder.schema import JSON_COLUMNS, TABLES
-from recorder.segments import ensure_table, segment_root
+from recorder.segments import (
+    MERGED_PREFIX,
+    SEGMENT_GLOB,
+    ensure_table,
+    schema_hash,
+    segment_root,
+    segment_state,
+)
 
 log = logging.getLogger("parity.store")
 
@@ -29,9 +36,31 @@ class StoreError(Exception):
     """The store cannot be opened or read."""
 
 
-def _scan(root: Path, table: str) -> str:
-    glob = str((root / table / "*.parquet").resolve()).replace("'", "''")
-    return f"read_parquet('{glob}', union_by_name=true)"
+def _quote(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def table_scan(root: Path, table: str) -> str:
+    """The SQL relation of one table's rows: every segment exactly once, as of now.
+
+    The glob sees segments written later (recorders keep appending), but compaction's merged
+    (``cmp-``) segments count only if they were already there, and the segments they replace
+    are hidden only then: the folder is listed once, here, so whatever a compaction does after
+    this call, the view counts each row once (see ``recorder.segments.compact``).
+    """
+    d = (root / table).resolve()
+    _live, merged, hidden = segment_state(root, table)
+    glob = _quote(str(d / SEGMENT_GLOB))
+    known = ", ".join(_quote(str(d / p.name)) for p in merged)
+    keep = f"(filename NOT LIKE {_quote('%/' + MERGED_PREFIX + '%')}" + (
+        f" OR filename IN ({known}))" if known else ")"
+    )
+    if hidden:
+        keep += " AND filename NOT IN (" + ", ".join(_quote(str(d / n)) for n in sorted(hidden)) + ")"
+    return f"(SELECT * EXCLUDE (filename) FROM read_parquet({glob}, union_by_name=true, filename=true) WHERE {keep})"
+
+
+_scan = table_scan
 
 
 def _json_replace(table: str) -> str:
@@ -93,11 +122,16 @@ def connect(db_path: str | os.PathLike) -> duckdb.DuckDBPyConnection:
             raise StoreError(f"no store at {db_path} and cannot create one: {e}") from e
     else:
         for table in TABLES:
-            if not (root / table).is_dir() or not any((root / table).glob("*.parquet")):
-                try:
-                    ensure_table(root, table)
-                except OSError as e:
+            # The current schema's empty seed segment gives the views every column, also over a
+            # store written by an older version (its segments lack the newer columns).
+            if (root / table / f"_schema-{schema_hash(table)}.parquet").exists():
+                continue
+            try:
+                ensure_table(root, table)
+            except OSError as e:
+                if not any((root / table).glob("*.parquet")):
                     raise StoreError(f"store {db_path} is missing table {table}: {e}") from e
+                log.warning("store %s: cannot add the current schema of %s (%s)", db_path, table, e)
     con = duckdb.connect(":memory:")
     _apply_views(con, root)
     return con
