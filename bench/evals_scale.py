@@ -31,6 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from recorder.schema import EXCHANGES, RESULTS  # noqa: E402
 from recorder.segments import segment_root, write_segment  # noqa: E402
+from replayer.facts import COLUMNS as FACT_COLUMNS  # noqa: E402
+from replayer.facts import cell_facts  # noqa: E402
 
 ARMS = ("recorded", "alpha", "beta")
 RUN = "bench"
@@ -283,6 +285,14 @@ def synth(db: Path, rows: int, seed: int = 7) -> dict:
             "response_raw": raw,
             "sent_body": sent,
         }
+        # the compatibility facts the replayer's post-processor writes with every cell
+        facts = [
+            cell_facts(endpoint[i], json.loads(bodies[i]), json.loads(sent[i]), raw[i], bool(st[i]))
+            for i in range(n)
+        ]
+        for c in FACT_COLUMNS:
+            cols[c] = pa.array([f[c] for f in facts], RESULTS.field(c).type)
+        del facts
         tbl = _conform(pa.table(cols).slice(0, rows_left), RESULTS)
         for k in range(0, tbl.num_rows, 100_000):
             write_segment(root, "results", tbl.slice(k, 100_000), f"bench{arm}")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
 import polars as pl
 
 from evals import answers, judging, load, scorecard, spend, timing
+from evals.embeddings import embedding_cells
 from evals.errors import EvalError
 from evals.load import Store
 from evals.summarise import rows, summarise
@@ -22,6 +24,10 @@ from evals.summarise import rows, summarise
 QUESTIONS = ("latency", "cost", "quality", "compat")
 BY_GROUP = list(timing.GROUP)
 BY_PROVIDER = ["provider"]
+_FACT_COLUMNS = [
+    *("exchange_id", "provider", "repeat", "endpoint", "stream", "status", "provider_model", "sdk_valid"),
+    *("sdk_error", "stream_complete", "tokens_estimated", "completion_tokens", "finish_reason", *load.FACTS),
+]
 
 
 @dataclass
@@ -75,13 +81,15 @@ def evaluate(
     max_judge_pairs: int | None = 300,
     idle_s: float = 60.0,
     itl_sample: int = 10000,
-    quality_sample: int | None = 50_000,
+    quality_sample: int | None = 20_000,
+    embedding_sample: int = 2_000,
 ) -> Evaluation:
     """Evaluate ``run`` (None/"latest" = newest) against ``baseline``; see Evaluation for the frames.
 
     Bounded work at scale: pooled ITL uses at most ``itl_sample`` streamed requests per provider,
-    answer quality at most ``quality_sample`` exchanges and the judge at most ``max_judge_pairs``
-    pairs per provider (deterministic hash samples, the same exchanges for every arm; None = all).
+    answer quality at most ``quality_sample`` exchanges (embedding agreement at most
+    ``embedding_sample``) and the judge at most ``max_judge_pairs`` pairs per provider
+    (deterministic hash samples, the same exchanges for every arm; None = all).
     Latency, cost and the scorecard always use every cell.
     """
     unknown = set(questions) - set(QUESTIONS)
@@ -97,75 +105,100 @@ def evaluate(
         secs[name] = round(now - clock, 3)
         clock = now
 
-    with load.open_store(db) as con:
-        run = load.resolve_run(con, run)
-        config = load.run_config(con, run)
-        cells = load.load_cells(con, run)
-        counts = load.endpoint_counts(con, run)
-        arms = sorted(set(cells["provider"].to_list()))
-        if baseline not in arms:
-            raise EvalError(f"baseline {baseline!r} has no results in run {run!r}; arms: {', '.join(arms)}")
-        ev = Evaluation(run=run, baseline=baseline, config=config, slos=slo, seconds=secs)
-        metrics = timing.mark_cold(timing.request_metrics(cells), idle_s)
-        rel_p = timing.reliability(metrics, BY_PROVIDER, slo, idle_s)
-        ev.reliability = timing.reliability(metrics, BY_GROUP, slo, idle_s)
-        lap("load_cells")
-        pct_p = cmp_p = pl.DataFrame()
-        if "latency" in questions:
-            itl = load.load_itl(con, run, itl_sample)
-            lap("load_itl")
-            pct_g = timing.percentiles(metrics, itl, BY_GROUP)
-            cmp_g = timing.compare(metrics, pct_g, baseline, BY_GROUP)
-            ev.latency = _join(pct_g, cmp_g, [*BY_GROUP, "metric"])
-            pct_p = timing.percentiles(metrics, itl, BY_PROVIDER)
-            cmp_p = timing.compare(metrics, pct_p, baseline, BY_PROVIDER)
-            lap("latency")
-        cost_p = None
-        if "cost" in questions:
-            tables = spend.pricing_map(config)
-            priced_units = sum(
-                counts.get(e, 0) for e in ("images.generations", "audio.transcriptions", "audio.translations")
-            )
-            extras = load.load_usage_extras(con, run) if priced_units else None
-            costs = spend.request_costs(cells, spend.price_frame(tables, cells), extras)
-            traffic = _traffic(load.load_traffic(con, run), cells)
-            factor = spend.month_factor(traffic)
-            ev.cost = spend.cost_table(costs, baseline, factor, BY_GROUP)
-            cost_p = spend.cost_table(costs, baseline, factor, BY_PROVIDER)
-            ev.breakeven = spend.breakeven(tables, config, traffic)
-            del costs
-            lap("cost")
-        n_exchanges = cells["exchange_id"].n_unique()
-        del cells, metrics  # what follows reads bodies; keep the peak down
-        q_p = compat_p = None
-        if "quality" in questions or "compat" in questions or judge:
+    want_bodies = "quality" in questions or "compat" in questions or bool(judge)
+    with load.open_store(db) as con, ThreadPoolExecutor(max_workers=1) as bg:
+        cur = con.cursor()
+        pre: dict[str, Future] = {}
+        try:
+            run = load.resolve_run(con, run)
+            config = load.run_config(con, run)
+            counts = load.endpoint_counts(con, run)
+            n_exchanges, n_emb = load.exchange_counts(con, run)
             thr = load.sample_threshold(n_exchanges, quality_sample)
-            outputs = load.load_outputs(con, run, thr)
-            lap("load_outputs")
-            checked = answers.cell_checks(outputs)
-            compared = answers.compare_cells(checked, baseline)
-            if "quality" in questions:
-                emb = load.load_embeddings(con, run, baseline) if counts.get("embeddings") else None
-                ev.quality = answers.quality_table(checked, compared, emb, baseline, BY_GROUP)
-                q_p = answers.quality_table(checked, compared, emb, baseline, BY_PROVIDER)
-                del emb, checked
-                lap("quality")
+            emb_thr = load.sample_threshold(n_emb, min(embedding_sample, quality_sample or embedding_sample))
+            # The ITL, traffic and body queries run in DuckDB on a second cursor while this thread
+            # computes statistics: DuckDB releases the GIL, so both cores work.
+            if "latency" in questions:
+                pre["itl"] = bg.submit(load.load_itl, cur, run, itl_sample)
+            if "cost" in questions:
+                pre["traffic"] = bg.submit(load.load_traffic, cur, run)
+            if want_bodies:
+                pre["outputs"] = bg.submit(load.load_outputs, cur, run, thr, emb_thr)
             if "compat" in questions:
-                a429, streams = load.load_attempts_429(con, run), load.load_stream_checks(con, run, thr)
-                cc = scorecard.cell_checks(outputs, a429, streams)
-                del outputs
-                ev.compat = scorecard.scorecard(cc, config, rel_p, BY_PROVIDER)
-                compat_p = scorecard.compat_summary(ev.compat)
-                del cc
-                lap("compat")
-            if judge:
-                if isinstance(db, duckdb.DuckDBPyConnection):
-                    raise EvalError(
-                        "the judge caches verdicts in the store: pass the store path, not a connection"
-                    )
-                pairs = _judge_pairs(con, run, baseline, compared, max_judge_pairs)
-                ev.judge = run_judge(con, db, run, baseline, judge, config, pairs, providers, rubric)
-                lap("judge")
+                pre["a429"] = bg.submit(load.load_attempts_429, cur, run)
+            cells = load.load_cells(con, run)
+            arms = sorted(set(cells["provider"].to_list()))
+            if baseline not in arms:
+                raise EvalError(
+                    f"baseline {baseline!r} has no results in run {run!r}; arms: {', '.join(arms)}"
+                )
+            ev = Evaluation(run=run, baseline=baseline, config=config, slos=slo, seconds=secs)
+            metrics = timing.mark_cold(timing.request_metrics(cells), idle_s)
+            rel_p = timing.reliability(metrics, BY_PROVIDER, slo, idle_s)
+            ev.reliability = timing.reliability(metrics, BY_GROUP, slo, idle_s)
+            lap("load_cells")
+            pct_p = cmp_p = pl.DataFrame()
+            if "latency" in questions:
+                itl = pre["itl"].result()
+                pct_g = timing.percentiles(metrics, itl, BY_GROUP)
+                cmp_g = timing.compare(metrics, pct_g, baseline, BY_GROUP)
+                ev.latency = _join(pct_g, cmp_g, [*BY_GROUP, "metric"])
+                pct_p = timing.percentiles(metrics, itl, BY_PROVIDER)
+                cmp_p = timing.compare(metrics, pct_p, baseline, BY_PROVIDER)
+                del itl
+                lap("latency")
+            cost_p = None
+            if "cost" in questions:
+                tables = spend.pricing_map(config)
+                priced_units = sum(
+                    counts.get(e, 0)
+                    for e in ("images.generations", "audio.transcriptions", "audio.translations")
+                )
+                extras = load.load_usage_extras(con, run) if priced_units else None
+                costs = spend.request_costs(cells, spend.price_frame(tables, cells), extras)
+                traffic = _traffic(pre["traffic"].result(), cells)
+                factor = spend.month_factor(traffic)
+                ev.cost = spend.cost_table(costs, baseline, factor, BY_GROUP)
+                cost_p = spend.cost_table(costs, baseline, factor, BY_PROVIDER)
+                ev.breakeven = spend.breakeven(tables, config, traffic)
+                del costs, traffic
+                lap("cost")
+            facts = cells.select(*_FACT_COLUMNS) if "compat" in questions else None
+            legacy = facts is not None and facts["chk_error"].null_count() > 0
+            del cells, metrics  # what follows reads bodies; keep the peak down
+            q_p = compat_p = None
+            if want_bodies:
+                outputs = pre["outputs"].result()
+                lap("load_outputs")
+                checked = answers.cell_checks(outputs)
+                compared = answers.compare_cells(checked, baseline)
+                if "quality" in questions:
+                    emb = embedding_cells(outputs, baseline) if n_emb else None
+                    ev.quality = answers.quality_table(checked, compared, emb, baseline, BY_GROUP)
+                    q_p = answers.quality_table(checked, compared, emb, baseline, BY_PROVIDER)
+                    del emb, checked
+                    lap("quality")
+                if "compat" in questions:
+                    streams = load.load_stream_checks(con, run, thr) if legacy else None
+                    cc = scorecard.cell_checks(outputs, pre["a429"].result(), streams, facts)
+                    del outputs, facts
+                    ev.compat = scorecard.scorecard(cc, config, rel_p, BY_PROVIDER)
+                    compat_p = scorecard.compat_summary(ev.compat)
+                    del cc
+                    lap("compat")
+                if judge:
+                    if isinstance(db, duckdb.DuckDBPyConnection):
+                        raise EvalError(
+                            "the judge caches verdicts in the store: pass the store path, not a connection"
+                        )
+                    pairs = _judge_pairs(con, run, baseline, compared, max_judge_pairs)
+                    ev.judge = run_judge(con, db, run, baseline, judge, config, pairs, providers, rubric)
+                    lap("judge")
+        finally:
+            for f in pre.values():
+                f.cancel()
+            bg.shutdown(wait=True)  # never close the store under a running query
+            cur.close()
     ev.summary = summarise(baseline, pct_p, cmp_p, rel_p, cost_p, ev.breakeven, q_p, compat_p, ev.judge)
     lap("summary")
     return ev

@@ -74,3 +74,66 @@ def embedding_pairs(emb: pl.DataFrame, baseline: str, by: Sequence[str]) -> pl.D
         rho.append(dict(zip(by, key, strict=True)) | {"embedding_structure_spearman": r})
     rho_df = pl.DataFrame(rho, schema={c: pl.Utf8 for c in by} | {"embedding_structure_spearman": pl.Float64})
     return out.join(rho_df, on=by, how="left").select(list(schema))
+
+
+def embedding_cells(outputs: pl.DataFrame, baseline: str) -> pl.DataFrame:
+    """Per non-baseline embedding cell with vectors (``load.load_outputs``' ``vectors``, the
+    embedding sample): both arms' dimensions, the mean cosine to the baseline's vectors (first
+    repeat) when shapes match, and both arms' vectors ``v`` / ``vb`` for the structure score."""
+    schema = {
+        "exchange_id": pl.Utf8,
+        "provider": pl.Utf8,
+        "repeat": pl.Int32,
+        "endpoint": pl.Utf8,
+        "model": pl.Utf8,
+        "dim": pl.Int64,
+        "dim_b": pl.Int64,
+        "cosine": pl.Float64,
+        "v": pl.List(pl.List(pl.Float64)),
+        "vb": pl.List(pl.List(pl.Float64)),
+    }
+    if "vectors" not in outputs.columns:
+        return pl.DataFrame(schema=schema)
+    e = outputs.filter(pl.col("vectors").is_not_null()).select(
+        "exchange_id", "provider", "repeat", "endpoint", "model", pl.col("vectors").alias("v")
+    )
+    base = (
+        e.filter(pl.col("provider") == baseline)
+        .sort("repeat")
+        .unique("exchange_id", keep="first")
+        .select("exchange_id", pl.col("v").alias("vb"))
+    )
+    cand = e.filter(pl.col("provider") != baseline).join(base, on="exchange_id", how="inner")
+    if cand.is_empty():
+        return pl.DataFrame(schema=schema)
+    dims, dims_b, cos = [], [], []
+    for v, vb in zip(cand["v"].to_list(), cand["vb"].to_list(), strict=True):
+        a = _array(v)
+        b = _array(vb)
+        dims.append(a.shape[1] if a is not None and a.ndim == 2 and len(a) else None)
+        dims_b.append(b.shape[1] if b is not None and b.ndim == 2 and len(b) else None)
+        if a is None or b is None or a.ndim != 2 or a.shape != b.shape or not len(a):
+            cos.append(None)
+            continue
+        na = np.linalg.norm(a, axis=1)
+        nb = np.linalg.norm(b, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c = np.sum(a * b, axis=1) / (na * nb)
+        cos.append(float(np.mean(c)) if np.all(np.isfinite(c)) else None)
+    return cand.with_columns(
+        pl.Series("dim", dims, dtype=pl.Int64),
+        pl.Series("dim_b", dims_b, dtype=pl.Int64),
+        pl.Series("cosine", cos, dtype=pl.Float64),
+        pl.col("v").cast(pl.List(pl.List(pl.Float64))),
+        pl.col("vb").cast(pl.List(pl.List(pl.Float64))),
+    ).select(list(schema))
+
+
+def _array(v: list | None) -> np.ndarray | None:
+    """Rows of one cell's vectors as a 2-D array; None when they are ragged or missing."""
+    if v is None:
+        return None
+    try:
+        return np.asarray(v, dtype=float)
+    except (ValueError, TypeError):
+        return None

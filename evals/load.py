@@ -17,8 +17,9 @@ import duckdb
 import polars as pl
 
 from evals.errors import EvalError
-from recorder.segments import SEGMENT_GLOB, segment_root, table_dir
-from recorder.store import StoreError, connect
+from recorder.segments import segment_root
+from recorder.store import StoreError, connect, table_scan
+from replayer.facts import COLUMNS as FACTS
 
 Store = str | os.PathLike | duckdb.DuckDBPyConnection
 # The store's views cast JSON columns to DuckDB's JSON type, which parses every document once
@@ -43,9 +44,8 @@ def open_store(db: Store) -> Iterator[duckdb.DuckDBPyConnection]:
     try:
         with suppress(duckdb.Error):  # Jupyter kernels without ipywidgets reject this setting
             con.execute("SET enable_progress_bar = false")
-        glob = str((table_dir(segment_root(path), "results") / SEGMENT_GLOB).resolve()).replace("'", "''")
         con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {RAW_RESULTS} AS SELECT * FROM read_parquet('{glob}', union_by_name=true)"
+            f"CREATE OR REPLACE VIEW {RAW_RESULTS} AS SELECT * FROM {table_scan(segment_root(path), 'results')}"
         )
         yield con
     finally:
@@ -98,7 +98,7 @@ def load_cells(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
     """One row per result cell with the scalar timing, token and status columns (no bodies)."""
     df = frame(
         con,
-        """
+        f"""
         WITH a AS (
             SELECT exchange_id, provider, "repeat", bool_or(status = 429) AS any_429
             FROM attempts WHERE run_id = $run GROUP BY ALL)
@@ -108,7 +108,8 @@ def load_cells(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
                r.status, r.error_type, r.started_at, r.attempts, r.rate_limit_wait_ms,
                r.ttft_ms, r.latency_ms, r.itl_mean_ms, r.prompt_tokens, r.completion_tokens,
                r.cached_tokens, r.tokens_estimated, r.cost_usd, r.cost_estimated,
-               coalesce(a.any_429, false) OR coalesce(r.status = 429, false) AS saw_429
+               coalesce(a.any_429, false) OR coalesce(r.status = 429, false) AS saw_429,
+               r.finish_reason, r.sdk_valid, r.sdk_error, r.stream_complete, {", ".join("r." + c for c in FACTS)}
         FROM results r LEFT JOIN a USING (exchange_id, provider, "repeat")
         WHERE r.run_id = $run
         """,
@@ -197,7 +198,8 @@ def _paths(paths: tuple[str, ...]) -> str:
 
 
 def load_stream_checks(con: duckdb.DuckDBPyConnection, run: str, sample_thr: int = 1_000_000) -> pl.DataFrame:
-    """Per streamed cell: terminal marker seen in the raw SSE, and the count of malformed lines.
+    """Per streamed cell written without ``chk_*`` facts (older stores; newer rows carry
+    ``chk_sse_bad_lines``): terminal marker seen in the raw SSE, and the count of malformed lines.
 
     A malformed line is a non-empty line that is not an SSE field (data/event/id/retry) or comment,
     or — for the exchanges of the quality sample (``sample_thr``), since it costs a JSON parse per
@@ -219,7 +221,7 @@ def load_stream_checks(con: duckdb.DuckDBPyConnection, run: str, sample_thr: int
                ) AS raw_bad_lines
         FROM (SELECT exchange_id, provider, "repeat", replace(response_raw, chr(13), '') AS r,
                      (hash(exchange_id) % 1000000) < $thr AS deep
-              FROM results WHERE run_id = $run AND stream AND response_raw IS NOT NULL)
+              FROM results WHERE run_id = $run AND stream AND response_raw IS NOT NULL AND chk_error IS NULL)
         """,
         {"run": run, "thr": sample_thr},
     )
@@ -232,14 +234,29 @@ def sample_threshold(n_exchanges: int, max_exchanges: int | None) -> int:
     return max(1, int(max_exchanges / n_exchanges * 1_000_000))
 
 
-def load_outputs(con: duckdb.DuckDBPyConnection, run: str, sample_thr: int = 1_000_000) -> pl.DataFrame:
-    """Per cell: finish reason, usage/error shape, tool-call validity and request facts for the scorecard,
-    and, for sampled exchanges (``in_sample``), the answer text, tool calls and schemas quality needs.
+def load_outputs(
+    con: duckdb.DuckDBPyConnection, run: str, sample_thr: int = 1_000_000, emb_thr: int = 1_000_000
+) -> pl.DataFrame:
+    """What only the bodies can tell, for the cells that need it: the quality sample (``in_sample``:
+    answer text, tool calls, schemas, and embedding vectors for the ``emb_thr`` sample), error
+    cells (error shape, retry headers), and cells written without ``chk_*`` facts (every
+    scorecard column, derived here in SQL the way ``replayer.facts`` derives them).
 
     Bodies are parsed once (multi-path extraction); Responses-only and error-only paths are
     extracted from the few rows they concern. Text is also kept for cells that asked for stop
     sequences (the scorecard checks them). The raw SSE is checked by ``load_stream_checks``.
     """
+    # Cells stored without the body they sent (multipart) fall back to the recorded request. Parquet
+    # null counts answer "are there any" without reading the column; the exchanges scan only if so.
+    unsent = frame(
+        con, "SELECT count(*) AS n FROM results WHERE run_id = $run AND sent_body IS NULL", {"run": run}
+    )["n"][0]
+    req = (
+        f"""SELECT id AS exchange_id, json_extract_string(request_body, {_paths(_REQ_PATHS)}) AS q0
+            FROM exchanges WHERE id IN (SELECT exchange_id FROM results WHERE run_id = $run AND sent_body IS NULL)"""
+        if unsent
+        else "SELECT NULL::VARCHAR AS exchange_id, NULL::VARCHAR[] AS q0 WHERE false"
+    )
     return frame(
         con,
         f"""
@@ -250,11 +267,13 @@ def load_outputs(con: duckdb.DuckDBPyConnection, run: str, sample_thr: int = 1_0
                    (hash(exchange_id) % 1000000) < $thr AS in_sample,
                    json_extract_string(response_body, {_paths(_BODY_PATHS)}) AS b,
                    json_extract_string(sent_body, {_paths(_REQ_PATHS)}) AS q,
+                   CASE WHEN endpoint = 'embeddings' AND status = 200 AND (hash(exchange_id) % 1000000) < $emb_thr
+                        THEN TRY_CAST(json_extract(response_body, '$.data[*].embedding') AS FLOAT[][]) END AS vectors,
                    response_body, response_headers
-            FROM {results_text(con)} WHERE run_id = $run),
-        req AS (
-            SELECT id AS exchange_id, json_extract_string(request_body, {_paths(_REQ_PATHS)}) AS q0
-            FROM exchanges WHERE id IN (SELECT exchange_id FROM results WHERE run_id = $run AND sent_body IS NULL)),
+            FROM {results_text(con)}
+            WHERE run_id = $run AND ((hash(exchange_id) % 1000000) < $thr OR chk_error IS NULL OR chk_error
+                                     OR status IS DISTINCT FROM 200)),
+        req AS ({req}),
         base2 AS (
             SELECT base.* EXCLUDE (q, response_body, response_headers), coalesce(q, q0) AS q,
                    CASE WHEN endpoint = 'responses' THEN response_body END AS rbody,
@@ -310,10 +329,11 @@ def load_outputs(con: duckdb.DuckDBPyConnection, run: str, sample_thr: int = 1_0
                coalesce(q[6] = 'true', false) AS include_usage,
                coalesce(q[7], q[9]) AS format_type,
                CASE WHEN in_sample THEN coalesce(q[8], q[10]) END AS format_schema,
-               CASE WHEN in_sample THEN q[11] END AS tools
+               CASE WHEN in_sample THEN q[11] END AS tools,
+               vectors
         FROM base3
         """,
-        {"run": run, "thr": sample_thr},
+        {"run": run, "thr": sample_thr, "emb_thr": emb_thr},
     )
 
 
@@ -329,47 +349,26 @@ def load_attempts_429(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
     )
 
 
+def exchange_counts(con: duckdb.DuckDBPyConnection, run: str) -> tuple[int, int]:
+    """Distinct exchanges in the run, and of them embedding exchanges (they size the samples)."""
+    df = frame(
+        con,
+        """
+        SELECT count(DISTINCT exchange_id) AS n,
+               count(DISTINCT exchange_id) FILTER (WHERE endpoint = 'embeddings') AS n_emb
+        FROM results WHERE run_id = $run
+        """,
+        {"run": run},
+    )
+    return int(df["n"][0]), int(df["n_emb"][0])
+
+
 def endpoint_counts(con: duckdb.DuckDBPyConnection, run: str) -> dict[str, int]:
     """Cells per endpoint in the run (cheap; lets the loaders skip scans that would find nothing)."""
     df = frame(
         con, "SELECT endpoint, count(*) AS n FROM results WHERE run_id = $run GROUP BY endpoint", {"run": run}
     )
     return dict(zip(df["endpoint"].to_list(), df["n"].to_list(), strict=True))
-
-
-def load_embeddings(
-    con: duckdb.DuckDBPyConnection, run: str, baseline: str, max_exchanges: int = 500
-) -> pl.DataFrame:
-    """Per non-baseline embedding cell: both arms' dimensions, the mean cosine to the baseline's
-    vectors when they match (computed in DuckDB), and, for a deterministic sample of at most
-    ~``max_exchanges`` exchanges, both arms' vectors (``v``, ``vb``) for the structure score."""
-    n = frame(
-        con,
-        "SELECT count(DISTINCT exchange_id) AS n FROM results WHERE run_id = $run AND endpoint = 'embeddings'",
-        {"run": run},
-    )["n"][0]
-    thr = 1_000_000 if not n or n <= max_exchanges else int(max_exchanges / n * 1_000_000)
-    return frame(
-        con,
-        f"""
-        WITH e AS MATERIALIZED (
-            SELECT exchange_id, provider, "repeat", endpoint, coalesce(recorded_model, model) AS model,
-                   TRY_CAST(json_extract(response_body, '$.data[*].embedding') AS FLOAT[][]) AS v
-            FROM {results_text(con)} WHERE run_id = $run AND endpoint = 'embeddings' AND status = 200),
-        b AS (
-            SELECT exchange_id, v AS vb FROM e WHERE provider = $base
-            QUALIFY row_number() OVER (PARTITION BY exchange_id ORDER BY "repeat") = 1)
-        SELECT e.exchange_id, e.provider, e."repeat", e.endpoint, e.model,
-               len(e.v[1]) AS dim, len(b.vb[1]) AS dim_b,
-               CASE WHEN len(e.v[1]) = len(b.vb[1]) AND len(e.v) = len(b.vb) THEN list_avg(list_transform(
-                    list_zip(e.v, b.vb), lambda z: list_cosine_similarity(z[1], z[2]))) END AS cosine,
-               CASE WHEN (hash(e.exchange_id) % 1000000) < $thr THEN CAST(e.v AS DOUBLE[][]) END AS v,
-               CASE WHEN (hash(e.exchange_id) % 1000000) < $thr THEN CAST(b.vb AS DOUBLE[][]) END AS vb
-        FROM e JOIN b USING (exchange_id)
-        WHERE e.provider <> $base
-        """,
-        {"run": run, "base": baseline, "thr": thr},
-    )
 
 
 def load_traffic(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:

@@ -64,12 +64,63 @@ def _stop_hit(text: str | None, stop: str | None) -> bool | None:
     return any(s in text for s in seqs) if seqs else None
 
 
+_ERROR_COLUMNS = ("error_types", "error_kind", "error_code", "retry_after", "retry_after_ms", "should_retry")
+_KEYS = ["exchange_id", "provider", "repeat"]
+
+
+def _fact_rows(cells: pl.DataFrame, outputs: pl.DataFrame) -> pl.DataFrame:
+    """The scorecard columns of the cells that carry ``chk_*`` facts (``replayer.facts``); the
+    error shape and retry headers of their error cells come from ``outputs``."""
+    f = cells.filter(pl.col("chk_error").is_not_null()).select(
+        *_KEYS,
+        *("endpoint", "stream", "status", "provider_model", "sdk_valid", "sdk_error", "stream_complete"),
+        *("tokens_estimated", "completion_tokens", "finish_reason"),
+        (pl.col("chk_tool_calls").fill_null(0) > 0).alias("has_calls"),
+        pl.col("chk_tool_args_ok").alias("tool_args_ok"),
+        pl.col("chk_n_choices").cast(pl.Int64).alias("n_choices"),
+        pl.col("chk_usage").alias("has_usage"),
+        pl.col("chk_error").alias("has_error"),
+        pl.col("chk_max_tokens").cast(pl.Int64).alias("max_tokens"),
+        pl.col("chk_n").cast(pl.Int64).alias("n"),
+        pl.col("chk_include_usage").alias("include_usage"),
+        pl.col("chk_stop_hit").alias("_stop_hit"),
+        pl.col("chk_sse_bad_lines").cast(pl.Int64).alias("raw_bad_lines"),
+        pl.lit(None, pl.Boolean).alias("raw_terminated"),
+    )
+    errs = outputs.filter(pl.col("status").is_null() | (pl.col("status") != 200) | pl.col("has_error"))
+    return f.join(errs.select(*_KEYS, *_ERROR_COLUMNS), on=_KEYS, how="left")
+
+
+def _legacy_rows(
+    checked: pl.DataFrame, attempts_429: pl.DataFrame | None, streams: pl.DataFrame | None
+) -> pl.DataFrame:
+    """The scorecard columns of cells written without facts, from ``load_outputs``' SQL extraction."""
+    df = checked.select(_COLUMNS)
+    keys = _KEYS
+    if streams is not None and not streams.is_empty():
+        df = df.join(streams, on=keys, how="left")
+    else:
+        df = df.with_columns(
+            pl.lit(None, pl.Boolean).alias("raw_terminated"), pl.lit(None, pl.Int64).alias("raw_bad_lines")
+        )
+    sub = df.filter(pl.col("stop").is_not_null() & pl.col("text").is_not_null()).select(*keys, "text", "stop")
+    hits = [_stop_hit(t, s) for t, s in zip(sub["text"].to_list(), sub["stop"].to_list(), strict=True)]
+    return df.join(
+        sub.select(keys).with_columns(pl.Series("_stop_hit", hits, dtype=pl.Boolean)), on=keys, how="left"
+    ).drop("text", "stop")
+
+
 def cell_checks(
-    checked: pl.DataFrame, attempts_429: pl.DataFrame | None = None, streams: pl.DataFrame | None = None
+    checked: pl.DataFrame,
+    attempts_429: pl.DataFrame | None = None,
+    streams: pl.DataFrame | None = None,
+    cells: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One nullable boolean column per per-cell check.
 
-    ``checked`` is ``load.load_outputs`` output (every cell, not only the quality sample);
+    ``cells`` is ``load.load_cells`` output (every cell); the checks of cells carrying ``chk_*``
+    facts read those. ``checked`` is ``load.load_outputs`` output: the bodies' answers for the
+    cells without facts (all of them when ``cells`` is None) and the error cells' shapes.
     ``attempts_429`` and ``streams`` come from ``load.load_attempts_429`` and ``load.load_stream_checks``.
     """
     ok = pl.col("status") == 200
@@ -80,23 +131,17 @@ def cell_checks(
     kind = pl.concat_str(
         pl.col("error_kind").fill_null(""), pl.col("error_code").fill_null(""), separator=" "
     )
-    df = checked.select(_COLUMNS)
+    if cells is not None and "chk_error" in cells.columns:
+        facts = _fact_rows(cells, checked)
+        with_facts = facts.select(_KEYS)
+        legacy = checked.join(with_facts, on=_KEYS, how="anti")
+        df = pl.concat([facts, _legacy_rows(legacy, attempts_429, streams)], how="diagonal_relaxed")
+    else:
+        df = _legacy_rows(checked, attempts_429, streams)
     if attempts_429 is not None and not attempts_429.is_empty():
-        df = df.join(attempts_429, on=["exchange_id", "provider", "repeat"], how="left")
+        df = df.join(attempts_429, on=_KEYS, how="left")
     else:
         df = df.with_columns(pl.lit(None, pl.Boolean).alias("advertised_429"))
-    keys = ["exchange_id", "provider", "repeat"]
-    if streams is not None and not streams.is_empty():
-        df = df.join(streams, on=keys, how="left")
-    else:
-        df = df.with_columns(
-            pl.lit(None, pl.Boolean).alias("raw_terminated"), pl.lit(None, pl.Int64).alias("raw_bad_lines")
-        )
-    sub = df.filter(pl.col("stop").is_not_null() & pl.col("text").is_not_null()).select(*keys, "text", "stop")
-    hits = [_stop_hit(t, s) for t, s in zip(sub["text"].to_list(), sub["stop"].to_list(), strict=True)]
-    df = df.join(
-        sub.select(keys).with_columns(pl.Series("_stop_hit", hits, dtype=pl.Boolean)), on=keys, how="left"
-    )
     final_429 = pl.col("status") == 429
     return df.with_columns(
         pl.when(ok & pl.col("sdk_valid").is_not_null()).then(pl.col("sdk_valid")).alias("sdk_valid"),

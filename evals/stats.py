@@ -96,12 +96,15 @@ def quantile_tables(
 
 def median_ci(x: np.ndarray, alpha: float = ALPHA) -> tuple[float, float, float]:
     """Median with its order-statistic (sign-test) CI; NaN bounds when the sample cannot support one."""
-    x = np.sort(np.asarray(x, dtype=float))
+    x = np.asarray(x, dtype=float)
     n = len(x)
     if n == 0:
         return (np.nan, np.nan, np.nan)
     lo, hi = quantile_ranks(np.array([n]), 0.5, alpha)
-    est = float(np.median(x))
+    mid = [(n - 1) // 2, n // 2]
+    ranks = sorted({*mid, *(int(r) for r in (lo[0], hi[0]) if r < n)})
+    x = np.partition(x, ranks)  # the few order statistics needed, in O(n) instead of a sort
+    est = float((x[mid[0]] + x[mid[1]]) / 2)
     low = float(x[lo[0]]) if lo[0] < n else np.nan
     high = float(x[hi[0]]) if hi[0] < n else np.nan
     return est, low, high

@@ -6,7 +6,9 @@ selection. Only successful cells (status 200) enter latency distributions; the r
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
@@ -209,7 +211,7 @@ def _tests(metrics: pl.DataFrame, baseline: str, by: list[str], rest: list[str])
     )
     pair_groups = pairs.partition_by(by, as_dict=True) if not pairs.is_empty() else {}
     base_groups = base.drop(k, "repeat").partition_by(rest, as_dict=True) if rest else {(): base}
-    rows = []
+    jobs = []
     for key, g in cand.drop(k, "repeat").partition_by(by, as_dict=True).items():
         kd = dict(zip(by, key, strict=True))
         bg = base_groups.get(tuple(kd[c] for c in rest))
@@ -218,23 +220,26 @@ def _tests(metrics: pl.DataFrame, baseline: str, by: list[str], rest: list[str])
         pg = pair_groups.get(key)
         for n in names:
             d = _finite(pg[n]) if pg is not None else np.array([])
-            n_a, n_b = _count(g[n]), _count(bg[n])
-            if len(d) >= MIN_PAIRS and len(d) >= 0.5 * min(n_a, n_b):
-                r = stats.paired_test(d) | {"test": "wilcoxon", "ks_p_value": None}
-            elif min(n_a, n_b) >= 3:
-                r = stats.unpaired_test(_finite(g[n]), _finite(bg[n])) | {
-                    "test": "mann-whitney",
-                    "n_pairs": len(d),
-                }
-            else:
-                continue
-            rows.append(kd | {"metric": n} | r)
+            jobs.append((kd | {"metric": n}, d, g[n], bg[n]))
+    # numpy's sorts release the GIL: the tests of different groups run on every core
+    with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1) or 1) as pool:
+        rows = [r for r in pool.map(lambda j: _test(*j), jobs) if r is not None]
     if not rows:
         return pl.DataFrame()
     df = pl.DataFrame(rows, infer_schema_length=None)
     return df.with_columns(
         pl.col(c).cast(pl.Float64) for c in df.columns if c.endswith(("p_value", "diff", "_low", "_high"))
     )
+
+
+def _test(key: dict, d: np.ndarray, a: pl.Series, b: pl.Series) -> dict | None:
+    """Paired test on the differences ``d`` when they cover the arms, else unpaired on ``a``/``b``."""
+    n_a, n_b = _count(a), _count(b)
+    if len(d) >= MIN_PAIRS and len(d) >= 0.5 * min(n_a, n_b):
+        return key | stats.paired_test(d) | {"test": "wilcoxon", "ks_p_value": None}
+    if min(n_a, n_b) >= 3:
+        return key | stats.unpaired_test(_finite(a), _finite(b)) | {"test": "mann-whitney", "n_pairs": len(d)}
+    return None
 
 
 def _count(s: pl.Series) -> int:

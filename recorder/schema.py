@@ -110,6 +110,17 @@ RESULTS = pa.schema(
         ("sent_body", JSON),  # exact JSON body sent, or null for multipart
         ("sent_raw", pa.binary()),  # exact multipart bytes sent
         ("changes", JSON),  # list of declared changes applied to the recorded body
+        # compatibility facts the post-processor computed (replayer/facts.py); null in older rows
+        ("chk_usage", pa.bool_()),
+        ("chk_error", pa.bool_()),
+        ("chk_tool_calls", pa.int32()),
+        ("chk_tool_args_ok", pa.bool_()),
+        ("chk_n_choices", pa.int32()),
+        ("chk_sse_bad_lines", pa.int32()),
+        ("chk_max_tokens", pa.int64()),
+        ("chk_n", pa.int32()),
+        ("chk_include_usage", pa.bool_()),
+        ("chk_stop_hit", pa.bool_()),
     ]
 )
 

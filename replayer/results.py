@@ -19,6 +19,7 @@ from recorder.sse import SSEEvent, parse_all
 from replayer.client import Attempt, Capture, header_dict
 from replayer.config import PricingTable
 from replayer.costs import cost_of
+from replayer.facts import cell_facts
 from replayer.mapping import Prepared, recorded_model
 from replayer.select import Exchange
 from replayer.tokens import estimate_tokens, mean, per_token_itl
@@ -205,6 +206,9 @@ def build_result(
         sent_body=prep.sent_json,
         sent_raw=None if prep.sent_json is not None else prep.sent_raw,
         changes=dumps(prep.changes),
+        **cell_facts(
+            x.endpoint, body, prep.request, row.get("response_raw") if prep.stream else None, prep.stream
+        ),
     )
     attempts = [attempt_row(run_id, cap, i, a) for i, a in enumerate(cap.attempts)]
     summary = {
@@ -318,4 +322,10 @@ def recorded_result(run_id: str, x: Exchange, pricing: PricingTable) -> dict:
         "sent_body": x.request_body,
         "sent_raw": x.request_raw,
         "changes": "[]",
-    }
+    } | cell_facts(
+        x.endpoint,
+        body,
+        _json(x.request_body) if x.request_body else None,
+        x.response_raw if x.stream else None,
+        x.stream,
+    )

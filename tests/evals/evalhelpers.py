@@ -135,6 +135,29 @@ def run_config(
     }
 
 
+def with_facts(rows: list[dict]) -> list[dict]:
+    """The rows as the replayer writes them today: with the ``chk_*`` facts of ``replayer.facts``.
+
+    Rows without them are what older stores hold; evals derives the same facts from the bodies.
+    """
+    from replayer.facts import cell_facts
+
+    def parsed(v):
+        return json.loads(v) if isinstance(v, str) else v
+
+    return [
+        r
+        | cell_facts(
+            r.get("endpoint", "chat.completions"),
+            parsed(r.get("response_body")),
+            parsed(r.get("sent_body")),
+            r.get("response_raw") if r.get("stream") else None,
+            r.get("stream"),
+        )
+        for r in rows
+    ]
+
+
 def write_run(
     db: Path,
     results: list[dict],

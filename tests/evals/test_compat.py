@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 import polars as pl
-from evalhelpers import WEATHER_TOOL, chat_body, chat_request, make_result, run_config, tool_call, write_run
+import pytest
+from evalhelpers import (
+    WEATHER_TOOL,
+    chat_body,
+    chat_request,
+    make_result,
+    run_config,
+    tool_call,
+    with_facts,
+    write_run,
+)
 
 import evals
 
@@ -65,9 +75,19 @@ def _arm(provider: str, quirky: bool) -> list[dict]:
     return [stream, err, tool, limited]
 
 
-def test_quirky_provider_fails_exactly_what_it_breaks(db):
+# Both ways a cell reaches the scorecard: chk_* facts written by the replayer (today), or bodies
+# only (older stores), from which evals derives the same facts in SQL. Same verdicts either way.
+FACTS = pytest.mark.parametrize("facts", [True, False], ids=["chk-facts", "from-bodies"])
+
+
+def _write(db, rows, config, facts, **kw):
+    return write_run(db, with_facts(rows) if facts else rows, config, **kw)
+
+
+@FACTS
+def test_quirky_provider_fails_exactly_what_it_breaks(db, facts):
     rows = _arm("recorded", False) + _arm("good", False) + _arm("quirky", True)
-    write_run(db, rows, run_config(PROVIDERS))
+    _write(db, rows, run_config(PROVIDERS), facts)
     card = evals.compat(db, "r1")
     broken = {
         "stream_terminated",
@@ -100,7 +120,8 @@ def test_quirky_provider_fails_exactly_what_it_breaks(db):
     )
 
 
-def test_rate_limits_parameters_and_models(db):
+@FACTS
+def test_rate_limits_parameters_and_models(db, facts):
     err429 = {"error": {"message": "slow down", "type": "rate_limit_error", "code": "rate_limit_exceeded"}}
     rows = [make_result(exchange_id=x) for x in ("a", "b", "c", "d", "e", "f", "g", "h", "i")]
     rows += [
@@ -215,7 +236,7 @@ def test_rate_limits_parameters_and_models(db):
         p: {"base_url": f"http://{p}/v1", "models": {"*": "*"}, "models_listed": ["m"]}
         for p in ("good", "bad")
     }
-    write_run(db, rows, run_config(providers), attempts=attempts)
+    _write(db, rows, run_config(providers), facts, attempts=attempts)
     card = evals.compat(db, "r1")
     good, bad = _results(card, "good"), _results(card, "bad")
     checks = [

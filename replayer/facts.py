@@ -1,0 +1,152 @@
+"""Per-cell compatibility facts, computed once when a result is built (``chk_*`` columns).
+
+The scorecard checks every cell: is usage there, is an error body inside a 200, do tool-call
+arguments parse, did a stop sequence leak, how many choices came back, is every SSE line well
+formed. Answering those at evaluation time means parsing every stored body again (on a million
+cells that is most of the evaluation's time), while the post-processor already holds each body
+parsed. So it records the answers as small typed columns; ``evals`` reads them and parses bodies
+only for its quality sample, for error cells, and for rows written before these columns existed
+(where it derives the same facts in SQL). ``chk_error`` is never null in a row that has facts.
+"""
+
+from __future__ import annotations
+
+import json
+
+COLUMNS = (
+    "chk_usage",  # the body carries a usage object
+    "chk_error",  # the body carries a top-level error object
+    "chk_tool_calls",  # number of tool calls in the answer (0 when none)
+    "chk_tool_args_ok",  # every call's arguments are a JSON object in a string; null without calls
+    "chk_n_choices",  # len(choices) of chat/completions bodies, else null
+    "chk_sse_bad_lines",  # malformed SSE lines in the raw stream; null when not streamed
+    "chk_max_tokens",  # the request's max_completion_tokens / max_tokens / max_output_tokens
+    "chk_n",  # the request's n
+    "chk_include_usage",  # the request asked for stream usage
+    "chk_stop_hit",  # a requested stop sequence appears in the output; null when none was asked
+)
+_FIELDS = ("data:", "event:", "id:", "retry:", ":")
+
+
+def _int(v: object) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+
+def _calls(endpoint: str, body: dict) -> list | None:
+    if endpoint == "responses":
+        out = body.get("output")
+        calls = (
+            [o for o in out if isinstance(o, dict) and o.get("type") == "function_call"]
+            if isinstance(out, list)
+            else []
+        )
+        return calls or None
+    ch = body.get("choices")
+    if isinstance(ch, list) and ch and isinstance(ch[0], dict):
+        msg = ch[0].get("message")
+        calls = msg.get("tool_calls") if isinstance(msg, dict) else None
+        return calls if isinstance(calls, list) and calls else None
+    return None
+
+
+def _args_ok(endpoint: str, calls: list) -> bool:
+    for c in calls:
+        if not isinstance(c, dict):
+            return False
+        a = c.get("arguments") if endpoint == "responses" else (c.get("function") or {}).get("arguments")
+        if not isinstance(a, str):
+            return False
+        try:
+            if not isinstance(json.loads(a), dict):
+                return False
+        except (ValueError, RecursionError):
+            return False
+    return True
+
+
+def output_text(endpoint: str, body: dict) -> str | None:
+    """The text the stop check looks at: chat content, completions text, Responses output text."""
+    if endpoint == "responses":
+        parts = []
+        for o in body.get("output") or []:
+            for c in (o.get("content") or []) if isinstance(o, dict) else []:
+                if isinstance(c, dict) and isinstance(c.get("text"), str):
+                    parts.append(c["text"])
+        return "".join(parts)
+    ch = body.get("choices")
+    if not (isinstance(ch, list) and ch and isinstance(ch[0], dict)):
+        return None
+    if endpoint == "completions":
+        t = ch[0].get("text")
+    else:
+        msg = ch[0].get("message")
+        t = msg.get("content") if isinstance(msg, dict) else None
+    return t if isinstance(t, str) else None
+
+
+def stop_hit(stop: object, text: str | None) -> bool | None:
+    """Does a requested stop sequence appear in ``text``? None when nothing can be judged."""
+    seqs = stop if isinstance(stop, list) else [stop]
+    seqs = [s for s in seqs if isinstance(s, str) and s]
+    if not seqs or text is None:
+        return None
+    return any(s in text for s in seqs)
+
+
+def sse_bad_lines(raw: str) -> int:
+    """Lines that are neither an SSE field nor a comment, plus ``data:`` payloads that are not JSON.
+
+    A raw body cut at the size limit ends mid-line, so its last line is not judged.
+    """
+    text = raw.replace("\r", "")
+    lines = text.split("\n")
+    if not text.endswith("\n"):
+        lines = lines[:-1]
+    bad = 0
+    for line in lines:
+        if not line or not line.startswith(_FIELDS):
+            bad += bool(line)
+            continue
+        if line.startswith("data:"):
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                continue
+            try:
+                json.loads(payload)
+            except (ValueError, RecursionError):
+                bad += 1
+    return bad
+
+
+def cell_facts(
+    endpoint: str, body: object, request: object, raw_sse: str | None, stream: bool | None
+) -> dict:
+    """The ``chk_*`` columns for one cell (``body`` parsed or reassembled; ``request`` as sent)."""
+    b = body if isinstance(body, dict) else {}
+    q = request if isinstance(request, dict) else {}
+    calls = _calls(endpoint, b)
+    ch = b.get("choices")
+    opts = q.get("stream_options")
+    max_tokens = next(
+        (
+            v
+            for v in (_int(q.get(k)) for k in ("max_completion_tokens", "max_tokens", "max_output_tokens"))
+            if v is not None
+        ),
+        None,
+    )
+    stop = q.get("stop")
+    return {
+        "chk_usage": b.get("usage") is not None,
+        "chk_error": b.get("error") is not None,
+        "chk_tool_calls": len(calls) if calls else 0,
+        "chk_tool_args_ok": _args_ok(endpoint, calls) if calls else None,
+        "chk_n_choices": len(ch)
+        if isinstance(ch, list) and endpoint in ("chat.completions", "completions")
+        else None,
+        "chk_sse_bad_lines": sse_bad_lines(raw_sse) if stream and raw_sse is not None else None,
+        "chk_max_tokens": max_tokens,
+        "chk_n": _int(q.get("n")),
+        "chk_include_usage": isinstance(opts, dict) and opts.get("include_usage") is True,
+        "chk_stop_hit": stop_hit(stop, output_text(endpoint, b)) if stop is not None and b else None,
+    }
