@@ -264,7 +264,7 @@ def load_outputs(
             SELECT exchange_id, provider, "repeat", endpoint, stream, status,
                    coalesce(recorded_model, model) AS model, model AS provider_model,
                    finish_reason, sdk_valid, sdk_error, stream_complete, tokens_estimated, completion_tokens,
-                   (hash(exchange_id) % 1000000) < $thr AS in_sample,
+                   (hash(exchange_id) % 1000000) < $thr AS in_sample, chk_error IS NULL AS no_facts,
                    json_extract_string(response_body, {_paths(_BODY_PATHS)}) AS b,
                    json_extract_string(sent_body, {_paths(_REQ_PATHS)}) AS q,
                    CASE WHEN endpoint = 'embeddings' AND status = 200 AND (hash(exchange_id) % 1000000) < $emb_thr
@@ -287,7 +287,7 @@ def load_outputs(
                             json_extract(rbody, '$.output[*]'), lambda x: x->>'type' = 'function_call') AS JSON) AS VARCHAR), '[]')
                         WHEN json_array_length(b[3]) > 0 THEN b[3] END AS calls
             FROM base2)
-        SELECT exchange_id, provider, "repeat", endpoint, stream, status, model, provider_model, in_sample,
+        SELECT exchange_id, provider, "repeat", endpoint, stream, status, model, provider_model, in_sample, no_facts,
                sdk_valid, sdk_error, stream_complete, tokens_estimated, completion_tokens,
                CASE WHEN in_sample OR q[4] IS NOT NULL THEN CASE
                     WHEN endpoint = 'responses' THEN array_to_string(

@@ -87,8 +87,11 @@ def _fact_rows(cells: pl.DataFrame, outputs: pl.DataFrame) -> pl.DataFrame:
         pl.col("chk_sse_bad_lines").cast(pl.Int64).alias("raw_bad_lines"),
         pl.lit(None, pl.Boolean).alias("raw_terminated"),
     )
+    # only error cells need the shapes: join those few, not every cell
     errs = outputs.filter(pl.col("status").is_null() | (pl.col("status") != 200) | pl.col("has_error"))
-    return f.join(errs.select(*_KEYS, *_ERROR_COLUMNS), on=_KEYS, how="left")
+    is_err = pl.col("status").is_null() | (pl.col("status") != 200) | pl.col("has_error")
+    bad = f.filter(is_err).join(errs.select(*_KEYS, *_ERROR_COLUMNS), on=_KEYS, how="left")
+    return pl.concat([f.filter(~is_err), bad], how="diagonal_relaxed")
 
 
 def _legacy_rows(
@@ -133,8 +136,10 @@ def cell_checks(
     )
     if cells is not None and "chk_error" in cells.columns:
         facts = _fact_rows(cells, checked)
-        with_facts = facts.select(_KEYS)
-        legacy = checked.join(with_facts, on=_KEYS, how="anti")
+        if "no_facts" in checked.columns:
+            legacy = checked.filter(pl.col("no_facts"))
+        else:
+            legacy = checked.join(facts.select(_KEYS), on=_KEYS, how="anti")
         df = pl.concat([facts, _legacy_rows(legacy, attempts_429, streams)], how="diagonal_relaxed")
     else:
         df = _legacy_rows(checked, attempts_429, streams)
