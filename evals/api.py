@@ -134,17 +134,20 @@ def evaluate(
                 )
             ev = Evaluation(run=run, baseline=baseline, config=config, slos=slo, seconds=secs)
             metrics = timing.mark_cold(timing.request_metrics(cells), idle_s)
-            rel_p = timing.reliability(metrics, BY_PROVIDER, slo, idle_s)
-            ev.reliability = timing.reliability(metrics, BY_GROUP, slo, idle_s)
+            rel_sums = timing.reliability_sums(metrics, BY_GROUP, slo)  # the provider level is their total
+            rel_p = timing.reliability(metrics, BY_PROVIDER, slo, idle_s, sums=rel_sums)
+            ev.reliability = timing.reliability(metrics, BY_GROUP, slo, idle_s, sums=rel_sums)
             lap("load_cells")
             pct_p = cmp_p = pl.DataFrame()
             if "latency" in questions:
                 itl = pre["itl"].result()
+                pairs = timing.pair_differences(metrics, baseline)  # both levels test these pairs
                 pct_g = timing.percentiles(metrics, itl, BY_GROUP)
-                cmp_g = timing.compare(metrics, pct_g, baseline, BY_GROUP)
+                cmp_g = timing.compare(metrics, pct_g, baseline, BY_GROUP, pairs=pairs)
                 ev.latency = _join(pct_g, cmp_g, [*BY_GROUP, "metric"])
                 pct_p = timing.percentiles(metrics, itl, BY_PROVIDER)
-                cmp_p = timing.compare(metrics, pct_p, baseline, BY_PROVIDER)
+                cmp_p = timing.compare(metrics, pct_p, baseline, BY_PROVIDER, pairs=pairs)
+                del pairs
                 del itl
                 lap("latency")
             cost_p = None
@@ -158,8 +161,9 @@ def evaluate(
                 costs = spend.request_costs(cells, spend.price_frame(tables, cells), extras)
                 traffic = _traffic(pre["traffic"].result(), cells)
                 factor = spend.month_factor(traffic)
-                ev.cost = spend.cost_table(costs, baseline, factor, BY_GROUP)
-                cost_p = spend.cost_table(costs, baseline, factor, BY_PROVIDER)
+                sums = spend.cost_sums(costs, baseline, BY_GROUP)  # the provider level is their total
+                ev.cost = spend.cost_rollup(sums, factor, BY_GROUP)
+                cost_p = spend.cost_rollup(sums, factor, BY_PROVIDER)
                 ev.breakeven = spend.breakeven(tables, config, traffic)
                 del costs, traffic
                 lap("cost")

@@ -120,51 +120,84 @@ def cost_table(
     costs: pl.DataFrame, baseline: str, factor: float | None, by: Sequence[str] = ("provider",)
 ) -> pl.DataFrame:
     """Per group: totals, cost per success, monthly projection and the paired cost delta vs baseline."""
+    return cost_rollup(cost_sums(costs, baseline, by), factor, by)
+
+
+def cost_sums(costs: pl.DataFrame, baseline: str, by: Sequence[str] = ("provider",)) -> pl.DataFrame:
+    """Per group, the sums every cost figure is a ratio of (so coarser groups are sums of these).
+
+    The paired delta sets each candidate cell against the baseline's mean cost for the same
+    exchange (over its repeats), over the exchanges both arms answered successfully.
+    """
     by = list(by)
     ok = pl.col("status") == 200
-    out = costs.group_by(by).agg(
+    k = key_column(costs)
+    base = (
+        costs.filter(ok & (pl.col("provider") == baseline))
+        .group_by(k)
+        .agg(pl.col("cost_usd").mean().alias("_c_b"))
+    )
+    df = costs.join(base, on=k, how="left")
+    paired = ok & (pl.col("provider") != baseline) & pl.col("_c_b").is_not_null()
+    return df.group_by(by).agg(
         pl.len().alias("n_cells"),
         ok.sum().alias("n_success"),
-        pl.col(key_column(costs)).n_unique().alias("n_exchanges"),
-        # an arm with unpriced successes gets no total rather than an understated one
-        pl.when(pl.col("cost_usd").filter(ok).is_null().any())
-        .then(None)
-        .otherwise(pl.col("cost_usd").sum())
-        .alias("cost_total_usd"),
-        pl.when(pl.col("cost_usd").filter(ok).is_null().any())
-        .then(None)
-        .otherwise(pl.col("cost_usd").filter(ok).mean())
-        .alias("cost_per_success_usd"),
-        pl.col("cost_estimated").filter(ok).mean().alias("cost_estimated_share"),
+        pl.col(k).n_unique().alias("n_exchanges"),  # an exchange lies in one endpoint x model group
+        pl.col("cost_usd").sum().alias("_cost"),
+        pl.col("cost_usd").filter(ok).sum().alias("_cost_ok"),
+        pl.col("cost_usd").filter(ok).is_null().sum().alias("_unpriced"),
+        pl.col("cost_estimated").filter(ok).sum().alias("_est"),
+        pl.col("cost_estimated").filter(ok).count().alias("_est_n"),
         pl.col("prompt_tokens").filter(ok).sum().alias("prompt_tokens"),
         pl.col("completion_tokens").filter(ok).sum().alias("completion_tokens"),
         pl.col("cached_tokens").filter(ok).sum().alias("cached_tokens"),
-        (pl.col("cost_source") == "replayer").any().alias("uses_replayer_cost"),
-        pl.col("cost_usd").is_null().filter(ok).any().alias("cost_missing"),
+        (pl.col("cost_source") == "replayer").sum().alias("_replayer"),
+        pl.col("cost_usd").filter(paired).sum().alias("_pair_cost"),
+        pl.col("_c_b").filter(paired).sum().alias("_pair_base"),
+        paired.sum().alias("n_cost_pairs"),
     )
-    month = pl.col("cost_per_success_usd") * pl.col("n_exchanges") * pl.lit(factor, pl.Float64)
-    out = out.with_columns(month.alias("cost_month_usd"))
-    return out.join(_paired_delta(costs, baseline, by), on=by, how="left").sort(by)
 
 
-def _paired_delta(costs: pl.DataFrame, baseline: str, by: list[str]) -> pl.DataFrame:
-    """Cost change vs baseline over the cells whose exchange both arms answered successfully.
-
-    Each candidate cell is set against the baseline's mean cost for the same exchange (over its
-    repeats), so the figure compares the same requests on both sides.
-    """
-    k = key_column(costs)
-    ok = costs.filter(pl.col("status") == 200).select(*by, k, "cost_usd")
-    base = ok.filter(pl.col("provider") == baseline).group_by(k).agg(pl.col("cost_usd").mean().alias("c_b"))
-    j = ok.filter(pl.col("provider") != baseline).join(base, on=k, how="inner")
-    return (
-        j.group_by(by)
-        .agg(
-            ((pl.col("cost_usd").sum() / pl.col("c_b").sum() - 1) * 100).alias("cost_delta_pct"),
-            pl.len().alias("n_cost_pairs"),
-        )
-        .with_columns(pl.col("cost_delta_pct").fill_nan(None))
+def cost_rollup(sums: pl.DataFrame, factor: float | None, by: Sequence[str] = ("provider",)) -> pl.DataFrame:
+    """The cost table at ``by`` (the sums' groups or coarser) from ``cost_sums``."""
+    by = list(by)
+    counts = ["n_cells", "n_success", "n_exchanges", "prompt_tokens", "completion_tokens", "cached_tokens"]
+    extra = ["_cost", "_cost_ok", "_unpriced", "_est", "_est_n", "_replayer", "_pair_cost", "_pair_base"]
+    g = sums.group_by(by).agg(pl.col(c).sum() for c in [*counts, *extra, "n_cost_pairs"])
+    # an arm with unpriced successes gets no total rather than an understated one
+    priced = pl.col("_unpriced") == 0
+    per_success = pl.when(priced & (pl.col("n_success") > 0)).then(pl.col("_cost_ok") / pl.col("n_success"))
+    out = g.with_columns(
+        pl.when(priced).then(pl.col("_cost")).alias("cost_total_usd"),
+        per_success.alias("cost_per_success_usd"),
+        pl.when(pl.col("_est_n") > 0).then(pl.col("_est") / pl.col("_est_n")).alias("cost_estimated_share"),
+        (pl.col("_replayer") > 0).alias("uses_replayer_cost"),
+        (pl.col("_unpriced") > 0).alias("cost_missing"),
+        (per_success * pl.col("n_exchanges") * pl.lit(factor, pl.Float64)).alias("cost_month_usd"),
+        pl.when(pl.col("n_cost_pairs") > 0)
+        .then((pl.col("_pair_cost") / pl.col("_pair_base") - 1) * 100)
+        .alias("cost_delta_pct"),
+    ).with_columns(
+        pl.col("cost_delta_pct").fill_nan(None),
+        pl.when(pl.col("n_cost_pairs") > 0).then(pl.col("n_cost_pairs")).alias("n_cost_pairs"),
     )
+    return out.select(
+        *by,
+        "n_cells",
+        "n_success",
+        "n_exchanges",
+        "cost_total_usd",
+        "cost_per_success_usd",
+        "cost_estimated_share",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "uses_replayer_cost",
+        "cost_missing",
+        "cost_month_usd",
+        "cost_delta_pct",
+        "n_cost_pairs",
+    ).sort(by)
 
 
 def resolve_price(tables: dict[str, PricingTable], config: dict, arm: str, model: str) -> Pricing | None:

@@ -192,9 +192,31 @@ def unpaired_test(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA) -> dict:
 
 
 def mann_whitney(a: np.ndarray, b: np.ndarray, alternative: str = "two-sided") -> float:
-    """Mann-Whitney U p-value; the normal approximation once the exact null would be costly."""
-    method = "asymptotic" if max(len(a), len(b)) > 500 else "auto"
-    return float(sps.mannwhitneyu(a, b, alternative=alternative, method=method).pvalue)
+    """Mann-Whitney U p-value; the normal approximation once the exact null would be costly.
+
+    Above 500 values scipy's asymptotic p-value (tie-corrected, with continuity correction) is
+    computed here with one sort, as scipy's general rank machinery costs several times more.
+    """
+    if max(len(a), len(b)) <= 500:
+        return float(sps.mannwhitneyu(a, b, alternative=alternative, method="auto").pvalue)
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    n1, n2 = len(a), len(b)
+    n = n1 + n2
+    x = np.concatenate([a, b])
+    order = np.argsort(x)
+    sx = x[order]
+    starts = np.flatnonzero(np.concatenate(([True], sx[1:] != sx[:-1])))
+    counts = np.diff(np.append(starts, n))
+    ranks = np.repeat(starts + (counts + 1) / 2.0, counts)  # average ranks, in sorted order
+    u1 = ranks[order < n1].sum() - n1 * (n1 + 1) / 2.0
+    u2 = n1 * n2 - u1
+    u, f = {"greater": (u1, 1), "less": (u2, 1)}.get(alternative, (max(u1, u2), 2))
+    tie = np.sum(counts.astype(float) ** 3 - counts)
+    sd = np.sqrt(n1 * n2 / 12.0 * ((n + 1) - tie / (n * (n - 1))))
+    if sd <= 0:
+        return 1.0
+    return float(np.clip(f * sps.norm.sf((u - n1 * n2 / 2.0 - 0.5) / sd), 0, 1))
 
 
 def holm(p: np.ndarray) -> np.ndarray:

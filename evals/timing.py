@@ -87,19 +87,21 @@ def compare(
     by: Sequence[str] = GROUP,
     qs: Sequence[float] = QUANTILES,
     holm_by: Sequence[str] | None = None,
+    pairs: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Each non-baseline group vs the baseline's same group: percentile deltas, paired test, Holm.
 
     Pairs are (exchange, repeat) cells answered by both arms; against ``recorded`` (one repeat)
     that is each provider's repeat 0. With too few pairs the test is Mann-Whitney (+ KS) instead.
     ``holm_by`` names the columns that define one family (default: every column of ``by`` but
-    provider, plus metric, i.e. the providers compared on one metric).
+    provider, plus metric, i.e. the providers compared on one metric). ``pairs`` is
+    ``pair_differences(metrics, baseline)`` when the caller compares at several levels.
     """
     by = list(by)
     rest = [c for c in by if c != "provider"]
     holm_by = list(holm_by) if holm_by is not None else [*rest, "metric"]
     deltas = _percentile_deltas(pct, baseline, rest, qs)
-    tests = _tests(metrics, baseline, by, rest)
+    tests = _tests(metrics, baseline, by, rest, pairs)
     if tests.is_empty():
         out = deltas
     elif deltas.width == 0:
@@ -197,7 +199,25 @@ def key_column(df: pl.DataFrame) -> str:
     return "xid" if "xid" in df.columns else "exchange_id"
 
 
-def _tests(metrics: pl.DataFrame, baseline: str, by: list[str], rest: list[str]) -> pl.DataFrame:
+def pair_differences(metrics: pl.DataFrame, baseline: str, by: Sequence[str] = GROUP) -> pl.DataFrame:
+    """Candidate minus baseline per metric for every (exchange, repeat) cell both arms answered,
+    with the ``by`` columns (so any coarser level partitions the same frame)."""
+    names = list(METRICS)
+    k = key_column(metrics)
+    m = metrics.select(*by, k, "repeat", *names)
+    b = m.filter(pl.col("provider") == baseline).select(
+        k, "repeat", *[pl.col(n).alias(f"{n}__b") for n in names]
+    )
+    return (
+        m.filter(pl.col("provider") != baseline)
+        .join(b, on=[k, "repeat"], how="inner")
+        .select(*by, *[(pl.col(n) - pl.col(f"{n}__b")).alias(n) for n in names])
+    )
+
+
+def _tests(
+    metrics: pl.DataFrame, baseline: str, by: list[str], rest: list[str], pairs: pl.DataFrame | None = None
+) -> pl.DataFrame:
     names = list(METRICS)
     k = key_column(metrics)
     m = metrics.select(*by, k, "repeat", *names)
@@ -205,10 +225,9 @@ def _tests(metrics: pl.DataFrame, baseline: str, by: list[str], rest: list[str])
     if base.is_empty():
         return pl.DataFrame()
     cand = m.filter(pl.col("provider") != baseline)
-    b = base.select(k, "repeat", *[pl.col(n).alias(f"{n}__b") for n in names])
-    pairs = cand.join(b, on=[k, "repeat"], how="inner").select(
-        *by, *[(pl.col(n) - pl.col(f"{n}__b")).alias(n) for n in names]
-    )
+    if pairs is None or not set(by) <= set(pairs.columns):
+        pairs = pair_differences(metrics, baseline, by)
+    pairs = pairs.select(*by, *names)
     pair_groups = pairs.partition_by(by, as_dict=True) if not pairs.is_empty() else {}
     base_groups = base.drop(k, "repeat").partition_by(rest, as_dict=True) if rest else {(): base}
     jobs = []
@@ -292,32 +311,54 @@ def reliability(
     by: Sequence[str] = GROUP,
     slos: dict[str, float] | None = None,
     idle_s: float = 60.0,
+    sums: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Per group: cells, error / 429 / no-response / retry rates, goodput and the cold-start effect."""
+    """Per group: cells, error / 429 / no-response / retry rates, goodput and the cold-start effect.
+
+    ``sums`` (``reliability_sums`` at these groups or finer) saves the pass over the cells.
+    """
     by = list(by)
+    sums = reliability_sums(metrics, by, slos) if sums is None else sums
+    g = sums.group_by(by).agg(pl.col(c).sum() for c in _SUM_COLUMNS)
+    n = pl.col("n_cells")
+    out = g.select(
+        *by,
+        "n_cells",
+        "n_ok",
+        (1 - pl.col("n_ok") / n).alias("error_rate"),
+        (pl.col("_429") / n).alias("rate_429"),
+        (pl.col("_no_response") / n).alias("no_response_rate"),
+        (pl.col("_retried") / n).alias("retry_rate"),
+        (pl.col("_wait") / n).alias("rate_limit_wait_ms_mean"),
+        pl.when(pl.col("n_ok") > 0)
+        .then(pl.col("_estimated") / pl.col("n_ok"))
+        .alias("tokens_estimated_rate"),
+        (pl.col("_good") / n if slos else pl.lit(None, pl.Float64)).alias("goodput_rate"),
+    )
+    return out.join(cold_start(metrics, by, idle_s), on=by, how="left").sort(by)
+
+
+_SUM_COLUMNS = ("n_cells", "n_ok", "_429", "_no_response", "_retried", "_wait", "_estimated", "_good")
+
+
+def reliability_sums(
+    metrics: pl.DataFrame, by: Sequence[str] = GROUP, slos: dict[str, float] | None = None
+) -> pl.DataFrame:
+    """Per group, the counts every reliability rate is a ratio of (coarser groups sum them)."""
     ok = pl.col("status") == 200
-    df = metrics
-    if slos:
-        good = ok
-        for col, limit in slos.items():
-            good = good & (pl.col(col).is_null() | (pl.col(col) <= limit))
-        df = df.with_columns(good.fill_null(False).alias("_good"))
-    aggs = [
+    good = ok
+    for col, limit in (slos or {}).items():
+        good = good & (pl.col(col).is_null() | (pl.col(col) <= limit))
+    return metrics.group_by(list(by)).agg(
         pl.len().alias("n_cells"),
         ok.sum().alias("n_ok"),
-        (1 - ok.fill_null(False).mean()).alias("error_rate"),
-        pl.col("saw_429").fill_null(False).mean().alias("rate_429"),
-        pl.col("status").is_null().mean().alias("no_response_rate"),
-        (pl.col("attempts").fill_null(1) > 1).mean().alias("retry_rate"),
-        pl.col("rate_limit_wait_ms").fill_null(0).mean().alias("rate_limit_wait_ms_mean"),
-        pl.col("tokens_estimated").fill_null(False).filter(ok).mean().alias("tokens_estimated_rate"),
-    ]
-    if slos:
-        aggs.append(pl.col("_good").mean().alias("goodput_rate"))
-    out = df.group_by(by).agg(aggs)
-    if not slos:
-        out = out.with_columns(pl.lit(None, pl.Float64).alias("goodput_rate"))
-    return out.join(cold_start(metrics, by, idle_s), on=by, how="left").sort(by)
+        pl.col("saw_429").fill_null(False).sum().alias("_429"),
+        pl.col("status").is_null().sum().alias("_no_response"),
+        (pl.col("attempts").fill_null(1) > 1).sum().alias("_retried"),
+        pl.col("rate_limit_wait_ms").fill_null(0).sum().alias("_wait"),
+        pl.col("tokens_estimated").fill_null(False).filter(ok).sum().alias("_estimated"),
+        good.fill_null(False).sum().alias("_good"),
+    )
 
 
 def mark_cold(metrics: pl.DataFrame, idle_s: float = 60.0) -> pl.DataFrame:

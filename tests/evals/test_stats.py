@@ -54,6 +54,19 @@ def test_wilcoxon_matches_scipy(n):
     assert stats.wilcoxon_p(d) == pytest.approx(want, rel=1e-9)
 
 
+@pytest.mark.parametrize("sizes", [(40, 30), (600, 7), (3000, 2500)])
+@pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
+def test_mann_whitney_matches_scipy(sizes, alternative):
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(sizes[0])
+    a = np.round(rng.lognormal(0.1, 1.0, sizes[0]), 1)  # rounded: ties on purpose
+    b = np.round(rng.lognormal(0.0, 1.0, sizes[1]), 1)
+    method = "asymptotic" if max(sizes) > 500 else "auto"
+    want = mannwhitneyu(a, b, alternative=alternative, method=method).pvalue
+    assert stats.mann_whitney(a, b, alternative) == pytest.approx(want, rel=1e-9)
+
+
 def test_clustered_quantile_interval_covers_where_token_counting_does_not():
     """Tokens of one request share its speed: Woodruff with request clusters keeps ~95% coverage."""
     reps, r, per = 200, 60, 40
