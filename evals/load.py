@@ -25,6 +25,7 @@ Store = str | os.PathLike | duckdb.DuckDBPyConnection
 # The store's views cast JSON columns to DuckDB's JSON type, which parses every document once
 # just to validate it; loaders that extract from bodies read this plain-text scan instead.
 RAW_RESULTS = "evals_results_text"
+RAW_META = "evals_results_footers"  # the results segments' Parquet metadata (row groups, null counts)
 TEXT_ENDPOINTS = ("chat.completions", "responses", "completions")
 
 
@@ -44,9 +45,10 @@ def open_store(db: Store) -> Iterator[duckdb.DuckDBPyConnection]:
     try:
         with suppress(duckdb.Error):  # Jupyter kernels without ipywidgets reject this setting
             con.execute("SET enable_progress_bar = false")
-        con.execute(
-            f"CREATE OR REPLACE VIEW {RAW_RESULTS} AS SELECT * FROM {table_scan(segment_root(path), 'results')}"
-        )
+        root = segment_root(path)
+        con.execute(f"CREATE OR REPLACE VIEW {RAW_RESULTS} AS SELECT * FROM {table_scan(root, 'results')}")
+        glob = str((root / "results" / "*.parquet").resolve()).replace("'", "''")
+        con.execute(f"CREATE OR REPLACE VIEW {RAW_META} AS SELECT * FROM parquet_metadata('{glob}')")
         yield con
     finally:
         con.close()
@@ -227,6 +229,26 @@ def load_stream_checks(con: duckdb.DuckDBPyConnection, run: str, sample_thr: int
     )
 
 
+def _maybe_unsent(con: duckdb.DuckDBPyConnection, run: str) -> bool:
+    """Could any cell lack ``sent_body``? From the segments' footers (null counts) when evals opened
+    the store, which costs no scan; else by counting."""
+    exists = con.sql(f"SELECT count(*) FROM duckdb_views() WHERE view_name = '{RAW_META}'").fetchall()[0][0]
+    if not exists:
+        sql = "SELECT count(*) AS n FROM results WHERE run_id = $run AND sent_body IS NULL"
+        return bool(frame(con, sql, {"run": run})["n"][0])
+    df = frame(
+        con,
+        f"""
+        SELECT count(DISTINCT file_name) FILTER (
+                   WHERE path_in_schema = 'sent_body' AND coalesce(stats_null_count, 1) > 0) AS nulls,
+               count(DISTINCT file_name) - count(DISTINCT file_name) FILTER (
+                   WHERE path_in_schema = 'sent_body') AS without
+        FROM {RAW_META} WHERE row_group_num_rows > 0
+        """,
+    )
+    return bool(df["nulls"][0] or df["without"][0])
+
+
 def sample_threshold(n_exchanges: int, max_exchanges: int | None) -> int:
     """Threshold on ``hash(exchange_id) % 1e6`` keeping ~``max_exchanges`` exchanges (all when None)."""
     if max_exchanges is None or n_exchanges <= max_exchanges:
@@ -248,9 +270,7 @@ def load_outputs(
     """
     # Cells stored without the body they sent (multipart) fall back to the recorded request. Parquet
     # null counts answer "are there any" without reading the column; the exchanges scan only if so.
-    unsent = frame(
-        con, "SELECT count(*) AS n FROM results WHERE run_id = $run AND sent_body IS NULL", {"run": run}
-    )["n"][0]
+    unsent = _maybe_unsent(con, run)
     req = (
         f"""SELECT id AS exchange_id, json_extract_string(request_body, {_paths(_REQ_PATHS)}) AS q0
             FROM exchanges WHERE id IN (SELECT exchange_id FROM results WHERE run_id = $run AND sent_body IS NULL)"""
