@@ -123,8 +123,8 @@ class SSEParser:
     def close(self, t: float) -> list[SSEEvent]:
         """End of stream: a trailing event without its blank line is still returned."""
         out: list[SSEEvent] = []
-        if not self._bom_done and _BOM.startswith(self._buf):
-            self._buf = b""  # only (part of) a byte order mark arrived
+        # Bytes held as a possible split byte order mark that never completed are data (an
+        # unterminated line), as parse_all reads them.
         self.ended_inside_event = self.incomplete
         if self._buf:
             self._line(self._buf, t, out)
@@ -183,7 +183,11 @@ def parse_all(chunks: list[tuple[float, bytes]]) -> tuple[list[SSEEvent], SSEPar
 
 def _strip_bom(chunks: list[tuple[float, bytes]]) -> list[tuple[float, bytes]]:
     """``chunks`` without one leading UTF-8 byte order mark (which may span the first reads)."""
-    head = b"".join(d for _, d in chunks[:3])[:3]
+    head = b""
+    for _, d in chunks:  # the first three bytes, however many (empty) reads they span
+        head += d[: 3 - len(head)]
+        if len(head) == 3:
+            break
     if head != _BOM:
         return chunks
     out, skip = [], 3

@@ -233,6 +233,8 @@ def test_split_at_every_byte_boundary(prop_count, stream: bytes) -> None:
 @given(stream=raw_streams | structured_streams(), at=cuts)
 @example(stream=b"data: a\n\n", at=[])
 @example(stream=b"data: a\r\n\r\n", at=[7, 8])
+@example(stream=b"\xef", at=[])  # a byte order mark that never completes is data
+@example(stream=b"\xef\xbb\xbf", at=[0, 0, 0])  # a BOM after empty reads is still a BOM
 def test_incremental_parser_equals_parse_all_and_tracks_incomplete(
     prop_count, stream: bytes, at: list[int]
 ) -> None:
