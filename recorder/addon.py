@@ -22,6 +22,9 @@ if __package__ in (None, ""):  # loaded by path with ``mitmdump -s``: make the p
 
 from recorder.capture import Capture
 from recorder.endpoints import classify
+from recorder.recordings import recording_row, without_userinfo
+from recorder.redact import RedactionError, Redactor
+from recorder.redact import build as build_redactor
 from recorder.segments import segment_root, store_salt
 from recorder.store import init_catalog
 from recorder.writer import BatchWriter
@@ -44,6 +47,7 @@ class Recorder:
         self._max_body = 32 * 1024 * 1024
         self._tag: str | None = None
         self._skip_other = False
+        self._redactor: Redactor | None = None
         self._live: dict[int, Capture] = {}  # in flight, so a stop can still record them
 
     def load(self, loader) -> None:
@@ -63,6 +67,25 @@ class Recorder:
             "or 'thread' (a thread in the proxy process).",
             choices=["process", "thread"],
         )
+        loader.add_option(
+            "parity_redact",
+            str,
+            "",
+            "TOML file of regex rules redacting message content before it is stored "
+            "([[rule]] name, pattern, replacement).",
+        )
+        loader.add_option(
+            "parity_redact_builtin",
+            str,
+            "",
+            "Comma list of built-in redaction rules: email, phone, credit_card, ipv4, openai_key.",
+        )
+        loader.add_option(
+            "parity_redact_hook",
+            str,
+            "",
+            "Redaction hook, module:function or path/to/file.py:function (str -> str), run after the rules.",
+        )
 
     def configure(self, updated) -> None:
         from mitmproxy import exceptions
@@ -75,7 +98,17 @@ class Recorder:
         self._max_body = opts.parity_max_body_bytes
         self._tag = opts.parity_tag or None
         self._skip_other = not opts.parity_record_other
+        redaction = {"parity_redact", "parity_redact_builtin", "parity_redact_hook"} & set(updated)
+        if redaction:
+            try:  # built (and its hook imported) here only to check it: rows are redacted by the writer
+                self._redactor = build_redactor(
+                    opts.parity_redact or None, opts.parity_redact_builtin, opts.parity_redact_hook or None
+                )
+            except RedactionError as e:
+                raise exceptions.OptionsError(str(e)) from None
         if "parity_db" in updated and opts.parity_db:
+            self._open(opts.parity_db)
+        elif redaction and self.writer is not None:  # new rules: a new writer and a new recordings row
             self._open(opts.parity_db)
 
     def _open(self, db: str) -> None:
@@ -100,14 +133,36 @@ class Recorder:
             spill_dir=Path(spill) if spill else None,
             interval=ctx.options.parity_flush_interval,
             writer_id=uuid.uuid4().hex[:8],
+            redactor=self._redactor,
         )
         self.writer.error_level = logging.WARNING  # until running(): see BatchWriter.error_level
         self.writer.start()
+        self.writer.put("recordings", self._recording(db))
         # A writer thread (or the process writer's sender) runs Python beside the event loop: hand
         # the GIL back to the loop sooner than the default 5 ms so it never shows in the traffic.
         if sys.getswitchinterval() > 0.001:
             sys.setswitchinterval(0.001)
         log.info("parity: recording into %s (spill: %s)", root, self.writer.spill_dir)
+        if self._redactor is not None:
+            d = self._redactor.describe()
+            names = [r["name"] for r in d["rules"]] + ([f"hook {d['hook']}"] if d["hook"] else [])
+            log.info("parity: redacting message content before storage: %s (%s)", ", ".join(names), d["hash"])
+
+    def _recording(self, db: str) -> dict:
+        """This start's ``recordings`` row: settings only, never a header or a key."""
+        o = ctx.options
+        options = {
+            "source": "proxy",
+            "mode": [without_userinfo(m) for m in getattr(o, "mode", [])],
+            "listen": f"{getattr(o, 'listen_host', '')}:{getattr(o, 'listen_port', '')}",
+            "spill_dir": str(self.writer.spill_dir),
+            "max_body_bytes": o.parity_max_body_bytes,
+            "flush_interval": o.parity_flush_interval,
+            "record_other": o.parity_record_other,
+            "writer": "process" if isinstance(self.writer, ProcessWriter) else "thread",
+        }
+        redaction = self._redactor.describe() if self._redactor else None
+        return recording_row(self.recorder_id, self._tag, db, options, redaction)
 
     def running(self) -> None:
         if not self.writer:

@@ -17,6 +17,32 @@ class RecordError(Exception):
     """A recorder command cannot start."""
 
 
+def _redaction_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("redaction (message content, before anything is stored)")
+    g.add_argument(
+        "--redact",
+        metavar="FILE",
+        default="",
+        help="TOML file of regex rules: [[rule]] name, pattern, replacement (default [REDACTED:<name>])",
+    )
+    g.add_argument(
+        "--redact-builtin",
+        metavar="LIST",
+        action="append",
+        help="built-in rules to enable (comma list, repeatable): email, phone, credit_card, ipv4, openai_key",
+    )
+    g.add_argument(
+        "--redact-hook",
+        metavar="MOD:FN",
+        default="",
+        help="Python hook run after the rules, module:function or path/to/file.py:function (str -> str)",
+    )
+
+
+def _builtin(args) -> str:
+    return ",".join(args.redact_builtin or [])
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "record",
@@ -53,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="allow listening on a non-loopback address (an open proxy is a risk)",
     )
     p.add_argument("--quiet", action="store_true", help="no mitmproxy connection log lines")
+    _redaction_args(p)
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser(
@@ -65,6 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("files", nargs="+", help="*.har or mitmproxy flow files (mitmdump -w)")
     p.add_argument("--db", required=True, help="store path")
     p.add_argument("--tag", default="", help="tag stored with every imported exchange")
+    _redaction_args(p)
     p.set_defaults(func=cmd_import)
 
     for name in ("ls", "stats"):
@@ -130,6 +158,9 @@ async def _run_proxy(args, host: str, port: int, mode: str) -> int:
         parity_flush_interval=args.flush_interval,
         parity_record_other=not args.skip_other,
         parity_writer=args.writer,
+        parity_redact=args.redact,
+        parity_redact_builtin=_builtin(args),
+        parity_redact_hook=args.redact_hook,
         ssl_insecure=args.ssl_insecure,
     )
     loop = asyncio.get_running_loop()
@@ -144,13 +175,15 @@ async def _run_proxy(args, host: str, port: int, mode: str) -> int:
 
 
 def cmd_record(args) -> int:
+    from mitmproxy.exceptions import OptionsError
+
     try:
         if not 0 < args.flush_interval <= 1:
             raise RecordError("--flush-interval must be in (0, 1] seconds")
         host, port = _parse_listen(args.listen, args.allow_public)
         mode = _mode(args)
         return asyncio.run(_run_proxy(args, host, port, mode))
-    except RecordError as e:
+    except (RecordError, OptionsError) as e:
         print(f"parity record: {e}", file=sys.stderr)
         return 2
     except OSError as e:
@@ -160,10 +193,15 @@ def cmd_record(args) -> int:
 
 def cmd_import(args) -> int:
     from recorder.importers import ImportError_, import_files
+    from recorder.redact import RedactionError
+    from recorder.redact import build as build_redactor
 
     try:
-        results = import_files([Path(f) for f in args.files], args.db, tag=args.tag or None)
-    except ImportError_ as e:
+        redactor = build_redactor(args.redact or None, _builtin(args), args.redact_hook or None)
+        results = import_files(
+            [Path(f) for f in args.files], args.db, tag=args.tag or None, redactor=redactor
+        )
+    except (ImportError_, RedactionError) as e:
         print(f"parity import: {e}", file=sys.stderr)
         return 2
     failed = 0

@@ -28,6 +28,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from recorder.capture import Capture, build_row
+from recorder.recordings import recording_row
+from recorder.redact import Redactor, withhold
 from recorder.segments import rows_to_table, segment_root, store_salt, write_segment
 from recorder.writer import sanitized
 
@@ -317,8 +319,13 @@ def _existing_ids(db: Path) -> set[str]:
     return {r[0] for r in rows}
 
 
-def import_files(paths: list[Path], db: str | os.PathLike, tag: str | None = None) -> dict[str, FileResult]:
-    """Import every file into the store at ``db``; one :class:`FileResult` per file, in order."""
+def import_files(
+    paths: list[Path], db: str | os.PathLike, tag: str | None = None, redactor: Redactor | None = None
+) -> dict[str, FileResult]:
+    """Import every file into the store at ``db``; one :class:`FileResult` per file, in order.
+
+    With a ``redactor`` every row is redacted before it is written (see recorder/redact.py).
+    """
     from recorder.store import init_catalog
 
     db = Path(db)
@@ -331,6 +338,14 @@ def import_files(paths: list[Path], db: str | os.PathLike, tag: str | None = Non
         raise ImportError_(f"cannot open the store at {db}: {e}") from e
     writer_id = "import" + hashlib.sha256(os.urandom(8)).hexdigest()[:6]
     recorder_id = f"import-{os.uname().nodename}-{os.getpid()}"
+    options = {"source": "import", "files": [str(p) for p in paths]}
+    redaction = redactor.describe() if redactor else None
+    try:
+        write_segment(
+            root, "recordings", [recording_row(recorder_id, tag, str(db), options, redaction)], writer_id
+        )
+    except OSError as e:
+        raise ImportError_(f"cannot write to the store at {root}: {e}") from e
     results: dict[str, FileResult] = {}
     for path in paths:
         res = results[str(path)] = FileResult(str(path))
@@ -352,7 +367,13 @@ def import_files(paths: list[Path], db: str | os.PathLike, tag: str | None = Non
                 existing.add(cap.id)
                 cap.salt, cap.tag, cap.recorder_id = salt, tag, recorder_id
                 try:
-                    batch.append(build_row(cap))
+                    row = build_row(cap)
+                    if redactor is not None:
+                        try:
+                            row = redactor.apply_row(row)
+                        except Exception as e:  # apply_row does not raise; if it did, store no content
+                            row = withhold(row, e)
+                    batch.append(row)
                 except Exception as e:  # a bug or an odd entry: report it, keep going
                     res.skipped += 1
                     res.errors.append(

@@ -57,6 +57,19 @@ EXCHANGES = pa.schema(
         ("tag", pa.string()),
         ("recorder_id", pa.string()),  # which recorder process wrote it
         ("source", pa.string()),  # proxy | har | flow
+        ("redactions", pa.int32()),  # replacements made by content redaction; null when it was off
+        ("request_redactions", pa.int32()),  # of which in request_body / request_raw (what a replay sends)
+    ]
+)
+
+# One row per recorder (or import) start: how it was configured, redaction rules included.
+RECORDINGS = pa.schema(
+    [
+        ("recorder_id", pa.string()),  # as in exchanges.recorder_id
+        ("started_at", TS),
+        ("tag", pa.string()),
+        ("db", pa.string()),  # the store path as given
+        ("options", JSON),  # mode, limits, writer, redaction (rules, patterns, hook, hash), versions
     ]
 )
 
@@ -174,6 +187,7 @@ JSON_COLUMNS: dict[str, tuple[str, ...]] = {
     "attempts": (),
     "dispatches": (),
     "judgments": (),
+    "recordings": ("options",),
 }
 
 TABLES: dict[str, pa.Schema] = {
@@ -183,4 +197,5 @@ TABLES: dict[str, pa.Schema] = {
     "attempts": ATTEMPTS,
     "dispatches": DISPATCHES,
     "judgments": JUDGMENTS,
+    "recordings": RECORDINGS,
 }

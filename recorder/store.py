@@ -92,12 +92,20 @@ def _create_runs_view(con: duckdb.DuckDBPyConnection, root: Path) -> None:
     )
 
 
+def _create_recordings_view(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    con.execute(
+        f"CREATE OR REPLACE VIEW recordings AS SELECT {_json_replace('recordings')} "
+        f"FROM {_scan(root, 'recordings')}"
+    )
+
+
 Migration = tuple[str, Callable[[duckdb.DuckDBPyConnection, Path], None]]
 
 # Named, append-only. A migration is never edited once released; add a new one instead.
 MIGRATIONS: list[Migration] = [
     ("0001_base_views", _create_base_views),
     ("0002_runs_view", _create_runs_view),
+    ("0003_recordings_view", _create_recordings_view),
 ]
 
 

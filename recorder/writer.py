@@ -18,11 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
+from recorder.redact import Redactor, withhold
 from recorder.segments import import_spill, remove_stale_temps, rows_to_table, write_segment
 
 log = logging.getLogger("parity.writer")
 SLICE = 64  # rows per Arrow conversion call (see BatchWriter._to_arrow)
+# One row per recorder start: written and spilled like any row, but left out of the row counters,
+# which the recorder reports as exchanges.
+UNCOUNTED = frozenset({"recordings"})
 
 
 def default_spill_dir(root: Path) -> Path:
@@ -45,6 +50,18 @@ class WriterStats:
     segments: int = 0
     last_error: str | None = None
     flush_ms: list[float] = field(default_factory=list)
+
+
+def _spilled_rows(spill_dir: Path, tables) -> int:
+    """Rows of these tables waiting in the spill folder."""
+    n = 0
+    for table in tables:
+        for seg in (spill_dir / table).glob("seg-*.parquet"):
+            try:
+                n += pq.ParquetFile(seg).metadata.num_rows
+            except Exception:  # unreadable: import_spill sets it aside without counting it
+                pass
+    return n
 
 
 def sanitized(table: str, row: dict) -> dict:
@@ -80,6 +97,7 @@ class BatchWriter:
         max_batch: int = 5000,
         writer_id: str | None = None,
         retry_interval: float = 2.0,
+        redactor: Redactor | None = None,
     ) -> None:
         self.root = Path(root)
         self.spill_dir = Path(spill_dir) if spill_dir else default_spill_dir(self.root)
@@ -87,6 +105,7 @@ class BatchWriter:
         self.max_batch = max_batch
         self.retry_interval = retry_interval  # how often a spill is offered back to a failing store
         self.writer_id = writer_id or f"{os.getpid()}{uuid.uuid4().hex[:6]}"
+        self.redactor = redactor  # applied to every exchanges row before it is written or spilled
         self.stats = WriterStats()
         self._q: deque[tuple[str, dict | Callable[[], dict]]] = deque()
         self._wake = threading.Event()
@@ -174,6 +193,22 @@ class BatchWriter:
         return batches
 
     def _build(self, table: str, item) -> dict | None:
+        row = self._build_row(table, item)
+        # Rows built elsewhere (a capture the sender could not pickle) arrive without "redactions";
+        # rows put back after a failed spill already went through here and have it.
+        if (
+            row is not None
+            and self.redactor is not None
+            and table == "exchanges"
+            and row.get("redactions") is None
+        ):
+            try:
+                row = self.redactor.apply_row(row)
+            except Exception as e:  # apply_row does not raise; if it ever did, store no content
+                row = withhold(row, e)
+        return row
+
+    def _build_row(self, table: str, item) -> dict | None:
         if not callable(item):
             return item
         try:
@@ -212,7 +247,8 @@ class BatchWriter:
         except Exception as e:  # OSError above all (read-only, ENOSPC, a file where a folder was)
             self._spill(table, data, e)
             return False
-        self.stats.written += data.num_rows
+        if table not in UNCOUNTED:
+            self.stats.written += data.num_rows
         self.stats.segments += 1
         self.stats.flush_ms.append((time.perf_counter() - t0) * 1000)
         del self.stats.flush_ms[:-1000]
@@ -275,7 +311,8 @@ class BatchWriter:
                 table,
             )
             return
-        self.stats.spilled += data.num_rows
+        if table not in UNCOUNTED:
+            self.stats.spilled += data.num_rows
         self._spill_pending = True
         log.log(
             self.error_level,
@@ -290,7 +327,8 @@ class BatchWriter:
     def _reimport(self) -> None:
         self._last_retry = time.monotonic()
         try:
-            n = import_spill(self.spill_dir, self.root)
+            uncounted = _spilled_rows(self.spill_dir, UNCOUNTED)
+            n = import_spill(self.spill_dir, self.root) - uncounted
         except OSError as e:
             log.warning("spill in %s not re-imported yet (%s); will retry", self.spill_dir, e)
             return

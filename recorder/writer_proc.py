@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from recorder.redact import Redactor
 from recorder.writer import BatchWriter, WriterStats, default_spill_dir
 
 log = logging.getLogger("parity.writer")
@@ -49,6 +50,7 @@ class ProcessWriter:
         writer_id: str | None = None,
         retry_interval: float = 2.0,
         start_timeout: float = 30.0,
+        redactor: Redactor | None = None,
     ) -> None:
         self.root = Path(root)
         self.spill_dir = Path(spill_dir) if spill_dir else default_spill_dir(self.root)
@@ -56,6 +58,7 @@ class ProcessWriter:
         self.writer_id = writer_id
         self.retry_interval = retry_interval
         self.start_timeout = start_timeout
+        self.redactor = redactor  # pickled as its spec: the child rebuilds it (and its hook)
         self.stats = WriterStats()
         self._error_level = logging.ERROR
         self._q: deque[tuple[str, object]] = deque()
@@ -192,7 +195,14 @@ class ProcessWriter:
         parent, child = ctx.Pipe(duplex=True)
         proc = ctx.Process(
             target=child_main,
-            args=(child, str(self.root), str(self.spill_dir), self.writer_id, self.retry_interval),
+            args=(
+                child,
+                str(self.root),
+                str(self.spill_dir),
+                self.writer_id,
+                self.retry_interval,
+                self.redactor,
+            ),
             name="parity-writer",
             daemon=False,
         )
@@ -231,7 +241,11 @@ class ProcessWriter:
         if self._fallback is None:
             log.log(self.error_level, "parity writer: %s; writing from a thread in the proxy process", why)
             self._fallback = BatchWriter(
-                self.root, self.spill_dir, interval=self.interval, writer_id=self.writer_id
+                self.root,
+                self.spill_dir,
+                interval=self.interval,
+                writer_id=self.writer_id,
+                redactor=self.redactor,
             )
             self._fallback.error_level = self.error_level
             self._fallback.start()
@@ -243,14 +257,23 @@ class ProcessWriter:
         total.last_error = stats.get("last_error") or total.last_error
 
 
-def child_main(conn, root: str, spill_dir: str, writer_id: str | None, retry_interval: float) -> None:
-    """The writer process: receive batches, write segments, spill on failure, exit on close or EOF."""
+def child_main(
+    conn, root: str, spill_dir: str, writer_id: str | None, retry_interval: float, redactor=None
+) -> None:
+    """The writer process: receive batches, write segments, spill on failure, exit on close or EOF.
+
+    ``redactor`` arrives rebuilt from its spec by unpickling; if that fails (a hook that imports
+    in the proxy but not here), the process dies before "ready" and the proxy writes from a
+    thread with its own redactor: nothing is ever written unredacted.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    w = BatchWriter(Path(root), Path(spill_dir), writer_id=writer_id, retry_interval=retry_interval)
+    w = BatchWriter(
+        Path(root), Path(spill_dir), writer_id=writer_id, retry_interval=retry_interval, redactor=redactor
+    )
     w.start(background=False)
     conn.send_bytes(pickle.dumps(("ready", dataclasses.asdict(w.stats))))
     while True:

@@ -53,6 +53,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=0, help="seed for --sample, Poisson arrivals and provider order"
     )
     s.add_argument("--ids", metavar="FILE", help="file of exchange ids, one per line")
+    red = s.add_mutually_exclusive_group()
+    red.add_argument(
+        "--allow-redacted",
+        action="store_const",
+        dest="redacted",
+        const="allow",
+        help="send exchanges recorded with redaction as they are, placeholders included",
+    )
+    red.add_argument(
+        "--skip-redacted",
+        action="store_const",
+        dest="redacted",
+        const="skip",
+        help="leave exchanges recorded with redaction out (default: refuse to run if any is selected)",
+    )
     pace = p.add_argument_group("pacing (choose one; default --concurrency 8)")
     mx = pace.add_mutually_exclusive_group()
     mx.add_argument("--concurrency", type=int, help="closed loop: at most N requests in flight per provider")
@@ -106,6 +121,7 @@ def options(args: argparse.Namespace) -> RunOptions:
         sample=args.sample,
         seed=args.seed,
         ids_file=args.ids,
+        redacted=args.redacted or "refuse",
     )
     return RunOptions(
         db=args.db,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +19,12 @@ _COLUMNS = (
     "CAST(response_body AS VARCHAR) AS response_body, response_raw, "
     "CAST(response_headers AS VARCHAR) AS response_headers, ttfb_ms, ttft_ms, latency_ms, "
     "chunk_offsets_ms, prompt_tokens, completion_tokens, cached_tokens, finish_reason, "
-    "error_type, error_message, stream_complete, tag"
+    "error_type, error_message, stream_complete, tag, request_redactions, recorder_id"
 )
+# Placeholders left by content redaction ("[REDACTED:email]"; the credential scrub's plain
+# "[REDACTED]" replaces a key, which must never be sent anyway).
+_PLACEHOLDER = re.compile(r"\[REDACTED:([A-Za-z0-9_.-]{1,64})\]")
+REDACTED_CHOICES = ("refuse", "allow", "skip")
 
 
 @dataclass
@@ -51,6 +57,8 @@ class Exchange:
     error_message: str | None = None
     stream_complete: bool | None = None
     tag: str | None = None
+    request_redactions: int | None = None  # null: recorded without redaction, or before it existed
+    recorder_id: str | None = None
 
 
 @dataclass
@@ -67,6 +75,8 @@ class Selection:
     sample: int | None = None
     seed: int = 0
     ids_file: str | None = None
+    redacted: str = "refuse"  # exchanges whose request was redacted: refuse | allow | skip
+    redacted_found: int | None = None  # how many of those the selection held (allowed or skipped)
 
     def public(self) -> dict:
         """The filters as stored in a run's config (unset ones left out)."""
@@ -129,8 +139,16 @@ def load(db: str | os.PathLike, where: str = "", params: list | None = None) -> 
     except StoreError as e:
         raise SelectionError(str(e)) from None
     try:
+        have = {r[0] for r in con.execute("DESCRIBE exchanges").fetchall()}
+        # A store no recorder with redaction has written to yet has no such column.
+        columns = _COLUMNS.replace(
+            "request_redactions",
+            "request_redactions"
+            if "request_redactions" in have
+            else "CAST(NULL AS INTEGER) AS request_redactions",
+        )
         cur = con.execute(
-            f"SELECT {_COLUMNS} FROM exchanges{where} "
+            f"SELECT {columns} FROM exchanges{where} "
             "QUALIFY row_number() OVER (PARTITION BY id ORDER BY recorded_at) = 1 ORDER BY recorded_at, id",
             params or [],
         )
@@ -159,7 +177,72 @@ def select(db: str | os.PathLike, sel: Selection) -> list[Exchange]:
         if sel.limit < 1:
             raise SelectionError("--limit must be >= 1")
         exchanges = exchanges[: sel.limit]
+    return _redaction_check(db, sel, exchanges)
+
+
+def redacted_rules(x: Exchange) -> set[str] | None:
+    """Names of the rules that redacted this request (maybe empty); None when it was not redacted.
+
+    ``request_redactions`` says it when the recorder counted; rows recorded before the count
+    existed are judged by the placeholders their request holds.
+    """
+    if x.request_redactions is not None and x.request_redactions <= 0:
+        return None
+    names: set[str] = set()
+    for text in (x.request_body, x.request_raw):
+        if text and (b"[REDACTED:" if isinstance(text, bytes) else "[REDACTED:") in text:
+            if isinstance(text, bytes):
+                text = text.decode("latin-1")
+            names.update(_PLACEHOLDER.findall(text))
+    if x.request_redactions is None and not names:
+        return None
+    return names
+
+
+def _redaction_check(db, sel: Selection, exchanges: list[Exchange]) -> list[Exchange]:
+    """Refuse to replay redacted requests unless --allow-redacted or --skip-redacted says what to do."""
+    if sel.redacted not in REDACTED_CHOICES:
+        raise SelectionError(f"redacted must be one of {', '.join(REDACTED_CHOICES)}, not {sel.redacted!r}")
+    found = {x.id: r for x in exchanges if (r := redacted_rules(x)) is not None}
+    if not found:
+        return exchanges
+    if sel.redacted == "refuse":
+        rules: set[str] = set().union(*found.values())
+        unnamed = {x.recorder_id for x in exchanges if x.id in found and not found[x.id]}
+        if unnamed:  # custom replacements or a hook: the recorder's rules say which
+            rules |= _recorder_rules(db, unnamed)
+        raise SelectionError(
+            f"{len(found)} of the {len(exchanges)} selected exchanges were recorded with redacted content in "
+            f"their request (rules: {', '.join(sorted(rules)) or 'unknown'}); replaying them would send the "
+            "placeholders, not what the app sent. Add --skip-redacted to leave them out, or --allow-redacted "
+            "to send them as they are"
+        )
+    sel.redacted_found = len(found)
+    if sel.redacted == "skip":
+        return [x for x in exchanges if x.id not in found]
     return exchanges
+
+
+def _recorder_rules(db, recorder_ids: set[str | None]) -> set[str]:
+    """Rule and hook names from the ``recordings`` rows of these recorders."""
+    try:
+        con = connect(db)
+        try:
+            rows = con.execute(
+                "SELECT CAST(options AS VARCHAR) FROM recordings WHERE recorder_id IN (SELECT unnest(?))",
+                [[r for r in recorder_ids if r]],
+            ).fetchall()
+        finally:
+            con.close()
+    except Exception:  # an old store without recordings: the count alone must do
+        return set()
+    names: set[str] = set()
+    for (text,) in rows:
+        red = (json.loads(text or "{}") or {}).get("redaction") or {}
+        names.update(r.get("name", "?") for r in red.get("rules") or [])
+        if red.get("hook"):
+            names.add(f"hook {red['hook']}")
+    return names
 
 
 def by_ids(db: str | os.PathLike, ids: list[str]) -> list[Exchange]:

@@ -46,6 +46,7 @@ def test_blank_database_gets_every_migration_once(tmp_path: Path) -> None:
         assert [r[0] for r in con.execute("SELECT name FROM _migrations ORDER BY name").fetchall()] == [
             "0001_base_views",
             "0002_runs_view",
+            "0003_recordings_view",
         ]
         for table, schema in TABLES.items():
             cols = view_columns(con, table)

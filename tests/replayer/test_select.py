@@ -99,4 +99,6 @@ def test_every_replay_option_has_help() -> None:
         "--max-cost",
         "--dry-run",
         "--resume",
+        "--allow-redacted",
+        "--skip-redacted",
     }
