@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from recorder.schema import JSON_COLUMNS, TABLES
 from recorder.segments import (
@@ -49,6 +50,8 @@ def table_scan(root: Path, table: str) -> str:
     this call, the view counts each row once (see ``recorder.segments.compact``).
     """
     d = (root / table).resolve()
+    if not d.is_dir() or not any(d.glob(SEGMENT_GLOB)):
+        return f"({_empty(table)})"  # e.g. a read-only store written before this table existed
     _live, merged, hidden = segment_state(root, table)
     glob = _quote(str(d / SEGMENT_GLOB))
     known = ", ".join(_quote(str(d / p.name)) for p in merged)
@@ -57,7 +60,36 @@ def table_scan(root: Path, table: str) -> str:
     )
     if hidden:
         keep += " AND filename NOT IN (" + ", ".join(_quote(str(d / n)) for n in sorted(hidden)) + ")"
-    return f"(SELECT * EXCLUDE (filename) FROM read_parquet({glob}, union_by_name=true, filename=true) WHERE {keep})"
+    # UNION ALL BY NAME with an empty relation of the current schema: every column exists even
+    # when no segment has it yet (a store written by an older version that this process cannot
+    # add the current schema seed to); it costs nothing at run time.
+    return (
+        f"(SELECT * EXCLUDE (filename) FROM read_parquet({glob}, union_by_name=true, filename=true) WHERE {keep}"
+        f" UNION ALL BY NAME {_empty(table)})"
+    )
+
+
+_SQL_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.binary(): "BLOB",
+    pa.bool_(): "BOOLEAN",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float64(): "DOUBLE",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+}
+
+
+def _sql_type(t: pa.DataType) -> str:
+    if pa.types.is_list(t):
+        return _sql_type(t.value_type) + "[]"
+    return _SQL_TYPES[t]
+
+
+def _empty(table: str) -> str:
+    """A relation with ``table``'s current columns and types and no rows."""
+    cols = ", ".join(f'CAST(NULL AS {_sql_type(f.type)}) AS "{f.name}"' for f in TABLES[table])
+    return f"SELECT {cols} WHERE false"
 
 
 _scan = table_scan
@@ -136,9 +168,7 @@ def connect(db_path: str | os.PathLike) -> duckdb.DuckDBPyConnection:
                 continue
             try:
                 ensure_table(root, table)
-            except OSError as e:
-                if not any((root / table).glob("*.parquet")):
-                    raise StoreError(f"store {db_path} is missing table {table}: {e}") from e
+            except OSError as e:  # a read-only store: the views still show every column (table_scan)
                 log.warning("store %s: cannot add the current schema of %s (%s)", db_path, table, e)
     con = duckdb.connect(":memory:")
     _apply_views(con, root)

@@ -144,3 +144,31 @@ def test_connect_recreates_a_missing_table_folder(migrated_store: Path) -> None:
         p.unlink()
     (root / "judgments").rmdir()
     assert connect(migrated_store).execute("SELECT count(*) FROM judgments").fetchall() == [(0,)]
+
+
+def test_a_store_from_an_older_version_shows_every_current_column(tmp_path: Path, monkeypatch) -> None:
+    """Segments without the newer columns, no seed of the current schema, a table folder missing,
+    and a store this process cannot write (tests run as root, so the read-only filesystem is
+    simulated where the store would add the seed): every view still has every column, as nulls."""
+    root = segment_root(tmp_path / "old.duckdb")
+    (root / "results").mkdir(parents=True)
+    (root / "exchanges").mkdir()
+    pq.write_table(
+        pa.table({"id": ["x1"], "endpoint": ["chat.completions"]}), root / "exchanges" / "seg-1-a-1.parquet"
+    )
+    pq.write_table(
+        pa.table({"run_id": ["r"], "exchange_id": ["x1"], "provider": ["p"]}),
+        root / "results" / "seg-1-a-2.parquet",
+    )
+
+    def read_only(*_a, **_k):
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr("recorder.store.ensure_table", read_only)
+    con = connect(tmp_path / "old.duckdb")
+    for table, schema in TABLES.items():
+        cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
+        assert set(schema.names) <= set(cols), (table, set(schema.names) - set(cols))
+    assert con.execute("SELECT id, redactions FROM exchanges").fetchall() == [("x1", None)]
+    assert con.execute("SELECT exchange_id, chk_error FROM results").fetchall() == [("x1", None)]
+    assert con.execute("SELECT count(*) FROM recordings").fetchall() == [(0,)]
