@@ -113,20 +113,23 @@ def evaluate(
             run = load.resolve_run(con, run)
             config = load.run_config(con, run)
             counts = load.endpoint_counts(con, run)
-            n_exchanges, n_emb = load.exchange_counts(con, run)
-            thr = load.sample_threshold(n_exchanges, quality_sample)
-            emb_thr = load.sample_threshold(n_emb, min(embedding_sample, quality_sample or embedding_sample))
             # The ITL, traffic and body queries run in DuckDB on a second cursor while this thread
             # computes statistics: DuckDB releases the GIL, so both cores work.
             if "latency" in questions:
                 pre["itl"] = bg.submit(load.load_itl, cur, run, itl_sample)
             if "cost" in questions:
                 pre["traffic"] = bg.submit(load.load_traffic, cur, run)
-            if want_bodies:
-                pre["outputs"] = bg.submit(load.load_outputs, cur, run, thr, emb_thr)
             if "compat" in questions:
                 pre["a429"] = bg.submit(load.load_attempts_429, cur, run)
             cells = load.load_cells(con, run)
+            n_exchanges = cells["xid"].n_unique()
+            n_emb = cells.filter(pl.col("endpoint") == "embeddings")["xid"].n_unique()
+            if want_bodies:
+                thr = load.sample_threshold(n_exchanges, quality_sample)
+                emb_thr = load.sample_threshold(
+                    n_emb, min(embedding_sample, quality_sample or embedding_sample)
+                )
+                pre["outputs"] = bg.submit(load.load_outputs, cur, run, thr, emb_thr)
             arms = sorted(set(cells["provider"].to_list()))
             if baseline not in arms:
                 raise EvalError(

@@ -369,20 +369,6 @@ def load_attempts_429(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
     )
 
 
-def exchange_counts(con: duckdb.DuckDBPyConnection, run: str) -> tuple[int, int]:
-    """Distinct exchanges in the run, and of them embedding exchanges (they size the samples)."""
-    df = frame(
-        con,
-        """
-        SELECT count(DISTINCT exchange_id) AS n,
-               count(DISTINCT exchange_id) FILTER (WHERE endpoint = 'embeddings') AS n_emb
-        FROM results WHERE run_id = $run
-        """,
-        {"run": run},
-    )
-    return int(df["n"][0]), int(df["n_emb"][0])
-
-
 def endpoint_counts(con: duckdb.DuckDBPyConnection, run: str) -> dict[str, int]:
     """Cells per endpoint in the run (cheap; lets the loaders skip scans that would find nothing)."""
     df = frame(
