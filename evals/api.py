@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import duckdb
 import polars as pl
 
-from evals import answers, judging, load, scorecard, spend, timing
+from evals import answers, judging, load, scorecard, spend, stats, timing
 from evals.embeddings import embedding_cells
 from evals.errors import EvalError
 from evals.load import Store
@@ -145,10 +145,12 @@ def evaluate(
             if "latency" in questions:
                 itl = pre["itl"].result()
                 pairs = timing.pair_differences(metrics, baseline)  # both levels test these pairs
-                pct_g = timing.percentiles(metrics, itl, BY_GROUP)
+                sorted_g = stats.sorted_groups(metrics, BY_GROUP, list(timing.METRICS))
+                pct_g = timing.percentiles(metrics, itl, BY_GROUP, sorted_by=sorted_g)
                 cmp_g = timing.compare(metrics, pct_g, baseline, BY_GROUP, pairs=pairs)
                 ev.latency = _join(pct_g, cmp_g, [*BY_GROUP, "metric"])
-                pct_p = timing.percentiles(metrics, itl, BY_PROVIDER)
+                pct_p = timing.percentiles(metrics, itl, BY_PROVIDER, sorted_by=sorted_g)
+                del sorted_g
                 cmp_p = timing.compare(metrics, pct_p, baseline, BY_PROVIDER, pairs=pairs)
                 del pairs
                 del itl

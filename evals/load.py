@@ -101,21 +101,26 @@ def load_cells(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
     df = frame(
         con,
         f"""
-        WITH a AS (
-            SELECT exchange_id, provider, "repeat", bool_or(status = 429) AS any_429
-            FROM attempts WHERE run_id = $run GROUP BY ALL)
-        SELECT r.exchange_id, hash(r.exchange_id) AS xid, hash(r.exchange_id, r.provider, r."repeat") AS _cell,
-               r.provider, r."repeat", r.endpoint,
-               coalesce(r.recorded_model, r.model) AS model, r.model AS provider_model, r.stream,
-               r.status, r.error_type, r.started_at, r.attempts, r.rate_limit_wait_ms,
-               r.ttft_ms, r.latency_ms, r.itl_mean_ms, r.prompt_tokens, r.completion_tokens,
-               r.cached_tokens, r.tokens_estimated, r.cost_usd, r.cost_estimated,
-               coalesce(a.any_429, false) OR coalesce(r.status = 429, false) AS saw_429,
-               r.finish_reason, r.sdk_valid, r.sdk_error, r.stream_complete, {", ".join("r." + c for c in FACTS)}
-        FROM results r LEFT JOIN a USING (exchange_id, provider, "repeat")
-        WHERE r.run_id = $run
+        SELECT exchange_id, hash(exchange_id) AS xid, hash(exchange_id, provider, "repeat") AS _cell,
+               provider, "repeat", endpoint,
+               coalesce(recorded_model, model) AS model, model AS provider_model, stream,
+               status, error_type, started_at, attempts, rate_limit_wait_ms,
+               ttft_ms, latency_ms, itl_mean_ms, prompt_tokens, completion_tokens,
+               cached_tokens, tokens_estimated, cost_usd, cost_estimated,
+               finish_reason, sdk_valid, sdk_error, stream_complete, {", ".join(FACTS)}
+        FROM results WHERE run_id = $run
         """,
         {"run": run},
+    )
+    # met a 429 on any attempt (the few cells in attempts), matched on the cell's hash
+    hit = frame(
+        con,
+        """SELECT DISTINCT hash(exchange_id, provider, "repeat") AS _cell
+           FROM attempts WHERE run_id = $run AND status = 429""",
+        {"run": run},
+    )["_cell"]
+    df = df.with_columns(
+        ((pl.col("status") == 429).fill_null(False) | pl.col("_cell").is_in(hit.implode())).alias("saw_429")
     )
     if df.select(pl.col("_cell").is_duplicated().any()).item():
         # A cell written twice (e.g. re-sent after a resume): the later answer counts.

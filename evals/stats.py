@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from scipy import stats as sps
 
 ALPHA = 0.05
@@ -58,15 +59,52 @@ def quantile_tables(
     alpha: float = ALPHA,
 ) -> dict[str, pl.DataFrame]:
     """``quantile_table`` for several value columns with one group-by pass (sorted lists per group)."""
+    return quantiles_of_sorted(sorted_groups(df, by, values), by, values, qs, alpha)
+
+
+def sorted_groups(df: pl.DataFrame, by: Sequence[str], values: Sequence[str]) -> pl.DataFrame:
+    """Per group of ``by``: each value column's finite values, sorted, as a list."""
     by = list(by)
     finite = [pl.col(v).cast(pl.Float64) for v in values]
-    g = (
+    return (
         df.lazy()
         .select(*by, *finite)
         .group_by(by)
         .agg(*[pl.col(v).filter(pl.col(v).is_finite()).sort().alias(v) for v in values])
         .collect()
     )
+
+
+def merge_sorted_groups(g: pl.DataFrame, by: Sequence[str], values: Sequence[str]) -> pl.DataFrame:
+    """``sorted_groups`` at the coarser ``by`` from finer sorted groups: each coarse group's lists
+    are concatenated and stable-sorted, which merges the sorted runs (timsort) instead of sorting."""
+    by = list(by)
+    rows: dict[str, list] = {c: [] for c in [*by, *values]}
+    for key, sub in g.partition_by(by, as_dict=True, maintain_order=True).items():
+        for c, k in zip(by, key, strict=True):
+            rows[c].append(k)
+        for v in values:
+            rows[v].append(np.sort(sub[v].explode().drop_nulls().to_numpy(), kind="stable"))
+    return pl.DataFrame({c: rows[c] for c in by} | {v: _list_series(v, rows[v]) for v in values})
+
+
+def _list_series(name: str, arrays: list[np.ndarray]) -> pl.Series:
+    """A List(Float64) series from numpy arrays, built from offsets (no per-value Python objects)."""
+    offsets = np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
+    flat = np.concatenate(arrays) if arrays else np.array([], dtype=float)
+    arr = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.float64()))
+    return pl.Series(name, pl.from_arrow(arr)).cast(pl.List(pl.Float64))
+
+
+def quantiles_of_sorted(
+    g: pl.DataFrame,
+    by: Sequence[str],
+    values: Sequence[str],
+    qs: Sequence[float] = QUANTILES,
+    alpha: float = ALPHA,
+) -> dict[str, pl.DataFrame]:
+    """``quantile_tables`` from ``sorted_groups`` output."""
+    by = list(by)
     out = {}
     for v in values:
         s = g[v]

@@ -46,10 +46,21 @@ def percentiles(
     itl: pl.DataFrame | None = None,
     by: Sequence[str] = GROUP,
     qs: Sequence[float] = QUANTILES,
+    sorted_by: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Long table: one row per group and metric with n and each percentile with its CI."""
+    """Long table: one row per group and metric with n and each percentile with its CI.
+
+    ``sorted_by`` (``stats.sorted_groups(metrics, finer, METRICS)`` for groups finer than ``by``)
+    saves sorting every metric again: the coarser groups merge its sorted lists.
+    """
     by = list(by)
-    tables = stats.quantile_tables(metrics, by, list(METRICS), qs)
+    if sorted_by is not None and set(by) < set(sorted_by.columns):
+        g = stats.merge_sorted_groups(sorted_by, by, list(METRICS))
+    elif sorted_by is not None and set(by) <= set(sorted_by.columns):
+        g = sorted_by
+    else:
+        g = stats.sorted_groups(metrics, by, list(METRICS))
+    tables = stats.quantiles_of_sorted(g, by, list(METRICS), qs)
     parts = [t.with_columns(pl.lit(m).alias("metric")) for m, t in tables.items()]
     if itl is not None and not itl.is_empty():
         parts.append(itl_percentiles(itl, by, qs))
