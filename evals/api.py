@@ -113,47 +113,51 @@ def evaluate(
             run = load.resolve_run(con, run)
             config = load.run_config(con, run)
             counts = load.endpoint_counts(con, run)
-            # The ITL, traffic and body queries run in DuckDB on a second cursor while this thread
-            # computes statistics: DuckDB releases the GIL, so both cores work.
-            if "latency" in questions:
-                pre["itl"] = bg.submit(load.load_itl, cur, run, itl_sample)
-            if "cost" in questions:
-                pre["traffic"] = bg.submit(load.load_traffic, cur, run)
-            if "compat" in questions:
-                pre["a429"] = bg.submit(load.load_attempts_429, cur, run)
-            cells = load.load_cells(con, run)
-            n_exchanges = cells["xid"].n_unique()
-            n_emb = cells.filter(pl.col("endpoint") == "embeddings")["xid"].n_unique()
-            if want_bodies:
-                thr = load.sample_threshold(n_exchanges, quality_sample)
-                emb_thr = load.sample_threshold(
-                    n_emb, min(embedding_sample, quality_sample or embedding_sample)
-                )
-                pre["outputs"] = bg.submit(load.load_outputs, cur, run, thr, emb_thr)
+            cells = load.load_cells(con, run)  # alone, on every core
             arms = sorted(set(cells["provider"].to_list()))
             if baseline not in arms:
                 raise EvalError(
                     f"baseline {baseline!r} has no results in run {run!r}; arms: {', '.join(arms)}"
                 )
             ev = Evaluation(run=run, baseline=baseline, config=config, slos=slo, seconds=secs)
+            n_exchanges = cells["xid"].n_unique()
+            n_emb = cells.filter(pl.col("endpoint") == "embeddings")["xid"].n_unique()
+            # From here two threads work side by side: this one computes latency and cost from the
+            # cells; the second runs the ITL, traffic and body queries on its own cursor and then
+            # answers quality and compatibility from the bodies. DuckDB, polars and numpy release
+            # the GIL; DuckDB leaves this thread a core.
+            if not isinstance(db, duckdb.DuckDBPyConnection):
+                con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
+            if "latency" in questions:
+                pre["itl"] = bg.submit(load.load_itl, cur, run, itl_sample)
+            if "cost" in questions:
+                pre["traffic"] = bg.submit(load.load_traffic, cur, run)
             metrics = timing.mark_cold(timing.request_metrics(cells), idle_s)
             rel_sums = timing.reliability_sums(metrics, BY_GROUP, slo)  # the provider level is their total
             rel_p = timing.reliability(metrics, BY_PROVIDER, slo, idle_s, sums=rel_sums)
             ev.reliability = timing.reliability(metrics, BY_GROUP, slo, idle_s, sums=rel_sums)
+            if want_bodies:
+                thr = load.sample_threshold(n_exchanges, quality_sample)
+                emb_thr = load.sample_threshold(
+                    n_emb, min(embedding_sample, quality_sample or embedding_sample)
+                )
+                facts = cells.select(*_FACT_COLUMNS) if "compat" in questions else None
+                pre["bodies"] = bg.submit(
+                    _from_bodies, cur, run, baseline, questions, config, rel_p, facts, thr, emb_thr, n_emb
+                )
+                del facts
             lap("load_cells")
             pct_p = cmp_p = pl.DataFrame()
             if "latency" in questions:
-                itl = pre["itl"].result()
                 pairs = timing.pair_differences(metrics, baseline)  # both levels test these pairs
                 sorted_g = stats.sorted_groups(metrics, BY_GROUP, list(timing.METRICS))
+                itl = pre["itl"].result()
                 pct_g = timing.percentiles(metrics, itl, BY_GROUP, sorted_by=sorted_g)
                 cmp_g = timing.compare(metrics, pct_g, baseline, BY_GROUP, pairs=pairs)
                 ev.latency = _join(pct_g, cmp_g, [*BY_GROUP, "metric"])
                 pct_p = timing.percentiles(metrics, itl, BY_PROVIDER, sorted_by=sorted_g)
-                del sorted_g
                 cmp_p = timing.compare(metrics, pct_p, baseline, BY_PROVIDER, pairs=pairs)
-                del pairs
-                del itl
+                del pairs, sorted_g, itl
                 lap("latency")
             cost_p = None
             if "cost" in questions:
@@ -172,35 +176,24 @@ def evaluate(
                 ev.breakeven = spend.breakeven(tables, config, traffic)
                 del costs, traffic
                 lap("cost")
-            facts = cells.select(*_FACT_COLUMNS) if "compat" in questions else None
-            legacy = facts is not None and facts["chk_error"].null_count() > 0
-            del cells, metrics  # what follows reads bodies; keep the peak down
+            del cells, metrics
             q_p = compat_p = None
             if want_bodies:
-                outputs = pre["outputs"].result()
-                lap("load_outputs")
-                checked = answers.cell_checks(outputs)
-                compared = answers.compare_cells(checked, baseline)
-                if "quality" in questions:
-                    emb = embedding_cells(outputs, baseline) if n_emb else None
-                    ev.quality = answers.quality_table(checked, compared, emb, baseline, BY_GROUP)
-                    q_p = answers.quality_table(checked, compared, emb, baseline, BY_PROVIDER)
-                    del emb, checked
-                    lap("quality")
-                if "compat" in questions:
-                    streams = load.load_stream_checks(con, run, thr) if legacy else None
-                    cc = scorecard.cell_checks(outputs, pre["a429"].result(), streams, facts)
-                    del outputs, facts
-                    ev.compat = scorecard.scorecard(cc, config, rel_p, BY_PROVIDER)
-                    compat_p = scorecard.compat_summary(ev.compat)
-                    del cc
-                    lap("compat")
+                got = pre["bodies"].result()
+                secs.update(got["seconds"])
+                lap("bodies_wait")
+                ev.quality, q_p, ev.compat, compat_p = (
+                    got["quality"],
+                    got["quality_p"],
+                    got["compat"],
+                    got["compat_p"],
+                )
                 if judge:
                     if isinstance(db, duckdb.DuckDBPyConnection):
                         raise EvalError(
                             "the judge caches verdicts in the store: pass the store path, not a connection"
                         )
-                    pairs = _judge_pairs(con, run, baseline, compared, max_judge_pairs)
+                    pairs = _judge_pairs(con, run, baseline, got["compared"], max_judge_pairs)
                     ev.judge = run_judge(con, db, run, baseline, judge, config, pairs, providers, rubric)
                     lap("judge")
         finally:
@@ -211,6 +204,48 @@ def evaluate(
     ev.summary = summarise(baseline, pct_p, cmp_p, rel_p, cost_p, ev.breakeven, q_p, compat_p, ev.judge)
     lap("summary")
     return ev
+
+
+def _from_bodies(
+    cur: duckdb.DuckDBPyConnection,
+    run: str,
+    baseline: str,
+    questions: tuple[str, ...],
+    config: dict,
+    rel_p: pl.DataFrame,
+    facts: pl.DataFrame | None,
+    thr: int,
+    emb_thr: int,
+    n_emb: int,
+) -> dict:
+    """Quality and the scorecard: what needs the bodies (runs on the second thread)."""
+    t0 = time.perf_counter()
+    out: dict = {"quality": None, "quality_p": None, "compat": None, "compat_p": None, "seconds": {}}
+    outputs = load.load_outputs(cur, run, thr, emb_thr)
+    t1 = time.perf_counter()
+    checked = answers.cell_checks(outputs)
+    out["compared"] = compared = answers.compare_cells(checked, baseline)
+    if "quality" in questions:
+        emb = embedding_cells(outputs, baseline) if n_emb else None
+        out["quality"] = answers.quality_table(checked, compared, emb, baseline, BY_GROUP)
+        out["quality_p"] = answers.quality_table(checked, compared, emb, baseline, BY_PROVIDER)
+        del emb
+    del checked
+    t2 = time.perf_counter()
+    if "compat" in questions and facts is not None:
+        legacy = facts["chk_error"].null_count() > 0
+        streams = load.load_stream_checks(cur, run, thr) if legacy else None
+        cc = scorecard.cell_checks(outputs, load.load_attempts_429(cur, run), streams, facts)
+        del outputs
+        out["compat"] = scorecard.scorecard(cc, config, rel_p, BY_PROVIDER)
+        out["compat_p"] = scorecard.compat_summary(out["compat"])
+    t3 = time.perf_counter()
+    out["seconds"] = {
+        "bg_load_outputs": round(t1 - t0, 3),
+        "bg_quality": round(t2 - t1, 3),
+        "bg_compat": round(t3 - t2, 3),
+    }
+    return out
 
 
 def _join(left: pl.DataFrame, right: pl.DataFrame, on: list[str]) -> pl.DataFrame:

@@ -45,9 +45,6 @@ def open_store(db: Store) -> Iterator[duckdb.DuckDBPyConnection]:
     try:
         with suppress(duckdb.Error):  # Jupyter kernels without ipywidgets reject this setting
             con.execute("SET enable_progress_bar = false")
-        # evaluate() runs queries on a second cursor while this thread computes statistics: leave
-        # it a core (on 2 cores both then run side by side instead of taking turns on the pool)
-        con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
         root = segment_root(path)
         con.execute(f"CREATE OR REPLACE VIEW {RAW_RESULTS} AS SELECT * FROM {table_scan(root, 'results')}")
         glob = str((root / "results" / "*.parquet").resolve()).replace("'", "''")
