@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from replayer.facts import stop_hit
+
 ALPHA = 0.05
 COLD_START_MS = 1000.0  # a cold-start penalty below this is not a compatibility failure
 CHECKS: dict[str, str] = {
@@ -52,16 +54,16 @@ _CLIENT_TYPES = ["invalid_request_error", "authentication_error", "permission_er
 
 
 def _stop_hit(text: str | None, stop: str | None) -> bool | None:
-    if text is None or stop is None:
+    """``replayer.facts.stop_hit`` for the ``stop`` SQL extracted as text (a list arrives as JSON)."""
+    if stop is None:
         return None
-    seqs: list = [stop]
+    seqs: object = stop
     if stop.startswith("["):
         try:
             seqs = json.loads(stop)
         except json.JSONDecodeError:
-            seqs = [stop]
-    seqs = [s for s in (seqs if isinstance(seqs, list) else [seqs]) if isinstance(s, str) and s]
-    return any(s in text for s in seqs) if seqs else None
+            seqs = stop
+    return stop_hit(seqs, text)
 
 
 _ERROR_COLUMNS = ("error_types", "error_kind", "error_code", "retry_after", "retry_after_ms", "should_retry")

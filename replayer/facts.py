@@ -93,35 +93,45 @@ def stop_hit(stop: object, text: str | None) -> bool | None:
     return any(s in text for s in seqs)
 
 
-def sse_bad_lines(raw: str) -> int:
+def sse_bad_lines(raw: str, parsed: list[tuple[str, object]] | None = None) -> int:
     """Lines that are neither an SSE field nor a comment, plus ``data:`` payloads that are not JSON.
 
-    A raw body cut at the size limit ends mid-line, so its last line is not judged.
+    A raw body cut at the size limit ends mid-line, so its last line is not judged. ``parsed``,
+    the caller's (data, parsed object or None) per event, spares parsing every payload again: only
+    the payloads that did not parse as an object are tried as JSON.
     """
     text = raw.replace("\r", "")
     lines = text.split("\n")
     if not text.endswith("\n"):
         lines = lines[:-1]
-    bad = 0
-    for line in lines:
-        if not line or not line.startswith(_FIELDS):
-            bad += bool(line)
+    bad = sum(1 for line in lines if line and not line.startswith(_FIELDS))
+    if parsed is not None:
+        if not text.endswith("\n"):
+            parsed = parsed[:-1]  # the event on the unjudged last line
+        payloads = [d for d, obj in parsed if obj is None]
+    else:
+        payloads = [line[5:] for line in lines if line.startswith("data:")]
+    for payload in payloads:
+        payload = payload.strip()
+        if payload == "[DONE]":
             continue
-        if line.startswith("data:"):
-            payload = line[5:].strip()
-            if payload == "[DONE]":
-                continue
-            try:
-                json.loads(payload)
-            except (ValueError, RecursionError):
-                bad += 1
+        try:
+            json.loads(payload)
+        except (ValueError, RecursionError):
+            bad += 1
     return bad
 
 
 def cell_facts(
-    endpoint: str, body: object, request: object, raw_sse: str | None, stream: bool | None
+    endpoint: str,
+    body: object,
+    request: object,
+    raw_sse: str | None,
+    stream: bool | None,
+    events: list[tuple[str, object]] | None = None,
 ) -> dict:
-    """The ``chk_*`` columns for one cell (``body`` parsed or reassembled; ``request`` as sent)."""
+    """The ``chk_*`` columns for one cell (``body`` parsed or reassembled; ``request`` as sent;
+    ``events`` the stream's (data, parsed object) pairs when the caller parsed them already)."""
     b = body if isinstance(body, dict) else {}
     q = request if isinstance(request, dict) else {}
     calls = _calls(endpoint, b)
@@ -144,7 +154,7 @@ def cell_facts(
         "chk_n_choices": len(ch)
         if isinstance(ch, list) and endpoint in ("chat.completions", "completions")
         else None,
-        "chk_sse_bad_lines": sse_bad_lines(raw_sse) if stream and raw_sse is not None else None,
+        "chk_sse_bad_lines": sse_bad_lines(raw_sse, events) if stream and raw_sse is not None else None,
         "chk_max_tokens": max_tokens,
         "chk_n": _int(q.get("n")),
         "chk_include_usage": isinstance(opts, dict) and opts.get("include_usage") is True,

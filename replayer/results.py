@@ -133,9 +133,11 @@ def build_result(
     sdk_error: str | None = None
     content_times: list[float] = []
     content_chars: list[int] = []
+    sse_events: list[tuple[str, object]] | None = None  # (data, parsed) per event, for the facts
     if "text/event-stream" in ct and status is not None and status < 300:
         chunks = [((t - t0) / 1e6, d) for t, d in zip(final.times, final.chunks, strict=True)]
         sp = parse_stream(x.endpoint, chunks)
+        sse_events = [(e.data, p) for e, p in zip(sp["events"], sp["parsed"], strict=True)]
         res = sp["res"]
         body = res.body
         content_times, content_chars = res.content_times, res.content_chars
@@ -207,7 +209,12 @@ def build_result(
         sent_raw=None if prep.sent_json is not None else prep.sent_raw,
         changes=dumps(prep.changes),
         **cell_facts(
-            x.endpoint, body, prep.request, row.get("response_raw") if prep.stream else None, prep.stream
+            x.endpoint,
+            body,
+            prep.request,
+            row.get("response_raw") if prep.stream else None,
+            prep.stream,
+            sse_events,
         ),
     )
     attempts = [attempt_row(run_id, cap, i, a) for i, a in enumerate(cap.attempts)]
@@ -264,9 +271,11 @@ def recorded_result(run_id: str, x: Exchange, pricing: PricingTable) -> dict:
     ok = two_xx and not x.error_type
     sdk_error, judged = None, False
     itl: list[float] = []
+    sse_events: list[tuple[str, object]] | None = None
     if x.stream and x.response_raw:
         events = _recorded_events(x)
         parsed = [None if e.is_done else e.json() for e in events]
+        sse_events = [(e.data, p) for e, p in zip(events, parsed, strict=True)]
         family = x.endpoint if x.endpoint in STREAM_FAMILIES else "chat.completions"
         try:
             res = reassemble(family, events)
@@ -328,4 +337,5 @@ def recorded_result(run_id: str, x: Exchange, pricing: PricingTable) -> dict:
         _json(x.request_body) if x.request_body else None,
         x.response_raw if x.stream else None,
         x.stream,
+        sse_events,
     )

@@ -68,3 +68,9 @@ def test_request_facts_and_stop_leaks() -> None:
     }
     r = cell_facts("responses", out, {"stop": "STOP", "max_output_tokens": 9}, None, False)
     assert r["chk_stop_hit"] is True and r["chk_max_tokens"] == 9
+
+
+def test_parsed_events_give_the_same_count_as_parsing_the_lines() -> None:
+    raw = 'data: {"a": 1}\n\ndata: not json\n\ndata: [1, 2]\n\n: ping\nbogus\ndata: [DONE]\n\ndata: {"cut'
+    parsed = [('{"a": 1}', {"a": 1}), ("not json", None), ("[1, 2]", None), ("[DONE]", None), ('{"cut', None)]
+    assert sse_bad_lines(raw) == sse_bad_lines(raw, parsed) == 2  # "not json" and "bogus"
