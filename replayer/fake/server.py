@@ -17,8 +17,11 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
+
+from recorder.capture import SECRET_HEADERS, SECRET_QUERY, clean_query
 
 from . import content as C
 from . import wire as W
@@ -30,7 +33,15 @@ _BAD_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
     "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
 )
-_HIDDEN_HEADERS = frozenset({"authorization", "api-key", "cookie"})
+# The request log never holds credentials: the recorder's lists of secret headers and parameters.
+_HIDDEN_HEADERS = frozenset(SECRET_HEADERS)
+
+
+def _log_query(query: str) -> str:
+    """The query string as sent, or without its credential parameters when it has any."""
+    if not query or not any(k.lower() in SECRET_QUERY for k, _ in parse_qsl(query, keep_blank_values=True)):
+        return query
+    return clean_query(query) or ""
 
 
 def _bad_key(request: web.Request) -> ApiError:
@@ -226,7 +237,7 @@ class FakeProvider(Endpoints):
             "seq": seq,
             "method": request.method,
             "path": request.path,
-            "query": request.query_string,
+            "query": _log_query(request.query_string),
             "headers": {k.lower(): v for k, v in request.headers.items() if k.lower() not in _HIDDEN_HEADERS},
             "received_at": time.time(),
         }

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from fakehelpers import HTTP, post_raw, wav_bytes
@@ -126,3 +127,22 @@ def test_determinism_across_servers_and_seeds() -> None:
     assert a != answer(1, {**CHAT, "messages": [{"role": "user", "content": "Name four rivers."}]})
     assert a != answer(1, {**CHAT, "temperature": 0.2})  # every body field feeds the hash...
     assert a.startswith(answer(1, {**CHAT, "max_tokens": 3}))  # ...except length knobs: a cut is a prefix
+
+
+def test_request_log_holds_no_credentials(tmp_path: Path) -> None:
+    """Headers and query parameters that carry keys are left out of the log; the rest is kept as sent."""
+    secret = "sk-fake-log-canary-0123456789"
+    log = tmp_path / "requests.jsonl"
+    with FakeProvider.running("instant", request_log=log) as fp:
+        for headers, query in (
+            ({"Authorization": f"Bearer {secret}"}, "?case=a%20b"),
+            ({"x-api-key": secret, "x-goog-api-key": secret}, "?key=" + secret + "&case=c"),
+            ({"api-key": secret, "Cookie": f"s={secret}"}, "?api_key=" + secret),
+        ):
+            r = httpx.post(f"{fp.base_url}/chat/completions{query}", json=CHAT, headers=headers)
+            assert r.status_code == 200
+        logged = [q["query"] for q in fp.requests]
+    text = log.read_text()
+    assert secret not in text and secret not in json.dumps(fp.requests)
+    assert logged == ["case=a b", "case=c", ""]  # aiohttp's query_string, as before
+    assert all("x-api-key" not in json.loads(line)["headers"] for line in text.splitlines())
