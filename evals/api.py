@@ -24,10 +24,6 @@ from evals.summarise import rows, summarise
 QUESTIONS = ("latency", "cost", "quality", "compat")
 BY_GROUP = list(timing.GROUP)
 BY_PROVIDER = ["provider"]
-_FACT_COLUMNS = [
-    *("exchange_id", "provider", "repeat", "endpoint", "stream", "status", "provider_model", "sdk_valid"),
-    *("sdk_error", "stream_complete", "tokens_estimated", "completion_tokens", "finish_reason", *load.FACTS),
-]
 
 
 @dataclass
@@ -141,7 +137,7 @@ def evaluate(
                 emb_thr = load.sample_threshold(
                     n_emb, min(embedding_sample, quality_sample or embedding_sample)
                 )
-                facts = cells.select(*_FACT_COLUMNS) if "compat" in questions else None
+                facts = cells.select(*scorecard.FACT_INPUTS) if "compat" in questions else None
                 pre["bodies"] = bg.submit(
                     _from_bodies, cur, run, baseline, questions, config, rel_p, facts, thr, emb_thr, n_emb
                 )

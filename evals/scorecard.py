@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from replayer.facts import COLUMNS as FACTS
 from replayer.facts import stop_hit
 
 ALPHA = 0.05
@@ -66,6 +67,11 @@ def _stop_hit(text: str | None, stop: str | None) -> bool | None:
     return stop_hit(seqs, text)
 
 
+# The load_cells columns the per-cell checks read when a cell carries chk_* facts.
+FACT_INPUTS = (
+    *("exchange_id", "provider", "repeat", "endpoint", "stream", "status", "provider_model", "sdk_valid"),
+    *("sdk_error", "stream_complete", "tokens_estimated", "completion_tokens", "finish_reason", *FACTS),
+)
 _ERROR_COLUMNS = ("error_types", "error_kind", "error_code", "retry_after", "retry_after_ms", "should_retry")
 _KEYS = ["exchange_id", "provider", "repeat"]
 
@@ -74,9 +80,7 @@ def _fact_rows(cells: pl.DataFrame, outputs: pl.DataFrame) -> pl.DataFrame:
     """The scorecard columns of the cells that carry ``chk_*`` facts (``replayer.facts``); the
     error shape and retry headers of their error cells come from ``outputs``."""
     f = cells.filter(pl.col("chk_error").is_not_null()).select(
-        *_KEYS,
-        *("endpoint", "stream", "status", "provider_model", "sdk_valid", "sdk_error", "stream_complete"),
-        *("tokens_estimated", "completion_tokens", "finish_reason"),
+        *[c for c in FACT_INPUTS if c not in FACTS],
         (pl.col("chk_tool_calls").fill_null(0) > 0).alias("has_calls"),
         pl.col("chk_tool_args_ok").alias("tool_args_ok"),
         pl.col("chk_n_choices").cast(pl.Int64).alias("n_choices"),
@@ -90,9 +94,9 @@ def _fact_rows(cells: pl.DataFrame, outputs: pl.DataFrame) -> pl.DataFrame:
         pl.lit(None, pl.Boolean).alias("raw_terminated"),
     )
     # only error cells need the shapes: join those few, not every cell
-    errs = outputs.filter(pl.col("status").is_null() | (pl.col("status") != 200) | pl.col("has_error"))
     is_err = pl.col("status").is_null() | (pl.col("status") != 200) | pl.col("has_error")
-    bad = f.filter(is_err).join(errs.select(*_KEYS, *_ERROR_COLUMNS), on=_KEYS, how="left")
+    errs = outputs.filter(is_err).select(*_KEYS, *_ERROR_COLUMNS)
+    bad = f.filter(is_err).join(errs, on=_KEYS, how="left")
     return pl.concat([f.filter(~is_err), bad], how="diagonal_relaxed")
 
 

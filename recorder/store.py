@@ -92,9 +92,6 @@ def _empty(table: str) -> str:
     return f"SELECT {cols} WHERE false"
 
 
-_scan = table_scan
-
-
 def _json_replace(table: str) -> str:
     cols = JSON_COLUMNS.get(table, ())
     if not cols:
@@ -105,7 +102,7 @@ def _json_replace(table: str) -> str:
 def _create_base_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
     for table in ("exchanges", "results", "attempts", "dispatches", "judgments", "run_events"):
         con.execute(
-            f"CREATE OR REPLACE VIEW {table} AS SELECT {_json_replace(table)} FROM {_scan(root, table)}"
+            f"CREATE OR REPLACE VIEW {table} AS SELECT {_json_replace(table)} FROM {table_scan(root, table)}"
         )
 
 
@@ -127,7 +124,7 @@ def _create_runs_view(con: duckdb.DuckDBPyConnection, root: Path) -> None:
 def _create_recordings_view(con: duckdb.DuckDBPyConnection, root: Path) -> None:
     con.execute(
         f"CREATE OR REPLACE VIEW recordings AS SELECT {_json_replace('recordings')} "
-        f"FROM {_scan(root, 'recordings')}"
+        f"FROM {table_scan(root, 'recordings')}"
     )
 
 
