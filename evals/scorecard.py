@@ -70,7 +70,8 @@ def _stop_hit(text: str | None, stop: str | None) -> bool | None:
 # The load_cells columns the per-cell checks read when a cell carries chk_* facts.
 FACT_INPUTS = (
     *("exchange_id", "provider", "repeat", "endpoint", "stream", "status", "provider_model", "sdk_valid"),
-    *("sdk_error", "stream_complete", "tokens_estimated", "completion_tokens", "finish_reason", *FACTS),
+    *("sdk_error", "stream_complete", "tokens_estimated", "completion_tokens", "finish_reason", "saw_429"),
+    *FACTS,
 )
 _ERROR_COLUMNS = ("error_types", "error_kind", "error_code", "retry_after", "retry_after_ms", "should_retry")
 _KEYS = ["exchange_id", "provider", "repeat"]
@@ -150,7 +151,19 @@ def cell_checks(
     else:
         df = _legacy_rows(checked, attempts_429, streams)
     if attempts_429 is not None and not attempts_429.is_empty():
-        df = df.join(attempts_429, on=_KEYS, how="left")
+        # only cells that met a 429 can match: join those (``saw_429`` from load_cells; unknown
+        # for cells without facts), not a million string keys
+        if "saw_429" in df.columns:
+            maybe = pl.col("saw_429").fill_null(True)
+            df = pl.concat(
+                [
+                    df.filter(~maybe).with_columns(pl.lit(None, pl.Boolean).alias("advertised_429")),
+                    df.filter(maybe).join(attempts_429, on=_KEYS, how="left"),
+                ],
+                how="vertical_relaxed",
+            )
+        else:
+            df = df.join(attempts_429, on=_KEYS, how="left")
     else:
         df = df.with_columns(pl.lit(None, pl.Boolean).alias("advertised_429"))
     final_429 = pl.col("status") == 429
