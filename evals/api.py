@@ -118,6 +118,7 @@ def evaluate(
             ev = Evaluation(run=run, baseline=baseline, config=config, slos=slo, seconds=secs)
             n_exchanges = cells["xid"].n_unique()
             n_emb = cells.filter(pl.col("endpoint") == "embeddings")["xid"].n_unique()
+            key = load.sample_column(cells["sample_key"].null_count() == 0)
             # From here two threads work side by side: this one computes latency and cost from the
             # cells; the second runs the ITL, traffic and body queries on its own cursor and then
             # answers quality and compatibility from the bodies. DuckDB, polars and numpy release
@@ -125,7 +126,7 @@ def evaluate(
             if not isinstance(db, duckdb.DuckDBPyConnection):
                 con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
             if "latency" in questions:
-                pre["itl"] = bg.submit(load.load_itl, cur, run, itl_sample)
+                pre["itl"] = bg.submit(load.load_itl, cur, run, itl_sample, key)
             if "cost" in questions:
                 pre["traffic"] = bg.submit(load.load_traffic, cur, run)
             metrics = timing.mark_cold(timing.request_metrics(cells), idle_s)
@@ -138,8 +139,15 @@ def evaluate(
                     n_emb, min(embedding_sample, quality_sample or embedding_sample)
                 )
                 facts = cells.select(*scorecard.FACT_INPUTS) if "compat" in questions else None
+                # do the facts answer the whole scorecard, or must some cells' bodies be read?
+                for_scorecard = facts is not None and bool(
+                    facts.select(
+                        (pl.col("chk_error").is_null() | scorecard.error_facts_missing()).any()
+                    ).item()
+                )
+                sample = (thr, emb_thr, key, for_scorecard)
                 pre["bodies"] = bg.submit(
-                    _from_bodies, cur, run, baseline, questions, config, rel_p, facts, thr, emb_thr, n_emb
+                    _from_bodies, cur, run, baseline, questions, config, rel_p, facts, sample, n_emb
                 )
                 del facts
             lap("load_cells")
@@ -210,14 +218,17 @@ def _from_bodies(
     config: dict,
     rel_p: pl.DataFrame,
     facts: pl.DataFrame | None,
-    thr: int,
-    emb_thr: int,
+    sample: tuple[int, int, str, bool],
     n_emb: int,
 ) -> dict:
-    """Quality and the scorecard: what needs the bodies (runs on the second thread)."""
+    """Quality and the scorecard: what needs the bodies (runs on the second thread).
+
+    ``sample``: the quality and embedding sample thresholds, the sample key's SQL, and whether
+    some cells' scorecard columns must come from their bodies."""
     t0 = time.perf_counter()
     out: dict = {"quality": None, "quality_p": None, "compat": None, "compat_p": None, "seconds": {}}
-    outputs = load.load_outputs(cur, run, thr, emb_thr)
+    thr, emb_thr, key, for_scorecard = sample
+    outputs = load.load_outputs(cur, run, thr, emb_thr, key=key, for_scorecard=for_scorecard)
     t1 = time.perf_counter()
     checked = answers.cell_checks(outputs)
     out["compared"] = compared = answers.compare_cells(checked, baseline)
@@ -230,7 +241,7 @@ def _from_bodies(
     t2 = time.perf_counter()
     if "compat" in questions and facts is not None:
         legacy = facts["chk_error"].null_count() > 0
-        streams = load.load_stream_checks(cur, run, thr) if legacy else None
+        streams = load.load_stream_checks(cur, run, thr, key) if legacy else None
         cc = scorecard.cell_checks(outputs, load.load_attempts_429(cur, run), streams, facts)
         del outputs
         out["compat"] = scorecard.scorecard(cc, config, rel_p, BY_PROVIDER)

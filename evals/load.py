@@ -27,6 +27,15 @@ Store = str | os.PathLike | duckdb.DuckDBPyConnection
 RAW_RESULTS = "evals_results_text"
 RAW_META = "evals_results_footers"  # the results segments' Parquet metadata (row groups, null counts)
 TEXT_ENDPOINTS = ("chat.completions", "responses", "completions")
+# A cell's place in the samples (0 .. 999,999): the stored key (replayer.sampling), or for runs
+# with cells written before it existed, DuckDB's hash of the exchange id (same for every arm).
+KEYED_SAMPLE = "sample_key"
+LEGACY_SAMPLE = "(hash(exchange_id) % 1000000)"
+# Cells whose scorecard columns need their body read: no chk_* facts at all, or facts written
+# before the error facts on an error cell or a 429 (scorecard.error_facts_missing in SQL).
+NEEDS_BODY = """(chk_error IS NULL
+    OR ((status >= 400 OR chk_error) AND chk_error_json IS NULL)
+    OR (status = 429 AND chk_retry_after IS NULL))"""
 
 
 @contextmanager
@@ -107,7 +116,7 @@ def load_cells(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
                status, error_type, started_at, attempts, rate_limit_wait_ms,
                ttft_ms, latency_ms, itl_mean_ms, prompt_tokens, completion_tokens,
                cached_tokens, tokens_estimated, cost_usd, cost_estimated,
-               finish_reason, sdk_valid, sdk_error, stream_complete, {", ".join(FACTS)}
+               finish_reason, sdk_valid, sdk_error, stream_complete, {", ".join(FACTS)}, sample_key
         FROM results WHERE run_id = $run
         """,
         {"run": run},
@@ -147,11 +156,20 @@ def load_usage_extras(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
     )
 
 
-def load_itl(con: duckdb.DuckDBPyConnection, run: str, max_requests: int = 10000) -> pl.DataFrame:
+def sample_column(keyed: bool) -> str:
+    """SQL of a cell's sample key: the stored ``sample_key`` when every cell of the run has one (a
+    sample is then a prefix of each compacted results file, read without the rest), else a hash."""
+    return KEYED_SAMPLE if keyed else LEGACY_SAMPLE
+
+
+def load_itl(
+    con: duckdb.DuckDBPyConnection, run: str, max_requests: int = 10000, key: str = LEGACY_SAMPLE
+) -> pl.DataFrame:
     """Per-token ITL lists of streamed successes; a deterministic sample of exchanges when large.
 
-    The same exchanges are kept for every provider (hash of the exchange id below one threshold),
-    and every group of a provider is sampled at the same rate, so pooled figures stay unbiased.
+    The same exchanges are kept for every provider (sample key, see ``sample_column``, below one
+    threshold), and every group of a provider is sampled at the same rate, so pooled figures stay
+    unbiased.
     """
     counts = frame(
         con,
@@ -161,15 +179,15 @@ def load_itl(con: duckdb.DuckDBPyConnection, run: str, max_requests: int = 10000
     biggest = int(counts["n"].max() or 0)
     frac = 1.0 if biggest <= max_requests else max_requests / biggest
     thr = int(frac * 1_000_000)
+    # the threshold is written into the SQL (not a parameter) so DuckDB can skip row groups by it
     return frame(
         con,
-        """
+        f"""
         SELECT provider, endpoint, coalesce(recorded_model, model) AS model, exchange_id, "repeat", itl_ms
         FROM results
-        WHERE run_id = $run AND status = 200 AND stream AND (hash(exchange_id) % 1000000) < $thr
-          AND len(itl_ms) > 0
+        WHERE run_id = $run AND {key} < {int(thr)} AND status = 200 AND stream AND len(itl_ms) > 0
         """,
-        {"run": run, "thr": thr},
+        {"run": run},
     )
 
 
@@ -204,7 +222,9 @@ def _paths(paths: tuple[str, ...]) -> str:
     return "[" + ", ".join(f"'{p}'" for p in paths) + "]"
 
 
-def load_stream_checks(con: duckdb.DuckDBPyConnection, run: str, sample_thr: int = 1_000_000) -> pl.DataFrame:
+def load_stream_checks(
+    con: duckdb.DuckDBPyConnection, run: str, sample_thr: int = 1_000_000, key: str = LEGACY_SAMPLE
+) -> pl.DataFrame:
     """Per streamed cell written without ``chk_*`` facts (older stores; newer rows carry
     ``chk_sse_bad_lines``): terminal marker seen in the raw SSE, and the count of malformed lines.
 
@@ -215,7 +235,7 @@ def load_stream_checks(con: duckdb.DuckDBPyConnection, run: str, sample_thr: int
     """
     return frame(
         con,
-        r"""
+        rf"""
         SELECT exchange_id, provider, "repeat",
                contains(r, 'data: [DONE]')
                    OR regexp_matches(r, '"type":\s*"response\.(completed|failed|incomplete)"') AS raw_terminated,
@@ -227,10 +247,10 @@ def load_stream_checks(con: duckdb.DuckDBPyConnection, run: str, sample_thr: int
                                       AND (NOT deep OR trim(x[6:]) = '[DONE]' OR json_valid(x[6:])))))
                ) AS raw_bad_lines
         FROM (SELECT exchange_id, provider, "repeat", replace(response_raw, chr(13), '') AS r,
-                     (hash(exchange_id) % 1000000) < $thr AS deep
+                     {key} < {int(sample_thr)} AS deep
               FROM results WHERE run_id = $run AND stream AND response_raw IS NOT NULL AND chk_error IS NULL)
         """,
-        {"run": run, "thr": sample_thr},
+        {"run": run},
     )
 
 
@@ -255,19 +275,28 @@ def _maybe_unsent(con: duckdb.DuckDBPyConnection, run: str) -> bool:
 
 
 def sample_threshold(n_exchanges: int, max_exchanges: int | None) -> int:
-    """Threshold on ``hash(exchange_id) % 1e6`` keeping ~``max_exchanges`` exchanges (all when None)."""
+    """Threshold on the sample key keeping ~``max_exchanges`` exchanges (all when None)."""
     if max_exchanges is None or n_exchanges <= max_exchanges:
         return 1_000_000
     return max(1, int(max_exchanges / n_exchanges * 1_000_000))
 
 
 def load_outputs(
-    con: duckdb.DuckDBPyConnection, run: str, sample_thr: int = 1_000_000, emb_thr: int = 1_000_000
+    con: duckdb.DuckDBPyConnection,
+    run: str,
+    sample_thr: int = 1_000_000,
+    emb_thr: int = 1_000_000,
+    *,
+    key: str = LEGACY_SAMPLE,
+    for_scorecard: bool = True,
 ) -> pl.DataFrame:
     """What only the bodies can tell, for the cells that need it: the quality sample (``in_sample``:
-    answer text, tool calls, schemas, and embedding vectors for the ``emb_thr`` sample), error
-    cells (error shape, retry headers), and cells written without ``chk_*`` facts (every
-    scorecard column, derived here in SQL the way ``replayer.facts`` derives them).
+    answer text, tool calls, schemas, and embedding vectors for the ``emb_thr`` sample) and, with
+    ``for_scorecard``, the cells whose facts do not answer the scorecard (``NEEDS_BODY``): cells
+    written without ``chk_*`` facts (every scorecard column, derived here in SQL the way
+    ``replayer.facts`` derives them) and older rows' error cells (error shape, retry headers).
+    Without it (no such cell in the run) the query asks for the sample alone, which DuckDB reads
+    from compacted files without decompressing the other bodies.
 
     Bodies are parsed once (multi-path extraction); Responses-only and error-only paths are
     extracted from the few rows they concern. Text is also kept for cells that asked for stop
@@ -289,15 +318,14 @@ def load_outputs(
             SELECT exchange_id, provider, "repeat", endpoint, stream, status,
                    coalesce(recorded_model, model) AS model, model AS provider_model,
                    finish_reason, sdk_valid, sdk_error, stream_complete, tokens_estimated, completion_tokens,
-                   (hash(exchange_id) % 1000000) < $thr AS in_sample, chk_error IS NULL AS no_facts,
+                   {key} < {int(sample_thr)} AS in_sample, chk_error IS NULL AS no_facts,
                    json_extract_string(response_body, {_paths(_BODY_PATHS)}) AS b,
                    json_extract_string(sent_body, {_paths(_REQ_PATHS)}) AS q,
-                   CASE WHEN endpoint = 'embeddings' AND status = 200 AND (hash(exchange_id) % 1000000) < $emb_thr
+                   CASE WHEN endpoint = 'embeddings' AND status = 200 AND {key} < {int(emb_thr)}
                         THEN TRY_CAST(json_extract(response_body, '$.data[*].embedding') AS FLOAT[][]) END AS vectors,
                    response_body, response_headers
             FROM {results_text(con)}
-            WHERE run_id = $run AND ((hash(exchange_id) % 1000000) < $thr OR chk_error IS NULL OR chk_error
-                                     OR status IS DISTINCT FROM 200)),
+            WHERE run_id = $run AND ({key} < {int(sample_thr)}{" OR " + NEEDS_BODY if for_scorecard else ""})),
         req AS ({req}),
         base2 AS (
             SELECT base.* EXCLUDE (q, response_body, response_headers), coalesce(q, q0) AS q,
@@ -358,7 +386,7 @@ def load_outputs(
                vectors
         FROM base3
         """,
-        {"run": run, "thr": sample_thr, "emb_thr": emb_thr},
+        {"run": run},
     )
 
 

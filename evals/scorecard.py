@@ -75,12 +75,47 @@ FACT_INPUTS = (
 )
 _ERROR_COLUMNS = ("error_types", "error_kind", "error_code", "retry_after", "retry_after_ms", "should_retry")
 _KEYS = ["exchange_id", "provider", "repeat"]
+# an error cell's shape and a 429's headers, as the checks read them (from facts or from bodies)
+_ERROR_FIELDS = ("error_json_ok", "error_kind", "error_code", "retry_advertised", "should_retry")
+
+
+def error_facts_missing() -> pl.Expr:
+    """Cells with ``chk_*`` facts written before the error facts existed: their error cells'
+    shapes (and their 429s' headers) must still be read from the bodies (``load_outputs``)."""
+    err = (pl.col("status") >= 400).fill_null(False) | pl.col("chk_error").fill_null(False)
+    return (err & pl.col("chk_error_json").is_null()) | (
+        (pl.col("status") == 429).fill_null(False) & pl.col("chk_retry_after").is_null()
+    )
+
+
+def _error_fields(df: pl.DataFrame) -> pl.DataFrame:
+    """``_ERROR_FIELDS`` from the columns ``load_outputs`` extracts from error bodies and headers.
+
+    An error cell whose body is not JSON at all has no error types: it fails the shape check,
+    as ``replayer.facts`` has it.
+    """
+    et = pl.col("error_types")
+    shape = (
+        (et.list.get(0, null_on_oob=True) == "OBJECT")
+        & (et.list.get(1, null_on_oob=True) == "VARCHAR")
+        & et.list.get(2, null_on_oob=True).fill_null("NULL").is_in(["VARCHAR", "NULL"])
+        & et.list.get(3, null_on_oob=True).fill_null("NULL").is_in(["VARCHAR", "NULL"])
+    )
+    return df.with_columns(
+        pl.when(et.is_null()).then(False).otherwise(shape).alias("error_json_ok"),
+        (pl.col("retry_after").is_not_null() | pl.col("retry_after_ms").is_not_null()).alias(
+            "retry_advertised"
+        ),
+    ).drop("error_types", "retry_after", "retry_after_ms")
 
 
 def _fact_rows(cells: pl.DataFrame, outputs: pl.DataFrame) -> pl.DataFrame:
     """The scorecard columns of the cells that carry ``chk_*`` facts (``replayer.facts``); the
-    error shape and retry headers of their error cells come from ``outputs``."""
-    f = cells.filter(pl.col("chk_error").is_not_null()).select(
+    error shape and retry headers of error cells written before the error facts come from
+    ``outputs``."""
+    f = cells.filter(pl.col("chk_error").is_not_null())
+    old = f.select(error_facts_missing()).to_series()
+    f = f.select(
         *[c for c in FACT_INPUTS if c not in FACTS],
         (pl.col("chk_tool_calls").fill_null(0) > 0).alias("has_calls"),
         pl.col("chk_tool_args_ok").alias("tool_args_ok"),
@@ -93,19 +128,24 @@ def _fact_rows(cells: pl.DataFrame, outputs: pl.DataFrame) -> pl.DataFrame:
         pl.col("chk_stop_hit").alias("_stop_hit"),
         pl.col("chk_sse_bad_lines").cast(pl.Int64).alias("raw_bad_lines"),
         pl.lit(None, pl.Boolean).alias("raw_terminated"),
+        pl.col("chk_error_json").alias("error_json_ok"),
+        pl.col("chk_error_type").alias("error_kind"),
+        pl.col("chk_error_code").alias("error_code"),
+        pl.col("chk_retry_after").alias("retry_advertised"),
+        pl.col("chk_should_retry").alias("should_retry"),
     )
-    # only error cells need the shapes: join those few, not every cell
-    is_err = pl.col("status").is_null() | (pl.col("status") != 200) | pl.col("has_error")
-    errs = outputs.filter(is_err).select(*_KEYS, *_ERROR_COLUMNS)
-    bad = f.filter(is_err).join(errs, on=_KEYS, how="left")
-    return pl.concat([f.filter(~is_err), bad], how="diagonal_relaxed")
+    if not old.any():
+        return f
+    errs = _error_fields(outputs.select(*_KEYS, *_ERROR_COLUMNS))
+    bad = f.filter(old).drop(*_ERROR_FIELDS).join(errs, on=_KEYS, how="left")
+    return pl.concat([f.filter(~old), bad], how="diagonal_relaxed")
 
 
 def _legacy_rows(
     checked: pl.DataFrame, attempts_429: pl.DataFrame | None, streams: pl.DataFrame | None
 ) -> pl.DataFrame:
     """The scorecard columns of cells written without facts, from ``load_outputs``' SQL extraction."""
-    df = checked.select(_COLUMNS)
+    df = _error_fields(checked.select(_COLUMNS))
     keys = _KEYS
     if streams is not None and not streams.is_empty():
         df = df.join(streams, on=keys, how="left")
@@ -137,7 +177,6 @@ def cell_checks(
     text_ep = pl.col("endpoint").is_in(["chat.completions", "completions", "responses"])
     stream = pl.col("stream").fill_null(False)
     err = pl.col("status") >= 400
-    et = pl.col("error_types")
     kind = pl.concat_str(
         pl.col("error_kind").fill_null(""), pl.col("error_code").fill_null(""), separator=" "
     )
@@ -184,14 +223,7 @@ def cell_checks(
         .then(pl.col("has_usage") & ~pl.col("tokens_estimated").fill_null(False))
         .alias("usage_present"),
         pl.when(ok & pl.col("has_calls")).then(pl.col("tool_args_ok")).alias("tool_args_json"),
-        pl.when(err)
-        .then(
-            (et.list.get(0, null_on_oob=True) == "OBJECT")
-            & (et.list.get(1, null_on_oob=True) == "VARCHAR")
-            & et.list.get(2, null_on_oob=True).fill_null("NULL").is_in(["VARCHAR", "NULL"])
-            & et.list.get(3, null_on_oob=True).fill_null("NULL").is_in(["VARCHAR", "NULL"])
-        )
-        .alias("error_json"),
+        pl.when(err).then(pl.col("error_json_ok")).alias("error_json"),
         pl.when(pl.col("has_error") & (ok | err))
         .then(
             ~ok
@@ -202,7 +234,7 @@ def cell_checks(
         pl.when(final_429 | pl.col("advertised_429").is_not_null())
         .then(
             pl.col("advertised_429").fill_null(True)
-            & (~final_429 | pl.col("retry_after").is_not_null() | pl.col("retry_after_ms").is_not_null())
+            & (~final_429 | pl.col("retry_advertised").fill_null(False))
         )
         .alias("retry_after_429"),
         pl.when(final_429)

@@ -134,6 +134,12 @@ RESULTS = pa.schema(
         ("chk_n", pa.int32()),
         ("chk_include_usage", pa.bool_()),
         ("chk_stop_hit", pa.bool_()),
+        ("chk_error_json", pa.bool_()),
+        ("chk_error_type", pa.string()),
+        ("chk_error_code", pa.string()),
+        ("chk_retry_after", pa.bool_()),
+        ("chk_should_retry", pa.string()),
+        ("sample_key", pa.int32()),  # replayer.sampling.sample_key(exchange_id); null in older rows
     ]
 )
 

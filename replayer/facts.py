@@ -5,8 +5,10 @@ arguments parse, did a stop sequence leak, how many choices came back, is every 
 formed. Answering those at evaluation time means parsing every stored body again (on a million
 cells that is most of the evaluation's time), while the post-processor already holds each body
 parsed. So it records the answers as small typed columns; ``evals`` reads them and parses bodies
-only for its quality sample, for error cells, and for rows written before these columns existed
-(where it derives the same facts in SQL). ``chk_error`` is never null in a row that has facts.
+only for its quality sample and for rows written before these columns existed (where it derives
+the same facts in SQL). ``chk_error`` is never null in a row that has facts; an error cell's
+``chk_error_json`` (and a 429's ``chk_retry_after``) is never null in a row written since the
+error facts exist, so evaluation knows which error cells still need their body read.
 """
 
 from __future__ import annotations
@@ -24,6 +26,13 @@ COLUMNS = (
     "chk_n",  # the request's n
     "chk_include_usage",  # the request asked for stream usage
     "chk_stop_hit",  # a requested stop sequence appears in the output; null when none was asked
+    # error cells (status >= 400, or an error object in the body); null for the others:
+    "chk_error_json",  # OpenAI's error JSON: error.message a string, error.type and .code strings or null
+    "chk_error_type",  # error.type, as text
+    "chk_error_code",  # error.code, as text
+    # a 429 answer; null for other statuses:
+    "chk_retry_after",  # it carried Retry-After or Retry-After-Ms
+    "chk_should_retry",  # its x-should-retry header, as sent
 )
 _FIELDS = ("data:", "event:", "id:", "retry:", ":")
 
@@ -127,6 +136,32 @@ def sse_bad_lines(raw: str, parsed: list[tuple[str, object]] | None = None) -> i
     return bad
 
 
+def _text(v: object) -> str | None:
+    """A JSON value as DuckDB's ``->>`` gives it: strings bare, other values as compact JSON."""
+    if v is None or isinstance(v, str):
+        return v
+    return json.dumps(v, separators=(",", ":"))
+
+
+def _error_facts(body: object, status: int | None, headers: dict | None) -> dict:
+    b = body if isinstance(body, dict) else {}
+    err = b.get("error")
+    is_err = err is not None or (status is not None and status >= 400)
+    shape = (
+        isinstance(err, dict)
+        and isinstance(err.get("message"), str)
+        and all(err.get(k) is None or isinstance(err.get(k), str) for k in ("type", "code"))
+    )
+    h = {k.lower(): v for k, v in (headers or {}).items()}
+    return {
+        "chk_error_json": shape if is_err else None,
+        "chk_error_type": _text(err.get("type")) if isinstance(err, dict) else None,
+        "chk_error_code": _text(err.get("code")) if isinstance(err, dict) else None,
+        "chk_retry_after": ("retry-after" in h or "retry-after-ms" in h) if status == 429 else None,
+        "chk_should_retry": _text(h.get("x-should-retry")) if status == 429 else None,
+    }
+
+
 def cell_facts(
     endpoint: str,
     body: object,
@@ -134,9 +169,13 @@ def cell_facts(
     raw_sse: str | None,
     stream: bool | None,
     events: list[tuple[str, object]] | None = None,
+    *,
+    status: int | None,
+    headers: dict | None,
 ) -> dict:
     """The ``chk_*`` columns for one cell (``body`` parsed or reassembled; ``request`` as sent;
-    ``events`` the stream's (data, parsed object) pairs when the caller parsed them already)."""
+    ``events`` the stream's (data, parsed object) pairs when the caller parsed them already;
+    ``status`` and ``headers`` the final answer's)."""
     b = body if isinstance(body, dict) else {}
     q = request if isinstance(request, dict) else {}
     calls = _calls(endpoint, b)
@@ -164,4 +203,4 @@ def cell_facts(
         "chk_n": _int(q.get("n")),
         "chk_include_usage": isinstance(opts, dict) and opts.get("include_usage") is True,
         "chk_stop_hit": stop_hit(stop, output_text(endpoint, b)) if stop is not None and b else None,
-    }
+    } | _error_facts(body, status, headers)

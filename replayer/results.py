@@ -21,6 +21,7 @@ from replayer.config import PricingTable
 from replayer.costs import cost_of
 from replayer.facts import cell_facts
 from replayer.mapping import Prepared, recorded_model
+from replayer.sampling import sample_key
 from replayer.select import Exchange
 from replayer.tokens import estimate_tokens, mean, per_token_itl
 from replayer.validate import check_body, check_stream
@@ -215,7 +216,10 @@ def build_result(
             row.get("response_raw") if prep.stream else None,
             prep.stream,
             sse_events,
+            status=status,
+            headers=hdrs,
         ),
+        sample_key=sample_key(cap.exchange_id),
     )
     attempts = [attempt_row(run_id, cap, i, a) for i, a in enumerate(cap.attempts)]
     summary = {
@@ -331,6 +335,7 @@ def recorded_result(run_id: str, x: Exchange, pricing: PricingTable) -> dict:
         "sent_body": x.request_body,
         "sent_raw": x.request_raw,
         "changes": "[]",
+        "sample_key": sample_key(x.id),
     } | cell_facts(
         x.endpoint,
         body,
@@ -338,4 +343,6 @@ def recorded_result(run_id: str, x: Exchange, pricing: PricingTable) -> dict:
         x.response_raw if x.stream else None,
         x.stream,
         sse_events,
+        status=x.status,
+        headers=_json(x.response_headers) if x.response_headers else None,
     )

@@ -141,6 +141,7 @@ def with_facts(rows: list[dict]) -> list[dict]:
     Rows without them are what older stores hold; evals derives the same facts from the bodies.
     """
     from replayer.facts import cell_facts
+    from replayer.sampling import sample_key
 
     def parsed(v):
         return json.loads(v) if isinstance(v, str) else v
@@ -153,7 +154,10 @@ def with_facts(rows: list[dict]) -> list[dict]:
             parsed(r.get("sent_body")),
             r.get("response_raw") if r.get("stream") else None,
             r.get("stream"),
+            status=r.get("status"),
+            headers=parsed(r.get("response_headers")),
         )
+        | {"sample_key": sample_key(r["exchange_id"])}
         for r in rows
     ]
 

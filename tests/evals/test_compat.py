@@ -75,13 +75,27 @@ def _arm(provider: str, quirky: bool) -> list[dict]:
     return [stream, err, tool, limited]
 
 
-# Both ways a cell reaches the scorecard: chk_* facts written by the replayer (today), or bodies
-# only (older stores), from which evals derives the same facts in SQL. Same verdicts either way.
-FACTS = pytest.mark.parametrize("facts", [True, False], ids=["chk-facts", "from-bodies"])
+# Every way a cell reaches the scorecard: chk_* facts written by the replayer (today), facts
+# written before the error facts and the sample key existed (error cells' shapes then come from
+# their bodies), or bodies only (older stores), from which evals derives the same facts in SQL.
+# Same verdicts every way.
+FACTS = pytest.mark.parametrize("facts", ["chk-facts", "before-error-facts", "from-bodies"])
+_LATER = (
+    "chk_error_json",
+    "chk_error_type",
+    "chk_error_code",
+    "chk_retry_after",
+    "chk_should_retry",
+    "sample_key",
+)
 
 
 def _write(db, rows, config, facts, **kw):
-    return write_run(db, with_facts(rows) if facts else rows, config, **kw)
+    if facts == "chk-facts":
+        rows = with_facts(rows)
+    elif facts == "before-error-facts":
+        rows = [{k: v for k, v in r.items() if k not in _LATER} for r in with_facts(rows)]
+    return write_run(db, rows, config, **kw)
 
 
 @FACTS
