@@ -1,7 +1,8 @@
 """Scale benchmark of ``evals``: the full evaluation (no judge) of 1,000,000 result cells.
 
 Synthesises one run with three arms (``recorded`` + two providers, 333,334 exchanges each) as
-Parquet segments in a temporary store, then, in a fresh process (so peak RSS is the evaluation's
+Parquet segments in a temporary store, compacts them as ``parity replay`` does when a run
+finishes (``--no-compact`` leaves them as written), then, in a fresh process (so peak RSS is the evaluation's
 own), times a plain DuckDB query of p50/p95/p99 latency per provider over the same ``results``
 view and the full ``evals.evaluate`` (latency, cost, quality, compatibility, summary).
 Targets: evaluation <= 20x the query, peak RSS <= 2 GB.
@@ -29,10 +30,12 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from recorder.export import compact_store  # noqa: E402
 from recorder.schema import EXCHANGES, RESULTS  # noqa: E402
-from recorder.segments import segment_root, write_segment  # noqa: E402
+from recorder.segments import list_segments, segment_root, write_segment  # noqa: E402
 from replayer.facts import COLUMNS as FACT_COLUMNS  # noqa: E402
 from replayer.facts import cell_facts  # noqa: E402
+from replayer.sampling import sample_key  # noqa: E402
 
 ARMS = ("recorded", "alpha", "beta")
 RUN = "bench"
@@ -83,11 +86,12 @@ def texts(rng: np.random.Generator, n_words: np.ndarray, base: list[str] | None,
     return out
 
 
-def synth(db: Path, rows: int, seed: int = 7) -> dict:
+def synth(db: Path, rows: int, seed: int = 7, compact: bool = True) -> dict:
     """Write the run's results, exchanges and run config; returns counts."""
     rng = np.random.default_rng(seed)
     n = -(-rows // len(ARMS))
     ids = np.array([f"x{i:07d}" for i in range(n)])
+    keys = np.array([sample_key(x) for x in ids], np.int32)
     u = rng.random(n)
     endpoint = np.where(u < 0.05, "embeddings", np.where(u < 0.15, "responses", "chat.completions"))
     chat = endpoint == "chat.completions"
@@ -286,12 +290,22 @@ def synth(db: Path, rows: int, seed: int = 7) -> dict:
             "sent_body": sent,
         }
         # the compatibility facts the replayer's post-processor writes with every cell
+        headers = cols["response_headers"]
         facts = [
-            cell_facts(endpoint[i], json.loads(bodies[i]), json.loads(sent[i]), raw[i], bool(st[i]))
+            cell_facts(
+                endpoint[i],
+                json.loads(bodies[i]),
+                json.loads(sent[i]),
+                raw[i],
+                bool(st[i]),
+                status=int(status[i]),
+                headers=json.loads(headers[i]),
+            )
             for i in range(n)
         ]
         for c in FACT_COLUMNS:
             cols[c] = pa.array([f[c] for f in facts], RESULTS.field(c).type)
+        cols["sample_key"] = keys
         del facts
         tbl = _conform(pa.table(cols).slice(0, rows_left), RESULTS)
         for k in range(0, tbl.num_rows, 100_000):
@@ -314,7 +328,12 @@ def synth(db: Path, rows: int, seed: int = 7) -> dict:
             ]
             write_segment(root, "attempts", att, "bench")
         total += rows_left
-    return {"results": total, "exchanges": n}
+    out = {"results": total, "exchanges": n, "compacted_s": None}
+    if compact:
+        t = time.perf_counter()
+        compact_store(db, min_age_s=0.0, tables=("results", "attempts"))
+        out["compacted_s"] = round(time.perf_counter() - t, 1)
+    return out
 
 
 def _conform(t: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -386,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--keep", type=Path, help="write the store here and keep it")
+    ap.add_argument(
+        "--no-compact", action="store_true", help="evaluate the segments as written, not compacted"
+    )
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--synth", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -393,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.measure), default=str))
         return 0
     if args.synth:
-        print(json.dumps(synth(args.synth, args.rows)))
+        print(json.dumps(synth(args.synth, args.rows, compact=not args.no_compact)))
         return 0
     tmp = Path(tempfile.mkdtemp(prefix="evals-bench-")) if not args.keep else args.keep
     db = tmp / "parity.duckdb"
@@ -401,7 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         # both steps in their own processes: the measuring one starts small and owns its peak RSS
         made = subprocess.run(
-            [sys.executable, __file__, "--synth", str(db), "--rows", str(args.rows)],
+            [sys.executable, __file__, "--synth", str(db), "--rows", str(args.rows)]
+            + (["--no-compact"] if args.no_compact else []),
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -410,10 +433,18 @@ def main(argv: list[str] | None = None) -> int:
             print(made.stderr, file=sys.stderr)
             return made.returncode
         counts = json.loads(made.stdout.strip().splitlines()[-1])
-        size = sum(p.stat().st_size for p in segment_root(db).rglob("*.parquet")) / 1e6
+        root = segment_root(db)
+        live = [p for d in root.iterdir() if d.is_dir() for p in list_segments(root, d.name)]
+        size = sum(p.stat().st_size for p in live) / 1e6
+        how = (
+            f"compacted in {counts['compacted_s']} s as `parity replay` does when a run finishes"
+            if counts["compacted_s"] is not None
+            else "left as written (--no-compact)"
+        )
         print(
             f"synthesised {counts['results']:,} results ({len(ARMS)} arms: {', '.join(ARMS)}; "
-            f"{counts['exchanges']:,} exchanges) in {time.perf_counter() - t:.1f} s, {size:.0f} MB of Parquet"
+            f"{counts['exchanges']:,} exchanges) in {time.perf_counter() - t:.1f} s, {how}; "
+            f"{size:.0f} MB of live Parquet"
         )
         out = subprocess.run(
             [sys.executable, __file__, "--measure", str(db)], capture_output=True, text=True, cwd=ROOT

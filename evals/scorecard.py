@@ -273,9 +273,17 @@ def scorecard(
             (pl.col(c) == True).sum().alias(f"{c}|passed"),  # noqa: E712
             (pl.col(c) == False).sum().alias(f"{c}|failed"),  # noqa: E712
             pl.col(c).is_null().sum().alias(f"{c}|not_applicable"),
-            pl.col("exchange_id").filter(pl.col(c) == False).head(3).alias(f"{c}|examples"),  # noqa: E712
+            # the first failing ids in id order: the same whatever order the store returns rows in
+            pl.col("exchange_id").filter(pl.col(c) == False).sort().head(3).alias(f"{c}|examples"),  # noqa: E712
         ]
-    aggs.append(pl.col("sdk_error").filter(pl.col("sdk_valid") == False).first().alias("_sdk_error"))  # noqa: E712
+    invalid = pl.col("sdk_valid") == False  # noqa: E712
+    aggs.append(
+        pl.col("sdk_error")
+        .filter(invalid)
+        .sort_by(pl.col("exchange_id").filter(invalid))
+        .first()
+        .alias("_sdk_error")
+    )
     wide = cells.group_by(by).agg(aggs)
     rows = []
     for r in wide.iter_rows(named=True):

@@ -230,27 +230,27 @@ def _tests(
     metrics: pl.DataFrame, baseline: str, by: list[str], rest: list[str], pairs: pl.DataFrame | None = None
 ) -> pl.DataFrame:
     names = list(METRICS)
-    k = key_column(metrics)
-    m = metrics.select(*by, k, "repeat", *names)
-    base = m.filter(pl.col("provider") == baseline)
-    if base.is_empty():
+    finite = [pl.col(n).cast(pl.Float64).is_finite().sum().alias(n) for n in names]
+    counts = metrics.group_by(by).agg(finite)  # how many values each arm has, per metric
+    base_counts = {
+        tuple(r[c] for c in rest): r
+        for r in counts.filter(pl.col("provider") == baseline).iter_rows(named=True)
+    }
+    if not base_counts:
         return pl.DataFrame()
-    cand = m.filter(pl.col("provider") != baseline)
     if pairs is None or not set(by) <= set(pairs.columns):
         pairs = pair_differences(metrics, baseline, by)
-    pairs = pairs.select(*by, *names)
-    pair_groups = pairs.partition_by(by, as_dict=True) if not pairs.is_empty() else {}
-    base_groups = base.drop(k, "repeat").partition_by(rest, as_dict=True) if rest else {(): base}
+    pair_groups = pairs.select(*by, *names).partition_by(by, as_dict=True) if not pairs.is_empty() else {}
     jobs = []
-    for key, g in cand.drop(k, "repeat").partition_by(by, as_dict=True).items():
-        kd = dict(zip(by, key, strict=True))
-        bg = base_groups.get(tuple(kd[c] for c in rest))
-        if bg is None:
+    for cand in counts.filter(pl.col("provider") != baseline).iter_rows(named=True):
+        kd = {c: cand[c] for c in by}
+        bc = base_counts.get(tuple(kd[c] for c in rest))
+        if bc is None:
             continue
-        pg = pair_groups.get(key)
+        pg = pair_groups.get(tuple(kd[c] for c in by))
         for n in names:
             d = _finite(pg[n]) if pg is not None else np.array([])
-            jobs.append((kd | {"metric": n}, d, g[n], bg[n]))
+            jobs.append((kd | {"metric": n}, d, cand[n], bc[n], metrics, baseline, rest))
     # numpy's sorts release the GIL: the tests of different groups run on every core
     with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1) or 1) as pool:
         rows = [r for r in pool.map(lambda j: _test(*j), jobs) if r is not None]
@@ -262,18 +262,21 @@ def _tests(
     )
 
 
-def _test(key: dict, d: np.ndarray, a: pl.Series, b: pl.Series) -> dict | None:
-    """Paired test on the differences ``d`` when they cover the arms, else unpaired on ``a``/``b``."""
-    n_a, n_b = _count(a), _count(b)
+def _test(
+    key: dict, d: np.ndarray, n_a: int, n_b: int, metrics: pl.DataFrame, baseline: str, rest: list[str]
+) -> dict | None:
+    """Paired test on the differences ``d`` when they cover the arms (``n_a``, ``n_b`` values),
+    else unpaired on the two arms' values (read from ``metrics`` only then)."""
     if len(d) >= MIN_PAIRS and len(d) >= 0.5 * min(n_a, n_b):
         return key | stats.paired_test(d) | {"test": "wilcoxon", "ks_p_value": None}
     if min(n_a, n_b) >= 3:
-        return key | stats.unpaired_test(_finite(a), _finite(b)) | {"test": "mann-whitney", "n_pairs": len(d)}
+        metric = key["metric"]
+        arm = pl.all_horizontal(pl.col(c) == key[c] for c in key if c != "metric")
+        same = pl.all_horizontal([pl.col("provider") == baseline, *[pl.col(c) == key[c] for c in rest]])
+        a = _finite(metrics.filter(arm)[metric])
+        b = _finite(metrics.filter(same)[metric])
+        return key | stats.unpaired_test(a, b) | {"test": "mann-whitney", "n_pairs": len(d)}
     return None
-
-
-def _count(s: pl.Series) -> int:
-    return int(s.cast(pl.Float64).is_finite().sum())
 
 
 def _finite(s: pl.Series) -> np.ndarray:

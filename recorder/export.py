@@ -58,15 +58,19 @@ def export_parquet(
 
 
 def compact_store(
-    db_path: str | os.PathLike, min_age_s: float = 5.0, grace_s: float = GRACE_S
+    db_path: str | os.PathLike,
+    min_age_s: float = 5.0,
+    grace_s: float = GRACE_S,
+    tables: tuple[str, ...] | None = None,
 ) -> dict[str, tuple[int, int]]:
-    """Merge each table's segments older than ``min_age_s`` into one file: {table: (files, rows)}.
+    """Merge each table's (or ``tables``') segments older than ``min_age_s`` into one file:
+    {table: (files, rows)}.
 
     Sources of merges older than ``grace_s`` are deleted first. The catalog's views (the ``.duckdb``
     file, for the DuckDB CLI) are re-pointed at the new listing when the catalog is free.
     """
     root = segment_root(db_path)
-    done = {table: compact(root, table, min_age_s=min_age_s, grace_s=grace_s) for table in TABLES}
+    done = {table: compact(root, table, min_age_s=min_age_s, grace_s=grace_s) for table in (tables or TABLES)}
     if Path(db_path).suffix != ".d":
         init_catalog(db_path)  # logs and goes on when another process holds the catalog
     return done

@@ -87,6 +87,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue a stopped or killed run; nothing is sent twice"
     )
     r.add_argument("--no-progress", action="store_true", help="no live progress on stderr")
+    r.add_argument(
+        "--no-compact",
+        action="store_true",
+        help="leave the run's results in per-flush segments (default: merge them when the run finishes)",
+    )
     p.set_defaults(func=handle)
 
 
@@ -135,6 +140,7 @@ def options(args: argparse.Namespace) -> RunOptions:
         resume=args.resume,
         only=_split(args.provider) or None,
         progress=not args.no_progress,
+        compact=not args.no_compact,
     )
 
 

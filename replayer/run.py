@@ -24,6 +24,7 @@ from typing import TextIO
 import aiohttp
 
 from parity import __version__
+from recorder.export import compact_store
 from recorder.segments import segment_root, write_segment
 from replayer import journal as journal_mod
 from replayer.config import Config, load_config
@@ -58,6 +59,7 @@ class RunOptions:
     resume: bool = False
     only: list[str] | None = None
     progress: bool = True
+    compact: bool = True  # merge the run's results into sorted files when it finishes
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
 
@@ -279,6 +281,27 @@ def decode_key(line: str) -> tuple[str, str, int]:
     return (rec["x"], rec["p"], int(rec["r"]))
 
 
+def _compact(opts: RunOptions) -> None:
+    """Merge the results and attempts segments (one per writer flush) into sorted files, so
+    evaluation opens a few files and reads its samples without the other bodies. Never fails
+    the run: the segments stay readable as they are."""
+    t = time.perf_counter()
+    try:
+        done = compact_store(opts.db, min_age_s=0.0, tables=("results", "attempts"))
+    except Exception as e:  # noqa: BLE001 (a full disk, a permission: the run itself is complete)
+        print(
+            f"parity replay: compaction skipped ({type(e).__name__}: {e}); run `parity compact`",
+            file=opts.err,
+        )
+        return
+    files, rows = done.get("results", (0, 0))
+    if files:
+        print(
+            f"compacted {files:,} results segments ({rows:,} rows) in {time.perf_counter() - t:.1f} s",
+            file=opts.err,
+        )
+
+
 def _finish(
     opts: RunOptions, cfg: Config, plan: Plan, runner: Runner, root, stats: dict | None, elapsed: float
 ) -> Outcome:
@@ -303,6 +326,8 @@ def _finish(
     write_event(root, opts.run_id, state, None, note)
     if state == "finished" and stats and not stats.get("spilled") and not stats.get("lost"):
         journal_mod.remove(root, opts.run_id)
+    if state == "finished" and opts.compact:
+        _compact(opts)
     skipped: dict[str, int] = {}
     for _, prov, reason in plan.skipped:
         label = reason if prov is None else f"{prov}: {reason}"

@@ -164,3 +164,49 @@ def test_unpaired_fallback_when_exchanges_do_not_overlap():
     assert row["test"] == "mann-whitney"
     assert row["n_pairs"] == 0
     assert 0.0 <= row["ks_p_value"] <= 1.0
+
+
+def _clustered_by_sorting(v, c, qs, alpha=0.05):
+    """The textbook form of ``stats.clustered_quantiles``: sort, count clusters below, map back."""
+    from scipy.stats import norm
+
+    r = int(c.max()) + 1
+    lens = np.bincount(c, minlength=r).astype(float)
+    order = np.argsort(v, kind="stable")
+    sv, n = v[order], float(len(v))
+    est = np.quantile(sv, qs)
+    lo, hi = np.full(len(qs), np.nan), np.full(len(qs), np.nan)
+    z = norm.ppf(1 - alpha / 2)
+    for i, q in enumerate(qs):
+        k = int(np.searchsorted(sv, est[i], side="right"))
+        below = np.bincount(c[order[:k]], minlength=r).astype(float)
+        se = np.sqrt(r / (r - 1) * np.sum((below - k / n * lens) ** 2)) / n
+        if q - z * se >= 0:
+            lo[i] = sv[max(0, int(np.ceil((q - z * se) * n)) - 1)]
+        if q + z * se <= 1:
+            hi[i] = sv[min(len(sv) - 1, int(np.ceil((q + z * se) * n)))]
+    return est, lo, hi
+
+
+def test_clustered_quantiles_select_what_sorting_would():
+    rng = np.random.default_rng(11)
+    qs = [0.5, 0.9, 0.95, 0.99]
+    for trial in range(60):
+        lens = rng.integers(0, 25, int(rng.integers(2, 50)))
+        if lens.sum() == 0:
+            continue
+        v = np.round(rng.lognormal(3, 0.5, lens.sum()), int(trial % 3))  # ties on some trials
+        c = np.repeat(np.arange(len(lens)), lens)
+        for got, want in zip(
+            stats.clustered_quantiles(v, c, qs), _clustered_by_sorting(v, c, qs), strict=True
+        ):
+            assert np.array_equal(got, want, equal_nan=True), trial
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.05])
+def test_wilcoxon_without_ties_matches_scipy(shift):
+    from scipy.stats import wilcoxon
+
+    d = np.random.default_rng(3).normal(shift, 1.0, 4000)  # continuous: the sort-and-search path
+    want = wilcoxon(d, zero_method="wilcox", method="approx").pvalue
+    assert stats.wilcoxon_p(d) == pytest.approx(want, rel=1e-9)

@@ -7,6 +7,7 @@ import socket
 from datetime import timedelta
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from replayhelpers import (
     T0,
@@ -459,3 +460,28 @@ def test_provider_failures_are_data(db: Path, tmp_path: Path, fakes, capsys) -> 
     assert all(r[1] == 200 and r[2] is None and r[4] for r in rows[3:])
     state = _query(db, "SELECT state, CAST(config AS VARCHAR) FROM runs WHERE run_id = 'down'")[0]
     assert state[0] == "finished" and '"models_listed": null' in state[1]
+
+
+@pytest.mark.parametrize("compact", [True, False], ids=["compacted", "no-compact"])
+def test_a_finished_run_is_compacted_into_sorted_results(
+    db: Path, tmp_path: Path, fakes, capsys, compact
+) -> None:
+    from recorder.segments import MERGED_PREFIX, list_segments, segment_root
+    from replayer.sampling import sample_key
+
+    write_exchanges(db, make_chat_workload(40, stream=False))
+    fp = fakes("tidy", "instant", ttft_ms=60)
+    pf = providers_file(tmp_path, fake_table("tidy", fp))
+    # ~1.2 s of sending at 2 in flight: several writer flushes, so several segments to merge
+    argv = ["replay", "--db", str(db), "--providers", str(pf), "--run", "tidy", "--concurrency", "2"]
+    assert main([*argv, "--no-progress", *([] if compact else ["--no-compact"])]) == 0
+    err = capsys.readouterr().err
+    live = list_segments(segment_root(db), "results")
+    rows = _query(db, "SELECT provider, exchange_id, sample_key FROM results WHERE run_id = 'tidy'")
+    assert len(rows) == 80 and all(k == sample_key(x) for _, x, k in rows)
+    if compact:
+        assert [p.name.startswith(MERGED_PREFIX) for p in live] == [True] and "compacted" in err
+        order = pq.read_table(live[0], columns=["provider", "sample_key"]).to_pylist()
+        assert order == sorted(order, key=lambda r: (r["provider"], r["sample_key"]))
+    else:
+        assert not any(p.name.startswith(MERGED_PREFIX) for p in live) and "compacted" not in err
