@@ -171,7 +171,9 @@ def evaluate(
                     for e in ("images.generations", "audio.transcriptions", "audio.translations")
                 )
                 extras = load.load_usage_extras(con, run) if priced_units else None
-                costs = spend.request_costs(cells, spend.price_frame(tables, cells), extras)
+                costs = spend.request_costs(  # the columns it needs: a join copies every one
+                    cells.select(spend.COST_INPUTS), spend.price_frame(tables, cells), extras
+                )
                 traffic = _traffic(pre["traffic"].result(), cells)
                 factor = spend.month_factor(traffic)
                 sums = spend.cost_sums(costs, baseline, BY_GROUP)  # the provider level is their total

@@ -70,8 +70,7 @@ def _stop_hit(text: str | None, stop: str | None) -> bool | None:
 # The load_cells columns the per-cell checks read when a cell carries chk_* facts.
 FACT_INPUTS = (
     *("exchange_id", "provider", "repeat", "endpoint", "stream", "status", "provider_model", "sdk_valid"),
-    *("sdk_error", "stream_complete", "tokens_estimated", "completion_tokens", "finish_reason", "saw_429"),
-    *FACTS,
+    *("sdk_error", "stream_complete", "tokens_estimated", "completion_tokens", "finish_reason", *FACTS),
 )
 _ERROR_COLUMNS = ("error_types", "error_kind", "error_code", "retry_after", "retry_after_ms", "should_retry")
 _KEYS = ["exchange_id", "provider", "repeat"]
@@ -113,7 +112,7 @@ def _fact_rows(cells: pl.DataFrame, outputs: pl.DataFrame) -> pl.DataFrame:
     """The scorecard columns of the cells that carry ``chk_*`` facts (``replayer.facts``); the
     error shape and retry headers of error cells written before the error facts come from
     ``outputs``."""
-    f = cells.filter(pl.col("chk_error").is_not_null())
+    f = cells if cells["chk_error"].null_count() == 0 else cells.filter(pl.col("chk_error").is_not_null())
     old = f.select(error_facts_missing()).to_series()
     f = f.select(
         *[c for c in FACT_INPUTS if c not in FACTS],
@@ -190,19 +189,16 @@ def cell_checks(
     else:
         df = _legacy_rows(checked, attempts_429, streams)
     if attempts_429 is not None and not attempts_429.is_empty():
-        # only cells that met a 429 can match: join those (``saw_429`` from load_cells; unknown
-        # for cells without facts), not a million string keys
-        if "saw_429" in df.columns:
-            maybe = pl.col("saw_429").fill_null(True)
-            df = pl.concat(
-                [
-                    df.filter(~maybe).with_columns(pl.lit(None, pl.Boolean).alias("advertised_429")),
-                    df.filter(maybe).join(attempts_429, on=_KEYS, how="left"),
-                ],
-                how="vertical_relaxed",
+        # a lookup by the cell's hash: a join would copy every column of a million cells
+        cell = pl.struct(
+            pl.col("exchange_id", "provider").cast(pl.Utf8), pl.col("repeat").cast(pl.Int64)
+        ).hash(7)
+        a = attempts_429.select(cell.alias("_h"), "advertised_429")
+        df = df.with_columns(
+            cell.replace_strict(a["_h"], a["advertised_429"], default=None, return_dtype=pl.Boolean).alias(
+                "advertised_429"
             )
-        else:
-            df = df.join(attempts_429, on=_KEYS, how="left")
+        )
     else:
         df = df.with_columns(pl.lit(None, pl.Boolean).alias("advertised_429"))
     final_429 = pl.col("status") == 429

@@ -56,6 +56,20 @@ def price_frame(tables: dict[str, PricingTable], cells: pl.DataFrame) -> pl.Data
     return pl.DataFrame(rows, schema=_SCHEMA)
 
 
+# The cell columns request_costs and cost_sums read (the group columns of evals.api included).
+COST_INPUTS = (
+    *("exchange_id", "xid", "provider", "repeat", "endpoint", "model", "provider_model", "status"),
+    *(
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "tokens_estimated",
+        "cost_usd",
+        "cost_estimated",
+    ),
+)
+
+
 def request_costs(
     cells: pl.DataFrame, prices: pl.DataFrame, extras: pl.DataFrame | None = None
 ) -> pl.DataFrame:
