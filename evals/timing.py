@@ -408,21 +408,27 @@ def cold_start(metrics: pl.DataFrame, by: Sequence[str] = GROUP, idle_s: float =
     df = df.select(*by, "cold", pl.coalesce("ttft_ms", "e2e_ms").alias("_first")).filter(
         pl.col("_first").is_not_null() & pl.col("cold").is_not_null()
     )
+    cold, first = pl.col("cold"), pl.col("_first")
+    groups = df.group_by(by).agg(
+        cold.sum().cast(pl.Int64).alias("n_cold"),
+        (~cold).sum().cast(pl.Int64).alias("n_warm"),
+        first.filter(cold).median().alias("cold_p50_ms"),
+        first.filter(~cold).median().alias("warm_p50_ms"),
+    )
     rows = []
-    for key, g in df.partition_by(by, as_dict=True).items():
-        cold_mask = g["cold"].to_numpy()
-        first = g["_first"].to_numpy()
-        cold, warm = first[cold_mask], first[~cold_mask]
-        row = dict(zip(by, key, strict=True)) | {"n_cold": len(cold), "n_warm": len(warm)}
-        if len(cold) >= 3 and len(warm) >= 3:
-            cm, wm = float(np.median(cold)), float(np.median(warm))
-            p = stats.mann_whitney(cold, warm, alternative="greater")
+    for row in groups.iter_rows(named=True):
+        if row["n_cold"] >= 3 and row["n_warm"] >= 3:
+            # the test reads the group's values; groups without enough cold requests are not read
+            g = df.filter(pl.all_horizontal(pl.col(c).eq_missing(row[c]) for c in by))
+            mask = g["cold"].to_numpy()
+            vals = g["_first"].to_numpy()
+            cm, wm = row["cold_p50_ms"], row["warm_p50_ms"]
             row |= {
-                "cold_p50_ms": cm,
-                "warm_p50_ms": wm,
                 "cold_start_delta_ms": cm - wm,
-                "cold_start_p_value": p,
+                "cold_start_p_value": stats.mann_whitney(vals[mask], vals[~mask], alternative="greater"),
             }
+        else:
+            row |= {"cold_p50_ms": None, "warm_p50_ms": None}
         rows.append(row)
     schema = {c: pl.Utf8 for c in by} | {
         "n_cold": pl.Int64,
