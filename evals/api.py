@@ -109,7 +109,7 @@ def evaluate(
             run = load.resolve_run(con, run)
             config = load.run_config(con, run)
             counts = load.endpoint_counts(con, run)
-            cells = load.load_cells(con, run)  # alone, on every core
+            cells = load.load_cells(con, run, load.store_root(db))  # alone, on every core
             arms = sorted(set(cells["provider"].to_list()))
             if baseline not in arms:
                 raise EvalError(
@@ -128,7 +128,7 @@ def evaluate(
             if "latency" in questions:
                 pre["itl"] = bg.submit(load.load_itl, cur, run, itl_sample, key)
             if "cost" in questions:
-                pre["traffic"] = bg.submit(load.load_traffic, cur, run)
+                pre["traffic"] = bg.submit(load.load_traffic, cur, run, cells["xid"].unique())
             metrics = timing.mark_cold(timing.request_metrics(cells), idle_s)
             rel_sums = timing.reliability_sums(metrics, BY_GROUP, slo)  # the provider level is their total
             rel_p = timing.reliability(metrics, BY_PROVIDER, slo, idle_s, sums=rel_sums)

@@ -151,7 +151,10 @@ def cost_sums(costs: pl.DataFrame, baseline: str, by: Sequence[str] = ("provider
         .group_by(k)
         .agg(pl.col("cost_usd").mean().alias("_c_b"))
     )
-    df = costs.join(base, on=k, how="left")
+    # a lookup, not a join: a join would copy every column of every cell
+    df = costs.with_columns(
+        pl.col(k).replace_strict(base[k], base["_c_b"], default=None, return_dtype=pl.Float64).alias("_c_b")
+    )
     paired = ok & (pl.col("provider") != baseline) & pl.col("_c_b").is_not_null()
     return df.group_by(by).agg(
         pl.len().alias("n_cells"),
