@@ -333,7 +333,7 @@ def synth(db: Path, rows: int, seed: int = 7, compact: bool = True) -> dict:
     out = {"results": total, "exchanges": n, "compacted_s": None}
     if compact:
         t = time.perf_counter()
-        compact_store(db, min_age_s=0.0, tables=("results", "attempts"))
+        compact_store(db, min_age_s=0.0, tables=("results", "attempts"), run_id=RUN)
         out["compacted_s"] = round(time.perf_counter() - t, 1)
     return out
 

@@ -127,8 +127,6 @@ def evaluate(
                 con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
             if "latency" in questions:
                 pre["itl"] = bg.submit(load.load_itl, cur, run, itl_sample, key)
-            if "cost" in questions:
-                pre["traffic"] = bg.submit(load.load_traffic, cur, run, cells["xid"].unique())
             metrics = timing.mark_cold(timing.request_metrics(cells), idle_s)
             rel_sums = timing.reliability_sums(metrics, BY_GROUP, slo)  # the provider level is their total
             rel_p = timing.reliability(metrics, BY_PROVIDER, slo, idle_s, sums=rel_sums)
@@ -150,38 +148,25 @@ def evaluate(
                     _from_bodies, cur, run, baseline, questions, config, rel_p, facts, sample, n_emb
                 )
                 del facts
+            if "cost" in questions:  # after the bodies: this thread has the latency to do meanwhile
+                pre["cost"] = bg.submit(
+                    _cost, cur, run, cells.select(spend.COST_INPUTS), config, counts, baseline
+                )
             lap("load_cells")
             pct_p = cmp_p = pl.DataFrame()
             if "latency" in questions:
                 pairs = timing.pair_differences(metrics, baseline)  # both levels test these pairs
                 sorted_g = stats.sorted_groups(metrics, BY_GROUP, list(timing.METRICS))
                 itl = pre["itl"].result()
-                pct_g = timing.percentiles(metrics, itl, BY_GROUP, sorted_by=sorted_g)
-                cmp_g = timing.compare(metrics, pct_g, baseline, BY_GROUP, pairs=pairs)
+                pct_g, cmp_g = _latency_level(metrics, itl, sorted_g, pairs, baseline, BY_GROUP)
                 ev.latency = _join(pct_g, cmp_g, [*BY_GROUP, "metric"])
-                pct_p = timing.percentiles(metrics, itl, BY_PROVIDER, sorted_by=sorted_g)
-                cmp_p = timing.compare(metrics, pct_p, baseline, BY_PROVIDER, pairs=pairs)
+                pct_p, cmp_p = _latency_level(metrics, itl, sorted_g, pairs, baseline, BY_PROVIDER)
                 del pairs, sorted_g, itl
                 lap("latency")
             cost_p = None
             if "cost" in questions:
-                tables = spend.pricing_map(config)
-                priced_units = sum(
-                    counts.get(e, 0)
-                    for e in ("images.generations", "audio.transcriptions", "audio.translations")
-                )
-                extras = load.load_usage_extras(con, run) if priced_units else None
-                costs = spend.request_costs(  # the columns it needs: a join copies every one
-                    cells.select(spend.COST_INPUTS), spend.price_frame(tables, cells), extras
-                )
-                traffic = _traffic(pre["traffic"].result(), cells)
-                factor = spend.month_factor(traffic)
-                sums = spend.cost_sums(costs, baseline, BY_GROUP)  # the provider level is their total
-                ev.cost = spend.cost_rollup(sums, factor, BY_GROUP)
-                cost_p = spend.cost_rollup(sums, factor, BY_PROVIDER)
-                ev.breakeven = spend.breakeven(tables, config, traffic)
-                del costs, traffic
-                lap("cost")
+                ev.cost, cost_p, ev.breakeven = pre["cost"].result()
+                lap("cost_wait")
             del cells, metrics
             q_p = compat_p = None
             if want_bodies:
@@ -255,6 +240,40 @@ def _from_bodies(
         "bg_compat": round(t3 - t2, 3),
     }
     return out
+
+
+def _latency_level(
+    metrics: pl.DataFrame,
+    itl: pl.DataFrame,
+    sorted_g: pl.DataFrame,
+    pairs: pl.DataFrame,
+    baseline: str,
+    by: list[str],
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Percentiles and the comparisons with the baseline at one level (``sorted_g``: the sorted
+    values of the finest groups; ``pairs``: the paired differences both levels test)."""
+    pct = timing.percentiles(metrics, itl, by, sorted_by=sorted_g)
+    return pct, timing.compare(metrics, pct, baseline, by, pairs=pairs)
+
+
+def _cost(
+    cur: duckdb.DuckDBPyConnection, run: str, cells: pl.DataFrame, config: dict, counts: dict, baseline: str
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The cost tables at both levels and the break-even table (runs on the second thread)."""
+    tables = spend.pricing_map(config)
+    priced_units = sum(
+        counts.get(e, 0) for e in ("images.generations", "audio.transcriptions", "audio.translations")
+    )
+    extras = load.load_usage_extras(cur, run) if priced_units else None
+    traffic = _traffic(load.load_traffic(cur, run, cells["xid"].unique()), cells)
+    costs = spend.request_costs(cells, spend.price_frame(tables, cells), extras)
+    factor = spend.month_factor(traffic)
+    sums = spend.cost_sums(costs, baseline, BY_GROUP)  # the provider level is their total
+    return (
+        spend.cost_rollup(sums, factor, BY_GROUP),
+        spend.cost_rollup(sums, factor, BY_PROVIDER),
+        spend.breakeven(tables, config, traffic),
+    )
 
 
 def _join(left: pl.DataFrame, right: pl.DataFrame, on: list[str]) -> pl.DataFrame:

@@ -159,6 +159,7 @@ def _scan_cells(root: Path, run: str) -> pl.DataFrame:
             .with_columns(missing)
             .select([pl.col(c).cast(empty.schema[c]) for c in _CELL_COLUMNS])
             .collect()
+            .rechunk()
         )
     except (pl.exceptions.PolarsError, OSError) as e:
         raise EvalError(f"reading results segments failed: {str(e).splitlines()[0]}") from e

@@ -56,9 +56,20 @@ def price_frame(tables: dict[str, PricingTable], cells: pl.DataFrame) -> pl.Data
     return pl.DataFrame(rows, schema=_SCHEMA)
 
 
-# The cell columns request_costs and cost_sums read (the group columns of evals.api included).
+# The cell columns request_costs and cost_sums read (the group columns of evals.api included, and
+# started_at for the traffic rate when the store has no exchanges).
 COST_INPUTS = (
-    *("exchange_id", "xid", "provider", "repeat", "endpoint", "model", "provider_model", "status"),
+    *(
+        "exchange_id",
+        "xid",
+        "provider",
+        "repeat",
+        "endpoint",
+        "model",
+        "provider_model",
+        "status",
+        "started_at",
+    ),
     *(
         "prompt_tokens",
         "completion_tokens",

@@ -62,15 +62,19 @@ def compact_store(
     min_age_s: float = 5.0,
     grace_s: float = GRACE_S,
     tables: tuple[str, ...] | None = None,
+    run_id: str | None = None,
 ) -> dict[str, tuple[int, int]]:
-    """Merge each table's (or ``tables``') segments older than ``min_age_s`` into one file:
-    {table: (files, rows)}.
+    """Merge each table's (or ``tables``') segments older than ``min_age_s`` (with ``run_id``: those
+    holding only that run's rows) into one file: {table: (files, rows)}.
 
     Sources of merges older than ``grace_s`` are deleted first. The catalog's views (the ``.duckdb``
     file, for the DuckDB CLI) are re-pointed at the new listing when the catalog is free.
     """
     root = segment_root(db_path)
-    done = {table: compact(root, table, min_age_s=min_age_s, grace_s=grace_s) for table in (tables or TABLES)}
+    done = {
+        table: compact(root, table, min_age_s=min_age_s, grace_s=grace_s, run_id=run_id)
+        for table in (tables or TABLES)
+    }
     if Path(db_path).suffix != ".d":
         init_catalog(db_path)  # logs and goes on when another process holds the catalog
     return done

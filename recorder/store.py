@@ -51,7 +51,7 @@ def table_scan(root: Path, table: str) -> str:
     """
     d = (root / table).resolve()
     if not d.is_dir() or not any(d.glob(SEGMENT_GLOB)):
-        return f"({_empty(table)})"  # e.g. a read-only store written before this table existed
+        return f"({empty_relation(table)})"  # e.g. a read-only store written before this table existed
     _live, merged, hidden = segment_state(root, table)
     glob = _quote(str(d / SEGMENT_GLOB))
     known = ", ".join(_quote(str(d / p.name)) for p in merged)
@@ -65,7 +65,7 @@ def table_scan(root: Path, table: str) -> str:
     # add the current schema seed to); it costs nothing at run time.
     return (
         f"(SELECT * EXCLUDE (filename) FROM read_parquet({glob}, union_by_name=true, filename=true) WHERE {keep}"
-        f" UNION ALL BY NAME {_empty(table)})"
+        f" UNION ALL BY NAME {empty_relation(table)})"
     )
 
 
@@ -86,7 +86,7 @@ def _sql_type(t: pa.DataType) -> str:
     return _SQL_TYPES[t]
 
 
-def _empty(table: str) -> str:
+def empty_relation(table: str) -> str:
     """A relation with ``table``'s current columns and types and no rows."""
     cols = ", ".join(f'CAST(NULL AS {_sql_type(f.type)}) AS "{f.name}"' for f in TABLES[table])
     return f"SELECT {cols} WHERE false"

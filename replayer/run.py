@@ -282,12 +282,13 @@ def decode_key(line: str) -> tuple[str, str, int]:
 
 
 def _compact(opts: RunOptions) -> None:
-    """Merge the results and attempts segments (one per writer flush) into sorted files, so
-    evaluation opens a few files and reads its samples without the other bodies. Never fails
-    the run: the segments stay readable as they are."""
+    """Merge the run's results and attempts segments (one per writer flush) into one file each,
+    results sorted by arm and sample key, so evaluation opens a few files and reads its samples
+    without the other bodies. Other runs' segments are left alone. Never fails the run: the
+    segments stay readable as they are."""
     t = time.perf_counter()
     try:
-        done = compact_store(opts.db, min_age_s=0.0, tables=("results", "attempts"))
+        done = compact_store(opts.db, min_age_s=0.0, tables=("results", "attempts"), run_id=opts.run_id)
     except Exception as e:  # noqa: BLE001 (a full disk, a permission: the run itself is complete)
         print(
             f"parity replay: compaction skipped ({type(e).__name__}: {e}); run `parity compact`",

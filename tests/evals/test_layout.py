@@ -85,3 +85,31 @@ def test_compaction_changes_no_figure(tmp_path, keyed):
     after = _evaluate(db)
     for f in FRAMES:
         _same(before[f], after[f], f)
+
+
+def test_compacting_one_run_leaves_the_others_and_keeps_every_row(tmp_path):
+    from recorder.segments import MERGED_PREFIX, supersedes
+    from recorder.store import connect
+
+    db = tmp_path / "s.duckdb"
+    root = segment_root(db)
+    for run in ("r1", "r2"):
+        rows = [{**r, "run_id": run} for r in with_facts(_rows()[:300])]
+        for k in range(0, len(rows), 100):
+            write_run(db, rows[k : k + 100], run_id=run)
+    before = {p.name for p in list_segments(root, "results")}
+    files, n = compact_store(db, min_age_s=0.0, tables=("results",), run_id="r1")["results"]
+    assert (files, n) == (3, 300)
+    live = list_segments(root, "results")
+    (merged,) = [p for p in live if p.name.startswith(MERGED_PREFIX)]
+    assert set(supersedes(merged)) <= before and len(supersedes(merged)) == 3
+    assert {p.name for p in live} - {merged.name} <= before  # r2's segments untouched
+    assert oct(merged.stat().st_mode & 0o777) == "0o600"
+    con = connect(db)
+    try:
+        got = con.sql(
+            "SELECT run_id, count(*), count(DISTINCT (exchange_id, provider)) FROM results GROUP BY 1 ORDER BY 1"
+        )
+        assert got.fetchall() == [("r1", 300, 300), ("r2", 300, 300)]
+    finally:
+        con.close()

@@ -160,8 +160,8 @@ def test_reader_never_sees_a_compacted_row_twice(tmp_path: Path, monkeypatch) ->
     real = segments.write_parquet_atomic
     during: list[int] = []
 
-    def write_then_read(table, dest, row_group_size=None):
-        out = real(table, dest, row_group_size)
+    def write_then_read(table, dest):
+        out = real(table, dest)
         if "-compact-" in dest.name:  # the merged segment is in, the sources not yet deleted
             during.append(query(db, "SELECT count(*) FROM exchanges")[0][0])
         return out
@@ -219,11 +219,11 @@ def test_two_concurrent_compactions_keep_every_row_once(tmp_path: Path, monkeypa
     real = segments.write_parquet_atomic
     first_writing = threading.Event()
 
-    def slow_write(table, dest, row_group_size=None):
+    def slow_write(table, dest):
         if "-compact-" in dest.name:  # hold the first compaction mid-merge while the second starts
             first_writing.set()
             time.sleep(0.5)
-        return real(table, dest, row_group_size)
+        return real(table, dest)
 
     monkeypatch.setattr(segments, "write_parquet_atomic", slow_write)
     done: list = []
