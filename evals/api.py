@@ -119,10 +119,10 @@ def evaluate(
             n_exchanges = cells["xid"].n_unique()
             n_emb = cells.filter(pl.col("endpoint") == "embeddings")["xid"].n_unique()
             key = load.sample_column(cells["sample_key"].null_count() == 0)
-            # From here two threads work side by side: this one computes latency and cost from the
-            # cells; the second runs the ITL, traffic and body queries on its own cursor and then
-            # answers quality and compatibility from the bodies. DuckDB, polars and numpy release
-            # the GIL; DuckDB leaves this thread a core.
+            # From here two threads work side by side: this one computes reliability and latency
+            # from the cells; the second, on its own cursor, loads the ITL sample, then the bodies
+            # (quality and the scorecard), then the traffic and the cost. DuckDB, polars and numpy
+            # release the GIL; DuckDB leaves this thread a core.
             if not isinstance(db, duckdb.DuckDBPyConnection):
                 con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
             if "latency" in questions:
