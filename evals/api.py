@@ -158,9 +158,10 @@ def evaluate(
                 pairs = timing.pair_differences(metrics, baseline)  # both levels test these pairs
                 sorted_g = stats.sorted_groups(metrics, BY_GROUP, list(timing.METRICS))
                 itl = pre["itl"].result()
-                pct_g, cmp_g = _latency_level(metrics, itl, sorted_g, pairs, baseline, BY_GROUP)
+                runs: dict = {}  # sorted paired differences, from the groups to the providers
+                pct_g, cmp_g = _latency_level(metrics, itl, sorted_g, pairs, runs, baseline, BY_GROUP)
                 ev.latency = _join(pct_g, cmp_g, [*BY_GROUP, "metric"])
-                pct_p, cmp_p = _latency_level(metrics, itl, sorted_g, pairs, baseline, BY_PROVIDER)
+                pct_p, cmp_p = _latency_level(metrics, itl, sorted_g, pairs, runs, baseline, BY_PROVIDER)
                 del pairs, sorted_g, itl
                 lap("latency")
             cost_p = None
@@ -247,13 +248,14 @@ def _latency_level(
     itl: pl.DataFrame,
     sorted_g: pl.DataFrame,
     pairs: pl.DataFrame,
+    runs: dict,
     baseline: str,
     by: list[str],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Percentiles and the comparisons with the baseline at one level (``sorted_g``: the sorted
     values of the finest groups; ``pairs``: the paired differences both levels test)."""
     pct = timing.percentiles(metrics, itl, by, sorted_by=sorted_g)
-    return pct, timing.compare(metrics, pct, baseline, by, pairs=pairs)
+    return pct, timing.compare(metrics, pct, baseline, by, pairs=pairs, sorted_pairs=runs)
 
 
 def _cost(

@@ -132,8 +132,9 @@ def quantiles_of_sorted(
     return out
 
 
-def median_ci(x: np.ndarray, alpha: float = ALPHA) -> tuple[float, float, float]:
-    """Median with its order-statistic (sign-test) CI; NaN bounds when the sample cannot support one."""
+def median_ci(x: np.ndarray, alpha: float = ALPHA, presorted: bool = False) -> tuple[float, float, float]:
+    """Median with its order-statistic (sign-test) CI; NaN bounds when the sample cannot support one.
+    ``presorted``: ``x`` is sorted already, so the order statistics are read, not selected."""
     x = np.asarray(x, dtype=float)
     n = len(x)
     if n == 0:
@@ -141,7 +142,8 @@ def median_ci(x: np.ndarray, alpha: float = ALPHA) -> tuple[float, float, float]
     lo, hi = quantile_ranks(np.array([n]), 0.5, alpha)
     mid = [(n - 1) // 2, n // 2]
     ranks = sorted({*mid, *(int(r) for r in (lo[0], hi[0]) if r < n)})
-    x = np.partition(x, ranks)  # the few order statistics needed, in O(n) instead of a sort
+    if not presorted:
+        x = np.partition(x, ranks)  # the few order statistics needed, in O(n) instead of a sort
     est = float((x[mid[0]] + x[mid[1]]) / 2)
     low = float(x[lo[0]]) if lo[0] < n else np.nan
     high = float(x[hi[0]]) if hi[0] < n else np.nan
@@ -158,12 +160,14 @@ def mover_diff(
     return low, high
 
 
-def paired_test(d: np.ndarray, alpha: float = ALPHA) -> dict:
-    """Median of paired differences with sign-test CI, and the Wilcoxon signed-rank p-value."""
+def paired_test(d: np.ndarray, alpha: float = ALPHA, presorted: bool = False) -> dict:
+    """Median of paired differences with sign-test CI, and the Wilcoxon signed-rank p-value.
+    ``presorted``: ``d`` is finite and sorted (a caller that tests several levels sorts once)."""
     d = np.asarray(d, dtype=float)
-    d = d[np.isfinite(d)]
-    med, low, high = median_ci(d, alpha)
-    p = wilcoxon_p(d)
+    if not presorted:
+        d = d[np.isfinite(d)]
+    med, low, high = median_ci(d, alpha, presorted)
+    p = wilcoxon_p(d, presorted)
     return {
         "n_pairs": len(d),
         "median_diff": med,
@@ -173,7 +177,7 @@ def paired_test(d: np.ndarray, alpha: float = ALPHA) -> dict:
     }
 
 
-def wilcoxon_p(d: np.ndarray) -> float:
+def wilcoxon_p(d: np.ndarray, presorted: bool = False) -> float:
     """Two-sided Wilcoxon signed-rank p-value (zeros dropped), as scipy's; O(n log n) for large n.
 
     Up to 50 non-zero differences scipy computes it (exact distribution when there are no ties);
@@ -188,7 +192,7 @@ def wilcoxon_p(d: np.ndarray) -> float:
         return float(sps.wilcoxon(nz, zero_method="wilcox", alternative="two-sided").pvalue)
     # Without ties, a positive difference x ranks above the positives and the |negatives| below
     # it: W+ comes from one sort of d and binary searches, no argsort of |d|.
-    sd = np.sort(nz)
+    sd = nz if presorted else np.sort(nz)
     k = int(np.searchsorted(sd, 0.0))
     neg, pos = -sd[:k][::-1], sd[k:]  # both ascending
     if not (np.any(pos[1:] == pos[:-1]) or np.any(neg[1:] == neg[:-1])):

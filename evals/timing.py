@@ -99,6 +99,7 @@ def compare(
     qs: Sequence[float] = QUANTILES,
     holm_by: Sequence[str] | None = None,
     pairs: pl.DataFrame | None = None,
+    sorted_pairs: dict | None = None,
 ) -> pl.DataFrame:
     """Each non-baseline group vs the baseline's same group: percentile deltas, paired test, Holm.
 
@@ -106,13 +107,15 @@ def compare(
     that is each provider's repeat 0. With too few pairs the test is Mann-Whitney (+ KS) instead.
     ``holm_by`` names the columns that define one family (default: every column of ``by`` but
     provider, plus metric, i.e. the providers compared on one metric). ``pairs`` is
-    ``pair_differences(metrics, baseline)`` when the caller compares at several levels.
+    ``pair_differences(metrics, baseline)`` when the caller compares at several levels, and
+    ``sorted_pairs`` a dict shared by those calls, finest level first: each level leaves its sorted
+    differences there and a coarser one merges them instead of sorting again.
     """
     by = list(by)
     rest = [c for c in by if c != "provider"]
     holm_by = list(holm_by) if holm_by is not None else [*rest, "metric"]
     deltas = _percentile_deltas(pct, baseline, rest, qs)
-    tests = _tests(metrics, baseline, by, rest, pairs)
+    tests = _tests(metrics, baseline, by, rest, pairs, sorted_pairs)
     if tests.is_empty():
         out = deltas
     elif deltas.width == 0:
@@ -227,7 +230,12 @@ def pair_differences(metrics: pl.DataFrame, baseline: str, by: Sequence[str] = G
 
 
 def _tests(
-    metrics: pl.DataFrame, baseline: str, by: list[str], rest: list[str], pairs: pl.DataFrame | None = None
+    metrics: pl.DataFrame,
+    baseline: str,
+    by: list[str],
+    rest: list[str],
+    pairs: pl.DataFrame | None = None,
+    sorted_pairs: dict | None = None,
 ) -> pl.DataFrame:
     names = list(METRICS)
     finite = [pl.col(n).cast(pl.Float64).is_finite().sum().alias(n) for n in names]
@@ -249,7 +257,7 @@ def _tests(
             continue
         pg = pair_groups.get(tuple(kd[c] for c in by))
         for n in names:
-            d = _finite(pg[n]) if pg is not None else np.array([])
+            d = _sorted_differences(kd, n, pg, sorted_pairs)
             jobs.append((kd | {"metric": n}, d, cand[n], bc[n], metrics, baseline, rest))
     # numpy's sorts release the GIL: the tests of different groups run on every core
     with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1) or 1) as pool:
@@ -262,13 +270,32 @@ def _tests(
     )
 
 
+def _sorted_differences(key: dict, metric: str, pg: pl.DataFrame | None, cache: dict | None) -> np.ndarray:
+    """The group's finite paired differences, sorted: merged from the finer groups' sorted runs
+    in ``cache`` when they add up to this group, else sorted here (and left in ``cache``)."""
+    d = _finite(pg[metric]) if pg is not None else np.array([])
+    if cache is None:
+        return np.sort(d)
+    runs = [
+        v
+        for (k, m), v in cache.items()
+        if m == metric and len(k) > len(key) and all(dict(k)[c] == key[c] for c in key)
+    ]
+    if runs and sum(len(r) for r in runs) == len(d):
+        d = np.sort(np.concatenate(runs), kind="stable")  # a merge of sorted runs
+    else:
+        d = np.sort(d)
+    cache[(tuple(key.items()), metric)] = d
+    return d
+
+
 def _test(
     key: dict, d: np.ndarray, n_a: int, n_b: int, metrics: pl.DataFrame, baseline: str, rest: list[str]
 ) -> dict | None:
     """Paired test on the differences ``d`` when they cover the arms (``n_a``, ``n_b`` values),
     else unpaired on the two arms' values (read from ``metrics`` only then)."""
-    if len(d) >= MIN_PAIRS and len(d) >= 0.5 * min(n_a, n_b):
-        return key | stats.paired_test(d) | {"test": "wilcoxon", "ks_p_value": None}
+    if len(d) >= MIN_PAIRS and len(d) >= 0.5 * min(n_a, n_b):  # d is sorted (_sorted_differences)
+        return key | stats.paired_test(d, presorted=True) | {"test": "wilcoxon", "ks_p_value": None}
     if min(n_a, n_b) >= 3:
         metric = key["metric"]
         arm = pl.all_horizontal(pl.col(c) == key[c] for c in key if c != "metric")
