@@ -286,10 +286,12 @@ def quality_table(
     embeddings: pl.DataFrame | None,
     baseline: str,
     by: Sequence[str] = GROUP,
+    memo: dict | None = None,
 ) -> pl.DataFrame:
     """Per group: validity rates (every arm), agreement with the baseline (other arms) and the score.
 
-    ``embeddings`` is ``load.load_embeddings`` output (None or empty when the run has none).
+    ``embeddings`` is ``load.load_embeddings`` output (None or empty when the run has none);
+    ``memo`` is handed to ``embedding_pairs`` (shared by the levels of one evaluation).
     """
     by = list(by)
     ok = pl.col("status") == 200
@@ -325,7 +327,7 @@ def quality_table(
     ).drop("_sd")
     out = valid.join(agree, on=by, how="left")
     if embeddings is not None and not embeddings.is_empty():
-        out = out.join(embedding_pairs(embeddings, baseline, by), on=by, how="left")
+        out = out.join(embedding_pairs(embeddings, baseline, by, memo), on=by, how="left")
     else:
         out = out.with_columns(
             pl.lit(None, pl.Float64).alias("embedding_cosine_mean"),

@@ -222,8 +222,9 @@ def _from_bodies(
     out["compared"] = compared = answers.compare_cells(checked, baseline)
     if "quality" in questions:
         emb = embedding_cells(outputs, baseline) if n_emb else None
-        out["quality"] = answers.quality_table(checked, compared, emb, baseline, BY_GROUP)
-        out["quality_p"] = answers.quality_table(checked, compared, emb, baseline, BY_PROVIDER)
+        memo: dict = {}  # structure scores, computed once for the inputs both levels share
+        out["quality"] = answers.quality_table(checked, compared, emb, baseline, BY_GROUP, memo)
+        out["quality_p"] = answers.quality_table(checked, compared, emb, baseline, BY_PROVIDER, memo)
         del emb
     del checked
     t2 = time.perf_counter()

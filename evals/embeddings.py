@@ -35,11 +35,15 @@ def structure_spearman(x: np.ndarray, y: np.ndarray) -> float | None:
     return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
 
 
-def embedding_pairs(emb: pl.DataFrame, baseline: str, by: Sequence[str]) -> pl.DataFrame:
+def embedding_pairs(
+    emb: pl.DataFrame, baseline: str, by: Sequence[str], memo: dict | None = None
+) -> pl.DataFrame:
     """Per non-baseline group: mean cosine to the baseline vectors (same dims) and structure Spearman.
 
     ``emb`` is ``load.load_embeddings`` output: one row per candidate cell with ``cosine`` and,
-    for the sampled exchanges, both arms' vectors ``v`` / ``vb`` (one list per input).
+    for the sampled exchanges, both arms' vectors ``v`` / ``vb`` (one list per input). ``memo``,
+    shared by the calls of several levels, keeps each structure score by the inputs it was
+    computed on: a provider whose embeddings lie in one group gets that group's score unrecomputed.
     """
     by = list(by)
     schema = {c: pl.Utf8 for c in by} | {
@@ -70,7 +74,14 @@ def embedding_pairs(emb: pl.DataFrame, baseline: str, by: Sequence[str]) -> pl.D
                 .sort("_h")
                 .head(MAX_STRUCTURE)
             )
-        r = structure_spearman(_matrix(g["v"]), _matrix(g["vb"])) if g.height else None
+        arm = dict(zip(by, key, strict=True)).get("provider")
+        inputs = (arm, tuple(g["exchange_id"].to_list()), tuple(g["idx"].to_list()))
+        if memo is not None and inputs in memo:
+            r = memo[inputs]
+        else:
+            r = structure_spearman(_matrix(g["v"]), _matrix(g["vb"])) if g.height else None
+            if memo is not None:
+                memo[inputs] = r
         rho.append(dict(zip(by, key, strict=True)) | {"embedding_structure_spearman": r})
     rho_df = pl.DataFrame(rho, schema={c: pl.Utf8 for c in by} | {"embedding_structure_spearman": pl.Float64})
     return out.join(rho_df, on=by, how="left").select(list(schema))
