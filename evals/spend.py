@@ -162,26 +162,30 @@ def cost_sums(costs: pl.DataFrame, baseline: str, by: Sequence[str] = ("provider
         .group_by(k)
         .agg(pl.col("cost_usd").mean().alias("_c_b"))
     )
-    # a lookup, not a join: a join would copy every column of every cell
-    df = costs.with_columns(
-        pl.col(k).replace_strict(base[k], base["_c_b"], default=None, return_dtype=pl.Float64).alias("_c_b")
-    )
+    # joined on the key column alone: a join of the frame would copy every column of every cell
+    c_b = costs.select(k).join(base, on=k, how="left", maintain_order="left")["_c_b"]
+    df = costs.with_columns(c_b)
     paired = ok & (pl.col("provider") != baseline) & pl.col("_c_b").is_not_null()
+
+    # masks (when/then), not filters: a filter gathers a new column per aggregate
+    def of_ok(c: str) -> pl.Expr:
+        return pl.when(ok).then(pl.col(c))
+
     return df.group_by(by).agg(
         pl.len().alias("n_cells"),
         ok.sum().alias("n_success"),
         pl.col(k).n_unique().alias("n_exchanges"),  # an exchange lies in one endpoint x model group
         pl.col("cost_usd").sum().alias("_cost"),
-        pl.col("cost_usd").filter(ok).sum().alias("_cost_ok"),
-        pl.col("cost_usd").filter(ok).is_null().sum().alias("_unpriced"),
-        pl.col("cost_estimated").filter(ok).sum().alias("_est"),
-        pl.col("cost_estimated").filter(ok).count().alias("_est_n"),
-        pl.col("prompt_tokens").filter(ok).sum().alias("prompt_tokens"),
-        pl.col("completion_tokens").filter(ok).sum().alias("completion_tokens"),
-        pl.col("cached_tokens").filter(ok).sum().alias("cached_tokens"),
+        of_ok("cost_usd").sum().alias("_cost_ok"),
+        (ok & pl.col("cost_usd").is_null()).sum().alias("_unpriced"),
+        of_ok("cost_estimated").sum().alias("_est"),
+        (ok & pl.col("cost_estimated").is_not_null()).sum().alias("_est_n"),
+        of_ok("prompt_tokens").sum().alias("prompt_tokens"),
+        of_ok("completion_tokens").sum().alias("completion_tokens"),
+        of_ok("cached_tokens").sum().alias("cached_tokens"),
         (pl.col("cost_source") == "replayer").sum().alias("_replayer"),
-        pl.col("cost_usd").filter(paired).sum().alias("_pair_cost"),
-        pl.col("_c_b").filter(paired).sum().alias("_pair_base"),
+        pl.when(paired).then(pl.col("cost_usd")).sum().alias("_pair_cost"),
+        pl.when(paired).then(pl.col("_c_b")).sum().alias("_pair_base"),
         paired.sum().alias("n_cost_pairs"),
     )
 
