@@ -110,7 +110,7 @@ def evaluate(
             config = load.run_config(con, run)
             counts = load.endpoint_counts(con, run)
             cells = load.load_cells(con, run, load.store_root(db))  # alone, on every core
-            arms = sorted(set(cells["provider"].to_list()))
+            arms = sorted(cells["provider"].unique().drop_nulls().to_list())
             if baseline not in arms:
                 raise EvalError(
                     f"baseline {baseline!r} has no results in run {run!r}; arms: {', '.join(arms)}"
