@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 from scipy import stats as sps
 
 ALPHA = 0.05
@@ -75,25 +74,53 @@ def sorted_groups(df: pl.DataFrame, by: Sequence[str], values: Sequence[str]) ->
     )
 
 
-def merge_sorted_groups(g: pl.DataFrame, by: Sequence[str], values: Sequence[str]) -> pl.DataFrame:
-    """``sorted_groups`` at the coarser ``by`` from finer sorted groups: each coarse group's lists
-    are concatenated and stable-sorted, which merges the sorted runs (timsort) instead of sorting."""
+def merged_quantiles(
+    g: pl.DataFrame,
+    by: Sequence[str],
+    values: Sequence[str],
+    qs: Sequence[float] = QUANTILES,
+    alpha: float = ALPHA,
+) -> dict[str, pl.DataFrame]:
+    """``quantiles_of_sorted`` at the coarser ``by`` from finer ``sorted_groups`` output: each coarse
+    group's sorted runs are merged (a stable sort of sorted runs) and its order statistics read
+    from the merged array directly, without building list columns."""
     by = list(by)
-    rows: dict[str, list] = {c: [] for c in [*by, *values]}
-    for key, sub in g.partition_by(by, as_dict=True, maintain_order=True).items():
-        for c, k in zip(by, key, strict=True):
-            rows[c].append(k)
-        for v in values:
-            rows[v].append(np.sort(sub[v].explode().drop_nulls().to_numpy(), kind="stable"))
-    return pl.DataFrame({c: rows[c] for c in by} | {v: _list_series(v, rows[v]) for v in values})
+    parts = g.partition_by(by, as_dict=True, maintain_order=True)
+    keys = list(parts)
+    out = {}
+    for v in values:
+        arrays = [np.sort(sub[v].explode().drop_nulls().to_numpy(), kind="stable") for sub in parts.values()]
+        out[v] = _quantiles_of_arrays(by, keys, arrays, qs, alpha)
+    return out
 
 
-def _list_series(name: str, arrays: list[np.ndarray]) -> pl.Series:
-    """A List(Float64) series from numpy arrays, built from offsets (no per-value Python objects)."""
-    offsets = np.concatenate([[0], np.cumsum([len(a) for a in arrays])]).astype(np.int64)
-    flat = np.concatenate(arrays) if arrays else np.array([], dtype=float)
-    arr = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.float64()))
-    return pl.Series(name, pl.from_arrow(arr)).cast(pl.List(pl.Float64))
+def _quantiles_of_arrays(
+    by: list[str], keys: list[tuple], arrays: list[np.ndarray], qs: Sequence[float], alpha: float
+) -> pl.DataFrame:
+    """The ``quantiles_of_sorted`` columns for sorted numpy arrays (same arithmetic, same nulls)."""
+    n = np.array([len(a) for a in arrays], dtype=np.int64)
+    kept = [i for i in range(len(arrays)) if n[i] > 0]
+    cols: dict[str, pl.Series] = {c: pl.Series(c, [keys[i][j] for i in kept]) for j, c in enumerate(by)} | {
+        "n": pl.Series("n", n[kept], dtype=pl.Int64)
+    }
+    n = n[kept]
+    arrays = [arrays[i] for i in kept]
+    for q in qs:
+        name = pct_name(q)
+        h = (n - 1) * q
+        f = np.floor(h).astype(np.int64)
+        c = np.minimum(f + 1, n - 1)
+        w = h - f
+        lo, hi = quantile_ranks(n, q, alpha)
+        est = [a[fi] * (1 - wi) + a[ci] * wi for a, fi, ci, wi in zip(arrays, f, c, w, strict=True)]
+        low = [a[i] if i < len(a) else None for a, i in zip(arrays, lo, strict=True)]
+        high = [a[i] if i < len(a) else None for a, i in zip(arrays, hi, strict=True)]
+        cols |= {
+            name: pl.Series(name, est, dtype=pl.Float64),
+            f"{name}_ci_low": pl.Series(f"{name}_ci_low", low, dtype=pl.Float64),
+            f"{name}_ci_high": pl.Series(f"{name}_ci_high", high, dtype=pl.Float64),
+        }
+    return pl.DataFrame(cols)
 
 
 def quantiles_of_sorted(

@@ -55,12 +55,11 @@ def percentiles(
     """
     by = list(by)
     if sorted_by is not None and set(by) < set(sorted_by.columns):
-        g = stats.merge_sorted_groups(sorted_by, by, list(METRICS))
-    elif sorted_by is not None and set(by) <= set(sorted_by.columns):
-        g = sorted_by
+        tables = stats.merged_quantiles(sorted_by, by, list(METRICS), qs)
     else:
-        g = stats.sorted_groups(metrics, by, list(METRICS))
-    tables = stats.quantiles_of_sorted(g, by, list(METRICS), qs)
+        g = sorted_by if sorted_by is not None and set(by) <= set(sorted_by.columns) else None
+        g = stats.sorted_groups(metrics, by, list(METRICS)) if g is None else g
+        tables = stats.quantiles_of_sorted(g, by, list(METRICS), qs)
     parts = [t.with_columns(pl.lit(m).alias("metric")) for m, t in tables.items()]
     if itl is not None and not itl.is_empty():
         parts.append(itl_percentiles(itl, by, qs))
