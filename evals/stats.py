@@ -82,29 +82,54 @@ def merged_quantiles(
     alpha: float = ALPHA,
 ) -> dict[str, pl.DataFrame]:
     """``quantiles_of_sorted`` at the coarser ``by`` from finer ``sorted_groups`` output: each coarse
-    group's sorted runs are merged (a stable sort of sorted runs) and its order statistics read
-    from the merged array directly, without building list columns."""
+    group's sorted runs are merged (a stable sort of sorted runs) instead of sorted again."""
     by = list(by)
-    parts = g.partition_by(by, as_dict=True, maintain_order=True)
-    keys = list(parts)
+    keys = g.select(by).unique(maintain_order=True)
+    of_key = (
+        g.select(by)
+        .join(keys.with_row_index("_k"), on=by, how="left", nulls_equal=True, maintain_order="left")["_k"]
+        .to_numpy()
+    )
+    members = [np.flatnonzero(of_key == k) for k in range(keys.height)]
     out = {}
     for v in values:
-        arrays = [np.sort(sub[v].explode().drop_nulls().to_numpy(), kind="stable") for sub in parts.values()]
-        out[v] = _quantiles_of_arrays(by, keys, arrays, qs, alpha)
+        runs = _arrays(g[v])
+        merged = [np.sort(np.concatenate([runs[i] for i in m]), kind="stable") for m in members]
+        out[v] = _quantiles_of_arrays(keys, merged, qs, alpha)
     return out
 
 
+def quantiles_of_sorted(
+    g: pl.DataFrame,
+    by: Sequence[str],
+    values: Sequence[str],
+    qs: Sequence[float] = QUANTILES,
+    alpha: float = ALPHA,
+) -> dict[str, pl.DataFrame]:
+    """``quantile_tables`` from ``sorted_groups`` output."""
+    keys = g.select(list(by))
+    return {v: _quantiles_of_arrays(keys, _arrays(g[v]), qs, alpha) for v in values}
+
+
+def _arrays(s: pl.Series) -> list[np.ndarray]:
+    """A ``sorted_groups`` list column as one numpy array per row (views of one flat array)."""
+    lens = s.list.len().fill_null(0).to_numpy()
+    flat = s.explode().drop_nulls().to_numpy().astype(float, copy=False)  # an empty list explodes to null
+    return np.split(flat, np.cumsum(lens)[:-1])
+
+
 def _quantiles_of_arrays(
-    by: list[str], keys: list[tuple], arrays: list[np.ndarray], qs: Sequence[float], alpha: float
+    keys: pl.DataFrame, arrays: list[np.ndarray], qs: Sequence[float], alpha: float
 ) -> pl.DataFrame:
-    """The ``quantiles_of_sorted`` columns for sorted numpy arrays (same arithmetic, same nulls)."""
+    """Per row of ``keys`` with a non-empty sorted array: n, and for each q the linear-interpolated
+    percentile with its order-statistic CI (null where the sample cannot bound it)."""
     n = np.array([len(a) for a in arrays], dtype=np.int64)
-    kept = [i for i in range(len(arrays)) if n[i] > 0]
-    cols: dict[str, pl.Series] = {c: pl.Series(c, [keys[i][j] for i in kept]) for j, c in enumerate(by)} | {
-        "n": pl.Series("n", n[kept], dtype=pl.Int64)
+    keep = n > 0
+    cols = {c: keys[c].filter(pl.Series(keep)) for c in keys.columns} | {
+        "n": pl.Series("n", n[keep], dtype=pl.Int64)
     }
-    n = n[kept]
-    arrays = [arrays[i] for i in kept]
+    arrays = [a for a in arrays if len(a)]
+    n = n[keep]
     for q in qs:
         name = pct_name(q)
         h = (n - 1) * q
@@ -121,42 +146,6 @@ def _quantiles_of_arrays(
             f"{name}_ci_high": pl.Series(f"{name}_ci_high", high, dtype=pl.Float64),
         }
     return pl.DataFrame(cols)
-
-
-def quantiles_of_sorted(
-    g: pl.DataFrame,
-    by: Sequence[str],
-    values: Sequence[str],
-    qs: Sequence[float] = QUANTILES,
-    alpha: float = ALPHA,
-) -> dict[str, pl.DataFrame]:
-    """``quantile_tables`` from ``sorted_groups`` output."""
-    by = list(by)
-    out = {}
-    for v in values:
-        s = g[v]
-        n = s.list.len().to_numpy().astype(np.int64)
-        keep = n > 0
-        cols = {c: g[c].filter(keep) for c in by} | {"n": pl.Series("n", n[keep], dtype=pl.Int64)}
-        s, n = s.filter(keep), n[keep]
-        for q in qs:
-            name = pct_name(q)
-            h = (n - 1) * q
-            f = np.floor(h).astype(np.int64)
-            c = np.minimum(f + 1, n - 1)
-            w = h - f
-            lo, hi = quantile_ranks(n, q, alpha)
-            got = pl.DataFrame({"_s": s, "_f": f, "_c": c, "_w": w, "_lo": lo, "_hi": hi}).select(
-                (
-                    pl.col("_s").list.get(pl.col("_f"), null_on_oob=True) * (1 - pl.col("_w"))
-                    + pl.col("_s").list.get(pl.col("_c"), null_on_oob=True) * pl.col("_w")
-                ).alias(name),
-                pl.col("_s").list.get(pl.col("_lo"), null_on_oob=True).alias(f"{name}_ci_low"),
-                pl.col("_s").list.get(pl.col("_hi"), null_on_oob=True).alias(f"{name}_ci_high"),
-            )
-            cols |= {c2: got[c2] for c2 in got.columns}
-        out[v] = pl.DataFrame(cols)
-    return out
 
 
 def median_ci(x: np.ndarray, alpha: float = ALPHA, presorted: bool = False) -> tuple[float, float, float]:

@@ -50,16 +50,19 @@ def percentiles(
 ) -> pl.DataFrame:
     """Long table: one row per group and metric with n and each percentile with its CI.
 
-    ``sorted_by`` (``stats.sorted_groups(metrics, finer, METRICS)`` for groups finer than ``by``)
-    saves sorting every metric again: the coarser groups merge its sorted lists.
+    ``sorted_by`` (``stats.sorted_groups(metrics, groups, METRICS)`` for these groups or finer ones)
+    saves sorting every metric again: coarser groups merge its sorted lists.
     """
     by = list(by)
-    if sorted_by is not None and set(by) < set(sorted_by.columns):
+    finer = [c for c in sorted_by.columns if c not in METRICS] if sorted_by is not None else []
+    if set(by) == set(finer):  # the sorted groups are these groups
+        tables = stats.quantiles_of_sorted(sorted_by, by, list(METRICS), qs)
+    elif set(by) < set(finer):
         tables = stats.merged_quantiles(sorted_by, by, list(METRICS), qs)
     else:
-        g = sorted_by if sorted_by is not None and set(by) <= set(sorted_by.columns) else None
-        g = stats.sorted_groups(metrics, by, list(METRICS)) if g is None else g
-        tables = stats.quantiles_of_sorted(g, by, list(METRICS), qs)
+        tables = stats.quantiles_of_sorted(
+            stats.sorted_groups(metrics, by, list(METRICS)), by, list(METRICS), qs
+        )
     parts = [t.with_columns(pl.lit(m).alias("metric")) for m, t in tables.items()]
     if itl is not None and not itl.is_empty():
         parts.append(itl_percentiles(itl, by, qs))
