@@ -300,8 +300,10 @@ def _test(
         return key | stats.paired_test(d, presorted=True) | {"test": "wilcoxon", "ks_p_value": None}
     if min(n_a, n_b) >= 3:
         metric = key["metric"]
-        arm = pl.all_horizontal(pl.col(c) == key[c] for c in key if c != "metric")
-        same = pl.all_horizontal([pl.col("provider") == baseline, *[pl.col(c) == key[c] for c in rest]])
+        arm = pl.all_horizontal(pl.col(c).eq_missing(key[c]) for c in key if c != "metric")
+        same = pl.all_horizontal(
+            [pl.col("provider") == baseline, *[pl.col(c).eq_missing(key[c]) for c in rest]]
+        )
         a = _finite(metrics.filter(arm)[metric])
         b = _finite(metrics.filter(same)[metric])
         return key | stats.unpaired_test(a, b) | {"test": "mann-whitney", "n_pairs": len(d)}
