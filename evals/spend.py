@@ -171,22 +171,26 @@ def cost_sums(costs: pl.DataFrame, baseline: str, by: Sequence[str] = ("provider
     def of_ok(c: str) -> pl.Expr:
         return pl.when(ok).then(pl.col(c))
 
-    return df.group_by(by).agg(
-        pl.len().alias("n_cells"),
-        ok.sum().alias("n_success"),
-        pl.col(k).n_unique().alias("n_exchanges"),  # an exchange lies in one endpoint x model group
-        pl.col("cost_usd").sum().alias("_cost"),
-        of_ok("cost_usd").sum().alias("_cost_ok"),
-        (ok & pl.col("cost_usd").is_null()).sum().alias("_unpriced"),
-        of_ok("cost_estimated").sum().alias("_est"),
-        (ok & pl.col("cost_estimated").is_not_null()).sum().alias("_est_n"),
-        of_ok("prompt_tokens").sum().alias("prompt_tokens"),
-        of_ok("completion_tokens").sum().alias("completion_tokens"),
-        of_ok("cached_tokens").sum().alias("cached_tokens"),
-        (pl.col("cost_source") == "replayer").sum().alias("_replayer"),
-        pl.when(paired).then(pl.col("cost_usd")).sum().alias("_pair_cost"),
-        pl.when(paired).then(pl.col("_c_b")).sum().alias("_pair_base"),
-        paired.sum().alias("n_cost_pairs"),
+    return (
+        df.group_by(by)
+        .agg(
+            pl.len().alias("n_cells"),
+            ok.sum().alias("n_success"),
+            pl.col(k).n_unique().alias("n_exchanges"),  # an exchange lies in one endpoint x model group
+            pl.col("cost_usd").sum().alias("_cost"),
+            of_ok("cost_usd").sum().alias("_cost_ok"),
+            (ok & pl.col("cost_usd").is_null()).sum().alias("_unpriced"),
+            of_ok("cost_estimated").sum().alias("_est"),
+            (ok & pl.col("cost_estimated").is_not_null()).sum().alias("_est_n"),
+            of_ok("prompt_tokens").sum().alias("prompt_tokens"),
+            of_ok("completion_tokens").sum().alias("completion_tokens"),
+            of_ok("cached_tokens").sum().alias("cached_tokens"),
+            (pl.col("cost_source") == "replayer").sum().alias("_replayer"),
+            pl.when(paired).then(pl.col("cost_usd")).sum().alias("_pair_cost"),
+            pl.when(paired).then(pl.col("_c_b")).sum().alias("_pair_base"),
+            paired.sum().alias("n_cost_pairs"),
+        )
+        .sort(by)  # group order fixed, so coarser totals add the same floats in the same order
     )
 
 
