@@ -133,7 +133,8 @@ def xid_of(col: str = "exchange_id") -> pl.Expr:
     return pl.col(col).hash(XID_SEED)
 
 
-def _cell_key() -> pl.Expr:
+def cell_key() -> pl.Expr:
+    """The integer key of a cell (exchange, provider, repeat), for lookups across frames."""
     return pl.struct(
         pl.col("exchange_id").cast(pl.Utf8), pl.col("provider").cast(pl.Utf8), pl.col("repeat").cast(pl.Int64)
     ).hash(XID_SEED)
@@ -177,7 +178,7 @@ def load_cells(con: duckdb.DuckDBPyConnection, run: str, root: Path | None = Non
         df = frame(con, f"SELECT {', '.join(_CELL_COLUMNS)} FROM results WHERE run_id = $run", {"run": run})
     df = df.with_columns(
         xid_of().alias("xid"),
-        _cell_key().alias("_cell"),
+        cell_key().alias("_cell"),
         pl.coalesce("recorded_model", "model").alias("model"),
         pl.col("model").alias("provider_model"),
     ).drop("recorded_model")
@@ -186,7 +187,7 @@ def load_cells(con: duckdb.DuckDBPyConnection, run: str, root: Path | None = Non
         con,
         """SELECT DISTINCT exchange_id, provider, "repeat" FROM attempts WHERE run_id = $run AND status = 429""",
         {"run": run},
-    ).select(_cell_key().alias("_cell"))["_cell"]
+    ).select(cell_key().alias("_cell"))["_cell"]
     df = df.with_columns(
         ((pl.col("status") == 429).fill_null(False) | pl.col("_cell").is_in(hit.implode())).alias("saw_429")
     )

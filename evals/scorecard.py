@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from evals.load import cell_key
 from replayer.facts import COLUMNS as FACTS
 from replayer.facts import stop_hit
 
@@ -190,9 +191,7 @@ def cell_checks(
         df = _legacy_rows(checked, attempts_429, streams)
     if attempts_429 is not None and not attempts_429.is_empty():
         # a lookup by the cell's hash: a join would copy every column of a million cells
-        cell = pl.struct(
-            pl.col("exchange_id", "provider").cast(pl.Utf8), pl.col("repeat").cast(pl.Int64)
-        ).hash(7)
+        cell = cell_key()
         a = attempts_429.select(cell.alias("_h"), "advertised_429")
         df = df.with_columns(
             cell.replace_strict(a["_h"], a["advertised_429"], default=None, return_dtype=pl.Boolean).alias(

@@ -342,35 +342,31 @@ def _only_run(path: Path, run_id: str) -> bool:
     return True
 
 
-def _sql_str(v: object) -> str:
-    return "'" + str(v).replace("'", "''") + "'"
-
-
 def _merge_sorted(segs: list[Path], table: str, dest: Path) -> int:
     """Merge ``segs`` into ``dest`` ordered by ``SORTED_TABLES[table]`` in row groups of
     ``ROW_GROUP_ROWS``, through DuckDB so the sort spills to disk past ``MERGE_MEMORY``; the
     footer names the sources, and the file appears with one rename. Returns the rows written."""
     import duckdb
 
-    from recorder.store import empty_relation  # recorder.store imports this module
+    from recorder.store import empty_relation, sql_string  # recorder.store imports this module
 
     tmp = dest.with_name(dest.name + f".{uuid.uuid4().hex[:6]}.tmp")
     spill = dest.parent / f".merge-{uuid.uuid4().hex[:6]}"
-    files = ", ".join(_sql_str(p) for p in segs)
+    files = ", ".join(sql_string(str(p)) for p in segs)
     cols = ", ".join(f'"{f.name}"' for f in TABLES[table])
     order = ", ".join(f'"{c}"' for c in SORTED_TABLES[table])
-    meta = _sql_str(json.dumps([p.name for p in segs]))
+    meta = sql_string(json.dumps([p.name for p in segs]))
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
         con.execute(f"SET memory_limit = '{MERGE_MEMORY}'")
-        con.execute(f"SET temp_directory = {_sql_str(spill)}")
+        con.execute(f"SET temp_directory = {sql_string(str(spill))}")
         con.execute("SET preserve_insertion_order = false")
         con.execute(
             f"COPY (SELECT {cols} FROM (SELECT * FROM read_parquet([{files}], union_by_name = true)"
             f" UNION ALL BY NAME {empty_relation(table)}) ORDER BY {order})"
-            f" TO {_sql_str(tmp)} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS},"
-            f" KV_METADATA {{{_sql_str(SUPERSEDES_KEY.decode())}: {meta}}})"
+            f" TO {sql_string(str(tmp))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS},"
+            f" KV_METADATA {{{sql_string(SUPERSEDES_KEY.decode())}: {meta}}})"
         )
         os.chmod(tmp, 0o600)
         with open(tmp, "rb") as fh:

@@ -37,7 +37,8 @@ class StoreError(Exception):
     """The store cannot be opened or read."""
 
 
-def _quote(s: str) -> str:
+def sql_string(s: str) -> str:
+    """``s`` as a SQL string literal."""
     return "'" + s.replace("'", "''") + "'"
 
 
@@ -53,13 +54,13 @@ def table_scan(root: Path, table: str) -> str:
     if not d.is_dir() or not any(d.glob(SEGMENT_GLOB)):
         return f"({empty_relation(table)})"  # e.g. a read-only store written before this table existed
     _live, merged, hidden = segment_state(root, table)
-    glob = _quote(str(d / SEGMENT_GLOB))
-    known = ", ".join(_quote(str(d / p.name)) for p in merged)
-    keep = f"(filename NOT LIKE {_quote('%/' + MERGED_PREFIX + '%')}" + (
+    glob = sql_string(str(d / SEGMENT_GLOB))
+    known = ", ".join(sql_string(str(d / p.name)) for p in merged)
+    keep = f"(filename NOT LIKE {sql_string('%/' + MERGED_PREFIX + '%')}" + (
         f" OR filename IN ({known}))" if known else ")"
     )
     if hidden:
-        keep += " AND filename NOT IN (" + ", ".join(_quote(str(d / n)) for n in sorted(hidden)) + ")"
+        keep += " AND filename NOT IN (" + ", ".join(sql_string(str(d / n)) for n in sorted(hidden)) + ")"
     # UNION ALL BY NAME with an empty relation of the current schema: every column exists even
     # when no segment has it yet (a store written by an older version that this process cannot
     # add the current schema seed to); it costs nothing at run time.
