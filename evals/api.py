@@ -85,7 +85,7 @@ def evaluate(
     Bounded work at scale: pooled ITL uses at most ``itl_sample`` streamed requests per provider,
     answer quality at most ``quality_sample`` exchanges (embedding agreement at most
     ``embedding_sample``) and the judge at most ``max_judge_pairs`` pairs per provider
-    (deterministic hash samples, the same exchanges for every arm; None = all).
+    (deterministic samples by ``sample_key``, the same exchanges for every arm; None = all).
     Latency, cost and the scorecard always use every cell.
     """
     unknown = set(questions) - set(QUESTIONS)

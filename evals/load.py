@@ -18,8 +18,8 @@ import polars as pl
 
 from evals.errors import EvalError
 from recorder.schema import RESULTS
-from recorder.segments import segment_root, segment_state
-from recorder.store import StoreError, connect, table_scan
+from recorder.segments import SEGMENT_GLOB, segment_root, segment_state, table_dir
+from recorder.store import StoreError, connect, sql_string, table_scan
 from replayer.facts import COLUMNS as FACTS
 
 Store = str | os.PathLike | duckdb.DuckDBPyConnection
@@ -57,8 +57,8 @@ def open_store(db: Store) -> Iterator[duckdb.DuckDBPyConnection]:
             con.execute("SET enable_progress_bar = false")
         root = segment_root(path)
         con.execute(f"CREATE OR REPLACE VIEW {RAW_RESULTS} AS SELECT * FROM {table_scan(root, 'results')}")
-        glob = str((root / "results" / "*.parquet").resolve()).replace("'", "''")
-        con.execute(f"CREATE OR REPLACE VIEW {RAW_META} AS SELECT * FROM parquet_metadata('{glob}')")
+        glob = sql_string(str((table_dir(root, "results") / SEGMENT_GLOB).resolve()))
+        con.execute(f"CREATE OR REPLACE VIEW {RAW_META} AS SELECT * FROM parquet_metadata({glob})")
         yield con
     finally:
         con.close()
