@@ -7,6 +7,7 @@ x model (the question tables) and provider (the summary figures).
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -91,7 +92,46 @@ def evaluate(
     unknown = set(questions) - set(QUESTIONS)
     if unknown:
         raise EvalError(f"unknown question(s) {sorted(unknown)}; known: {', '.join(QUESTIONS)}")
-    slo = timing.parse_slos(slos)
+    # The cyclic collector would walk every object again and again while the answers are parsed;
+    # nothing here makes cycles that outlive the call, so it runs once at the end instead.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _evaluate(
+            db,
+            run,
+            baseline,
+            timing.parse_slos(slos),
+            questions,
+            judge,
+            providers,
+            rubric,
+            max_judge_pairs,
+            idle_s,
+            itl_sample,
+            quality_sample,
+            embedding_sample,
+        )
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _evaluate(
+    db: Store,
+    run: str | None,
+    baseline: str,
+    slo: dict[str, float],
+    questions: tuple[str, ...],
+    judge: str | None,
+    providers: str | os.PathLike | None,
+    rubric: str | None,
+    max_judge_pairs: int | None,
+    idle_s: float,
+    itl_sample: int,
+    quality_sample: int | None,
+    embedding_sample: int,
+) -> Evaluation:
     clock = time.perf_counter()
     secs: dict[str, float] = {}
 
@@ -105,6 +145,7 @@ def evaluate(
     with load.open_store(db) as con, ThreadPoolExecutor(max_workers=1) as bg:
         cur = con.cursor()
         pre: dict[str, Future] = {}
+        rel_later: Future = Future()  # the provider reliability the scorecard reads, computed below
         try:
             run = load.resolve_run(con, run)
             config = load.run_config(con, run)
@@ -121,16 +162,13 @@ def evaluate(
             key = load.sample_column(cells["sample_key"].null_count() == 0)
             # From here two threads work side by side: this one computes reliability and latency
             # from the cells; the second, on its own cursor, loads the ITL sample, then the bodies
-            # (quality and the scorecard), then the traffic and the cost. DuckDB, polars and numpy
-            # release the GIL; DuckDB leaves this thread a core.
+            # (quality and the scorecard), then the traffic and the cost. It starts now, so it has
+            # work while this thread computes reliability. DuckDB, polars and numpy release the
+            # GIL; DuckDB leaves this thread a core.
             if not isinstance(db, duckdb.DuckDBPyConnection):
                 con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
             if "latency" in questions:
                 pre["itl"] = bg.submit(load.load_itl, cur, run, itl_sample, key)
-            metrics = timing.mark_cold(timing.request_metrics(cells), idle_s)
-            rel_sums = timing.reliability_sums(metrics, BY_GROUP, slo)  # the provider level is their total
-            rel_p = timing.reliability(metrics, BY_PROVIDER, slo, idle_s, sums=rel_sums)
-            ev.reliability = timing.reliability(metrics, BY_GROUP, slo, idle_s, sums=rel_sums)
             if want_bodies:
                 thr = load.sample_threshold(n_exchanges, quality_sample)
                 emb_thr = load.sample_threshold(
@@ -145,13 +183,18 @@ def evaluate(
                 )
                 sample = (thr, emb_thr, key, for_scorecard)
                 pre["bodies"] = bg.submit(
-                    _from_bodies, cur, run, baseline, questions, config, rel_p, facts, sample, n_emb
+                    _from_bodies, cur, run, baseline, questions, config, rel_later, facts, sample, n_emb
                 )
                 del facts
             if "cost" in questions:  # after the bodies: this thread has the latency to do meanwhile
                 pre["cost"] = bg.submit(
                     _cost, cur, run, cells.select(spend.COST_INPUTS), config, counts, baseline
                 )
+            metrics = timing.mark_cold(timing.request_metrics(cells), idle_s)
+            rel_sums = timing.reliability_sums(metrics, BY_GROUP, slo)  # the provider level is their total
+            rel_p = timing.reliability(metrics, BY_PROVIDER, slo, idle_s, sums=rel_sums)
+            rel_later.set_result(rel_p)
+            ev.reliability = timing.reliability(metrics, BY_GROUP, slo, idle_s, sums=rel_sums)
             lap("load_cells")
             pct_p = cmp_p = pl.DataFrame()
             if "latency" in questions:
@@ -191,6 +234,8 @@ def evaluate(
         finally:
             for f in pre.values():
                 f.cancel()
+            if not rel_later.done():  # else the scorecard would wait for it forever
+                rel_later.set_exception(EvalError("the evaluation stopped before reliability"))
             bg.shutdown(wait=True)  # never close the store under a running query
             cur.close()
     ev.summary = summarise(baseline, pct_p, cmp_p, rel_p, cost_p, ev.breakeven, q_p, compat_p, ev.judge)
@@ -204,13 +249,14 @@ def _from_bodies(
     baseline: str,
     questions: tuple[str, ...],
     config: dict,
-    rel_p: pl.DataFrame,
+    rel_p: Future,
     facts: pl.DataFrame | None,
     sample: tuple[int, int, str, bool],
     n_emb: int,
 ) -> dict:
     """Quality and the scorecard: what needs the bodies (runs on the second thread).
 
+    ``rel_p``: the provider-level reliability (cold-start rows), set by the first thread meanwhile;
     ``sample``: the quality and embedding sample thresholds, the sample key's SQL, and whether
     some cells' scorecard columns must come from their bodies."""
     t0 = time.perf_counter()
@@ -233,7 +279,7 @@ def _from_bodies(
         streams = load.load_stream_checks(cur, run, thr, key) if legacy else None
         cc = scorecard.cell_checks(outputs, load.load_attempts_429(cur, run), streams, facts)
         del outputs
-        out["compat"] = scorecard.scorecard(cc, config, rel_p, BY_PROVIDER)
+        out["compat"] = scorecard.scorecard(cc, config, rel_p.result(), BY_PROVIDER)
         out["compat_p"] = scorecard.compat_summary(out["compat"])
     t3 = time.perf_counter()
     out["seconds"] = {
@@ -256,7 +302,7 @@ def _latency_level(
     """Percentiles and the comparisons with the baseline at one level (``sorted_g``: the sorted
     values of the finest groups; ``pairs``: the paired differences both levels test)."""
     pct = timing.percentiles(metrics, itl, by, sorted_by=sorted_g)
-    return pct, timing.compare(metrics, pct, baseline, by, pairs=pairs, sorted_pairs=runs)
+    return pct, timing.compare(metrics, pct, baseline, by, pairs=pairs, sorted_pairs=runs, sorted_by=sorted_g)
 
 
 def _cost(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 from scipy.stats import rankdata
+from threadpoolctl import threadpool_limits
 
 MAX_STRUCTURE = 500
 
@@ -28,11 +29,16 @@ def structure_spearman(x: np.ndarray, y: np.ndarray) -> float | None:
     if len(x) < 3:
         return None
     iu = np.triu_indices(len(x), k=1)
-    a = (x @ x.T)[iu]
-    b = (y @ y.T)[iu]
+    # One BLAS thread: at most 500 x 500, and an idle OpenBLAS worker spins on a core the
+    # evaluation's other thread needs.
+    with threadpool_limits(limits=1, user_api="blas"):
+        a = (x @ x.T)[iu]
+        b = (y @ y.T)[iu]
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return None
-    return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
+    ra, rb = rankdata(a), rankdata(b)
+    with threadpool_limits(limits=1, user_api="blas"):
+        return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def embedding_pairs(

@@ -102,6 +102,7 @@ def compare(
     holm_by: Sequence[str] | None = None,
     pairs: pl.DataFrame | None = None,
     sorted_pairs: dict | None = None,
+    sorted_by: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Each non-baseline group vs the baseline's same group: percentile deltas, paired test, Holm.
 
@@ -111,13 +112,15 @@ def compare(
     provider, plus metric, i.e. the providers compared on one metric). ``pairs`` is
     ``pair_differences(metrics, baseline)`` when the caller compares at several levels, and
     ``sorted_pairs`` a dict shared by those calls, finest level first: each level leaves its sorted
-    differences there and a coarser one merges them instead of sorting again.
+    differences there and a coarser one merges them instead of sorting again. ``sorted_by`` is
+    ``stats.sorted_groups`` output at ``by`` or finer, as for ``percentiles``: its lists say how
+    many values each arm has, which spares counting them here.
     """
     by = list(by)
     rest = [c for c in by if c != "provider"]
     holm_by = list(holm_by) if holm_by is not None else [*rest, "metric"]
     deltas = _percentile_deltas(pct, baseline, rest, qs)
-    tests = _tests(metrics, baseline, by, rest, pairs, sorted_pairs)
+    tests = _tests(metrics, baseline, by, rest, pairs, sorted_pairs, _value_counts(metrics, by, sorted_by))
     if tests.is_empty():
         out = deltas
     elif deltas.width == 0:
@@ -231,17 +234,27 @@ def pair_differences(metrics: pl.DataFrame, baseline: str, by: Sequence[str] = G
     )
 
 
+def _value_counts(metrics: pl.DataFrame, by: list[str], sorted_by: pl.DataFrame | None) -> pl.DataFrame:
+    """Per group of ``by``: how many finite values each metric has."""
+    names = list(METRICS)
+    if sorted_by is not None and set(by) <= set(sorted_by.columns):
+        lens = sorted_by.select(*by, *[pl.col(n).list.len().cast(pl.Int64) for n in names])
+        return lens.group_by(by).agg(pl.col(n).sum() for n in names)
+    return metrics.group_by(by).agg(pl.col(n).cast(pl.Float64).is_finite().sum().alias(n) for n in names)
+
+
 def _tests(
     metrics: pl.DataFrame,
     baseline: str,
     by: list[str],
     rest: list[str],
-    pairs: pl.DataFrame | None = None,
-    sorted_pairs: dict | None = None,
+    pairs: pl.DataFrame | None,
+    sorted_pairs: dict | None,
+    counts: pl.DataFrame,
 ) -> pl.DataFrame:
+    """The paired (or unpaired) test of every non-baseline group and metric; ``counts``: how many
+    finite values each group has per metric (``_value_counts``)."""
     names = list(METRICS)
-    finite = [pl.col(n).cast(pl.Float64).is_finite().sum().alias(n) for n in names]
-    counts = metrics.group_by(by).agg(finite)  # how many values each arm has, per metric
     base_counts = {
         tuple(r[c] for c in rest): r
         for r in counts.filter(pl.col("provider") == baseline).iter_rows(named=True)

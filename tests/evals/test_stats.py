@@ -54,7 +54,7 @@ def test_wilcoxon_matches_scipy(n):
     assert stats.wilcoxon_p(d) == pytest.approx(want, rel=1e-9)
 
 
-@pytest.mark.parametrize("sizes", [(40, 30), (600, 7), (3000, 2500)])
+@pytest.mark.parametrize("sizes", [(40, 30), (600, 7), (7, 600), (3000, 2500), (2500, 3000), (4, 50_000)])
 @pytest.mark.parametrize("alternative", ["two-sided", "greater", "less"])
 def test_mann_whitney_matches_scipy(sizes, alternative):
     from scipy.stats import mannwhitneyu
@@ -65,6 +65,18 @@ def test_mann_whitney_matches_scipy(sizes, alternative):
     method = "asymptotic" if max(sizes) > 500 else "auto"
     want = mannwhitneyu(a, b, alternative=alternative, method=method).pvalue
     assert stats.mann_whitney(a, b, alternative) == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("sizes", [(5, 20_000), (20_000, 5), (900, 1100)])
+def test_mann_whitney_without_ties_matches_scipy(sizes):
+    """Continuous values: the path that never counts the pooled sample."""
+    from scipy.stats import mannwhitneyu
+
+    rng = np.random.default_rng(sizes[1])
+    a, b = rng.lognormal(0.2, 1.0, sizes[0]), rng.lognormal(0.0, 1.0, sizes[1])
+    for alt in ("two-sided", "greater", "less"):
+        want = mannwhitneyu(a, b, alternative=alt, method="asymptotic").pvalue
+        assert stats.mann_whitney(a, b, alt) == pytest.approx(want, rel=1e-9)
 
 
 def test_clustered_quantile_interval_covers_where_token_counting_does_not():
