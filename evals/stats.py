@@ -213,7 +213,7 @@ def wilcoxon_p(d: np.ndarray, presorted: bool = False) -> float:
     neg, pos = -sd[:k][::-1], sd[k:]  # both ascending
     if not (np.any(pos[1:] == pos[:-1]) or np.any(neg[1:] == neg[:-1])):
         left = np.searchsorted(neg, pos, side="left")
-        if not np.any(np.searchsorted(neg, pos, side="right") != left):  # no |neg| equals a pos
+        if not _meets(neg, pos, left):  # no |neg| equals a pos
             r_plus = float(np.sum(left, dtype=np.float64)) + len(pos) * (len(pos) + 1) / 2.0
             mean = n * (n + 1) / 4.0
             sd_w = np.sqrt(n * (n + 1) * (2 * n + 1) / 24.0)
@@ -276,7 +276,8 @@ def mann_whitney(a: np.ndarray, b: np.ndarray, alternative: str = "two-sided") -
     n1, n2 = len(sa), len(sb)
     n = n1 + n2
     below = np.searchsorted(sb, sa, side="left")
-    upto = np.searchsorted(sb, sa, side="right")
+    # a second search only when some value of a is in b: else every count of ties is 0
+    upto = np.searchsorted(sb, sa, side="right") if _meets(sb, sa, below) else below
     u1 = float(below.sum(dtype=np.float64)) + float((upto - below).sum(dtype=np.float64)) / 2.0
     u2 = n1 * n2 - u1
     u, f = {"greater": (u1, 1), "less": (u2, 1)}.get(alternative, (max(u1, u2), 2))
@@ -287,6 +288,13 @@ def mann_whitney(a: np.ndarray, b: np.ndarray, alternative: str = "two-sided") -
     if sd <= 0:
         return 1.0
     return float(np.clip(f * sps.norm.sf((u - n1 * n2 / 2.0 - 0.5) / sd), 0, 1))
+
+
+def _meets(sorted_x: np.ndarray, y: np.ndarray, left: np.ndarray) -> bool:
+    """Does some value of ``y`` occur in ``sorted_x``? ``left`` is ``searchsorted(sorted_x, y)``:
+    the only place a value equal to y can be."""
+    at = np.minimum(left, len(sorted_x) - 1)
+    return bool(len(sorted_x)) and bool(np.any((left < len(sorted_x)) & (sorted_x[at] == y)))
 
 
 def tie_sum(x: np.ndarray) -> float:

@@ -215,6 +215,23 @@ def test_clustered_quantiles_select_what_sorting_would():
             assert np.array_equal(got, want, equal_nan=True), trial
 
 
+def test_rank_tests_with_ties_only_across_samples_match_scipy():
+    """Distinct values within each side, but some |negative| equals a positive (and some value of
+    one sample is in the other): the tie corrections must still be made."""
+    from scipy.stats import mannwhitneyu, wilcoxon
+
+    rng = np.random.default_rng(8)
+    d = rng.normal(0.1, 1.0, 3000)
+    d[:40] = -d[40:80]  # mirrored pairs: |d| ties across signs only
+    want = wilcoxon(d, zero_method="wilcox", method="approx").pvalue
+    assert stats.wilcoxon_p(d) == pytest.approx(want, rel=1e-9)
+    assert stats.wilcoxon_p(np.sort(d), presorted=True) == pytest.approx(want, rel=1e-9)
+    a, b = rng.lognormal(0.1, 1.0, 900), rng.lognormal(0.0, 1.0, 1200)
+    a[:25] = b[:25]
+    want = mannwhitneyu(a, b, method="asymptotic").pvalue
+    assert stats.mann_whitney(a, b) == pytest.approx(want, rel=1e-9)
+
+
 @pytest.mark.parametrize("shift", [0.0, 0.05])
 def test_wilcoxon_without_ties_matches_scipy(shift):
     from scipy.stats import wilcoxon
