@@ -177,8 +177,10 @@ def cell_checks(
     text_ep = pl.col("endpoint").is_in(["chat.completions", "completions", "responses"])
     stream = pl.col("stream").fill_null(False)
     err = pl.col("status") >= 400
-    kind = pl.concat_str(
-        pl.col("error_kind").fill_null(""), pl.col("error_code").fill_null(""), separator=" "
+    # on the error kind and code as they are (null for most cells), not on a million built strings
+    rate_limited = (
+        pl.col("error_kind").str.contains("rate_limit").fill_null(False)
+        | pl.col("error_code").str.contains("rate_limit").fill_null(False)
     )
     if cells is not None and "chk_error" in cells.columns:
         facts = _fact_rows(cells, checked)
@@ -222,7 +224,7 @@ def cell_checks(
         pl.when(pl.col("has_error") & (ok | err))
         .then(
             ~ok
-            & ~(kind.str.contains("rate_limit") & ~final_429)
+            & ~(rate_limited & ~final_429)
             & ~(pl.col("error_kind").is_in(_CLIENT_TYPES).fill_null(False) & (pl.col("status") >= 500))
         )
         .alias("error_status"),
@@ -233,7 +235,7 @@ def cell_checks(
         )
         .alias("retry_after_429"),
         pl.when(final_429)
-        .then(pl.col("should_retry").fill_null("").str.to_lowercase() != "false")
+        .then((pl.col("should_retry").str.to_lowercase() != "false").fill_null(True))
         .alias("retryable_429"),
         pl.when(
             ok
