@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import duckdb
 import polars as pl
 
-from evals import answers, judging, load, scorecard, spend, stats, timing
+from evals import answers, groups, judging, load, scorecard, spend, stats, timing
 from evals.embeddings import embedding_cells
 from evals.errors import EvalError
 from evals.load import Store
@@ -151,6 +151,7 @@ def _evaluate(
             config = load.run_config(con, run)
             counts = load.endpoint_counts(con, run)
             cells = load.load_cells(con, run, load.store_root(db))  # alone, on every core
+            cells = groups.with_key(cells, BY_GROUP)  # the question tables' groups, as one integer
             arms = sorted(cells["provider"].unique().drop_nulls().to_list())
             if baseline not in arms:
                 raise EvalError(
@@ -188,7 +189,13 @@ def _evaluate(
                 del facts
             if "cost" in questions:  # after the bodies: this thread has the latency to do meanwhile
                 pre["cost"] = bg.submit(
-                    _cost, cur, run, cells.select(spend.COST_INPUTS), config, counts, baseline
+                    _cost,
+                    cur,
+                    run,
+                    cells.select(*spend.COST_INPUTS, *groups.keys_of(cells, BY_GROUP)),
+                    config,
+                    counts,
+                    baseline,
                 )
             metrics = timing.mark_cold(timing.request_metrics(cells), idle_s)
             rel_sums = timing.reliability_sums(metrics, BY_GROUP, slo)  # the provider level is their total

@@ -178,9 +178,8 @@ def cell_checks(
     stream = pl.col("stream").fill_null(False)
     err = pl.col("status") >= 400
     # on the error kind and code as they are (null for most cells), not on a million built strings
-    rate_limited = (
-        pl.col("error_kind").str.contains("rate_limit").fill_null(False)
-        | pl.col("error_code").str.contains("rate_limit").fill_null(False)
+    rate_limited = pl.any_horizontal(
+        pl.col("error_kind", "error_code").str.contains("rate_limit").fill_null(False)
     )
     if cells is not None and "chk_error" in cells.columns:
         facts = _fact_rows(cells, checked)

@@ -12,6 +12,7 @@ from dataclasses import fields
 import numpy as np
 import polars as pl
 
+from evals import groups
 from evals.errors import EvalError
 from evals.timing import key_column
 from replayer.config import PricingTable
@@ -45,7 +46,8 @@ def _pricing(d: dict | Pricing) -> Pricing:
 
 def price_frame(tables: dict[str, PricingTable], cells: pl.DataFrame) -> pl.DataFrame:
     """The price of every (arm, model sent) pair in ``cells``: exact model, dated-snapshot prefix, default."""
-    pairs = cells.select("provider", "provider_model").unique()
+    pm = ["provider", "provider_model"]
+    pairs = groups.agg(groups.with_key(cells.select(pm), pm), pm)
     rows = []
     for arm, model in pairs.iter_rows():
         table = tables.get(arm)
@@ -97,7 +99,9 @@ def request_costs(
         df = df.with_columns(
             pl.lit(None, pl.Int64).alias("images"), pl.lit(None, pl.Float64).alias("audio_seconds")
         )
-    df = df.join(prices, on=["provider", "provider_model"], how="left", nulls_equal=True)
+    pm = ["provider", "provider_model"]
+    k = groups.key_name(pm)  # joined on one hashed key: a join on two strings costs 3x
+    df = groups.with_key(df, pm).join(groups.with_key(prices, pm).drop(pm), on=k, how="left").drop(k)
     df = df.with_columns(pl.col("input_per_1m").is_not_null().alias("_priced"))
     p = pl.col("prompt_tokens").fill_null(0).cast(pl.Float64)
     c = pl.col("completion_tokens").fill_null(0).cast(pl.Float64)
@@ -172,8 +176,9 @@ def cost_sums(costs: pl.DataFrame, baseline: str, by: Sequence[str] = ("provider
         return pl.when(ok).then(pl.col(c))
 
     return (
-        df.group_by(by)
-        .agg(
+        groups.agg(
+            df,
+            by,
             pl.len().alias("n_cells"),
             ok.sum().alias("n_success"),
             pl.col(k).n_unique().alias("n_exchanges"),  # an exchange lies in one endpoint x model group
@@ -189,8 +194,7 @@ def cost_sums(costs: pl.DataFrame, baseline: str, by: Sequence[str] = ("provider
             pl.when(paired).then(pl.col("cost_usd")).sum().alias("_pair_cost"),
             pl.when(paired).then(pl.col("_c_b")).sum().alias("_pair_base"),
             paired.sum().alias("n_cost_pairs"),
-        )
-        .sort(by)  # group order fixed, so coarser totals add the same floats in the same order
+        ).sort(by)  # group order fixed, so coarser totals add the same floats in the same order
     )
 
 

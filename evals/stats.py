@@ -17,6 +17,8 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
+from evals import groups
+
 ALPHA = 0.05
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
 MIN_PAIRS = 10  # fewer pairs than this: no paired test
@@ -65,13 +67,10 @@ def sorted_groups(df: pl.DataFrame, by: Sequence[str], values: Sequence[str]) ->
     """Per group of ``by``: each value column's finite values, sorted, as a list."""
     by = list(by)
     finite = [pl.col(v).cast(pl.Float64) for v in values]
-    return (
-        df.lazy()
-        .select(*by, *finite)
-        .group_by(by)
-        .agg(*[pl.col(v).filter(pl.col(v).is_finite()).sort().alias(v) for v in values])
-        .collect()
-    )
+    lf = df.lazy().select(*by, *groups.keys_of(df, by), *finite)
+    return groups.agg(
+        lf, by, *[pl.col(v).filter(pl.col(v).is_finite()).sort().alias(v) for v in values]
+    ).collect()
 
 
 def merged_quantiles(

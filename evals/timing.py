@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import polars as pl
 
-from evals import stats
+from evals import groups, stats
 from evals.errors import EvalError
 from evals.stats import ALPHA, MIN_PAIRS, QUANTILES, pct_name
 
@@ -223,14 +223,15 @@ def pair_differences(metrics: pl.DataFrame, baseline: str, by: Sequence[str] = G
     with the ``by`` columns (so any coarser level partitions the same frame)."""
     names = list(METRICS)
     k = key_column(metrics)
-    m = metrics.select(*by, k, "repeat", *names)
+    keys = groups.keys_of(metrics, by)
+    m = metrics.select(*by, *keys, k, "repeat", *names)
     b = m.filter(pl.col("provider") == baseline).select(
         k, "repeat", *[pl.col(n).alias(f"{n}__b") for n in names]
     )
     return (
         m.filter(pl.col("provider") != baseline)
         .join(b, on=[k, "repeat"], how="inner")
-        .select(*by, *[(pl.col(n) - pl.col(f"{n}__b")).alias(n) for n in names])
+        .select(*by, *keys, *[(pl.col(n) - pl.col(f"{n}__b")).alias(n) for n in names])
     )
 
 
@@ -263,7 +264,11 @@ def _tests(
         return pl.DataFrame()
     if pairs is None or not set(by) <= set(pairs.columns):
         pairs = pair_differences(metrics, baseline, by)
-    pair_groups = pairs.select(*by, *names).partition_by(by, as_dict=True) if not pairs.is_empty() else {}
+    pair_groups = (
+        groups.partition(pairs.select(*by, *groups.keys_of(pairs, by), *names), by)
+        if not pairs.is_empty()
+        else {}
+    )
     jobs = []
     for cand in counts.filter(pl.col("provider") != baseline).iter_rows(named=True):
         kd = {c: cand[c] for c in by}
@@ -407,7 +412,9 @@ def reliability_sums(
     good = ok
     for col, limit in (slos or {}).items():
         good = good & (pl.col(col).is_null() | (pl.col(col) <= limit))
-    return metrics.group_by(list(by)).agg(
+    return groups.agg(
+        metrics,
+        by,
         pl.len().alias("n_cells"),
         ok.sum().alias("n_ok"),
         pl.col("saw_429").fill_null(False).sum().alias("_429"),
@@ -426,7 +433,7 @@ def mark_cold(metrics: pl.DataFrame, idle_s: float = 60.0) -> pl.DataFrame:
     measured from the end of the latest earlier request (its start + latency) to this start.
     """
     end = pl.col("started_at") + pl.duration(milliseconds=pl.col("latency_ms").fill_null(0))
-    seq = ["provider", "provider_model"]
+    seq = groups.key_expr(["provider", "provider_model"])  # one hashed key, not two strings
     busy = pl.col("_end").cum_max().shift(1).over(seq, order_by="started_at")
     gap_ms = (pl.col("started_at") - pl.col("_busy")).dt.total_milliseconds()
     return (
@@ -449,21 +456,30 @@ def cold_start(metrics: pl.DataFrame, by: Sequence[str] = GROUP, idle_s: float =
     """
     by = list(by)
     df = metrics if "cold" in metrics.columns else mark_cold(metrics, idle_s)
-    df = df.select(*by, "cold", pl.coalesce("ttft_ms", "e2e_ms").alias("_first")).filter(
+    keys = groups.keys_of(df, by)
+    df = df.select(*by, *keys, "cold", pl.coalesce("ttft_ms", "e2e_ms").alias("_first")).filter(
         pl.col("_first").is_not_null() & pl.col("cold").is_not_null()
     )
     cold, first = pl.col("cold"), pl.col("_first")
-    groups = df.group_by(by).agg(
+    aggs = (
         cold.sum().cast(pl.Int64).alias("n_cold"),
         (~cold).sum().cast(pl.Int64).alias("n_warm"),
         first.filter(cold).median().alias("cold_p50_ms"),
         first.filter(~cold).median().alias("warm_p50_ms"),
     )
+    per = (
+        df.group_by(keys).agg(*[pl.col(c).first() for c in by], *aggs) if keys else df.group_by(by).agg(*aggs)
+    )
     rows = []
-    for row in groups.iter_rows(named=True):
+    for row in per.iter_rows(named=True):
         if row["n_cold"] >= 3 and row["n_warm"] >= 3:
             # the test reads the group's values; groups without enough cold requests are not read
-            g = df.filter(pl.all_horizontal(pl.col(c).eq_missing(row[c]) for c in by))
+            same = (
+                pl.col(keys[0]) == row[keys[0]]
+                if keys
+                else pl.all_horizontal(pl.col(c).eq_missing(row[c]) for c in by)
+            )
+            g = df.filter(same)
             mask = g["cold"].to_numpy()
             vals = g["_first"].to_numpy()
             cm, wm = row["cold_p50_ms"], row["warm_p50_ms"]
@@ -473,6 +489,8 @@ def cold_start(metrics: pl.DataFrame, by: Sequence[str] = GROUP, idle_s: float =
             }
         else:
             row |= {"cold_p50_ms": None, "warm_p50_ms": None}
+        for k in keys:
+            del row[k]
         rows.append(row)
     schema = {c: pl.Utf8 for c in by} | {
         "n_cold": pl.Int64,

@@ -1,0 +1,69 @@
+"""The hashed group key changes no result: every keyed path equals the plain group-by."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from polars.testing import assert_frame_equal
+
+from evals import groups, stats, timing
+
+BY = ["provider", "endpoint", "model"]
+
+
+def _frame(n: int = 3000) -> pl.DataFrame:
+    rng = np.random.default_rng(4)
+    pick = lambda xs: [xs[i] for i in rng.integers(0, len(xs), n)]  # noqa: E731
+    return pl.DataFrame(
+        {
+            "provider": pick(["recorded", "alpha", "beta"]),
+            "endpoint": pick(["chat.completions", "responses", None]),  # a null group value too
+            "model": pick(["gpt-4o", "gpt-4o-mini"]),
+            "v": rng.lognormal(5, 1, n),
+        }
+    )
+
+
+def test_agg_and_partition_by_key_equal_the_plain_ones():
+    df = _frame()
+    keyed = groups.with_key(df, BY)
+    assert groups.key_name(BY) in keyed.columns
+    aggs = (pl.len().alias("n"), pl.col("v").sum().alias("s"))
+    want = df.group_by(BY).agg(*aggs).sort(BY, nulls_last=True)
+    got = groups.agg(keyed, BY, *aggs).sort(BY, nulls_last=True)
+    assert_frame_equal(got, want)
+    assert groups.key_name(BY) not in got.columns
+    lazy = groups.agg(keyed.lazy(), BY, *aggs).collect().sort(BY, nulls_last=True)
+    assert_frame_equal(lazy, want)
+    plain = df.partition_by(BY, as_dict=True)
+    parts = groups.partition(keyed, BY)
+    assert set(parts) == set(plain)
+    for k, part in parts.items():
+        assert_frame_equal(part.sort("v"), plain[k].sort("v"))
+    # a key for other columns is not used for these
+    other = groups.with_key(df, ["provider", "model"])
+    assert_frame_equal(groups.agg(other, BY, *aggs).sort(BY, nulls_last=True), want)
+
+
+def test_timing_functions_give_the_same_tables_with_the_key():
+    df = _frame().with_columns(
+        pl.col("v").alias("ttft_ms"),
+        (pl.col("v") * 3).alias("latency_ms"),
+        pl.lit(200).alias("status"),
+        pl.lit(40).alias("completion_tokens"),
+        pl.lit(False).alias("saw_429"),
+        pl.lit(1).alias("attempts"),
+        pl.lit(0.0).alias("rate_limit_wait_ms"),
+        pl.lit(False).alias("tokens_estimated"),
+    )
+    m = timing.request_metrics(df)
+    keyed = groups.with_key(m, BY)
+    names = list(timing.METRICS)
+    assert_frame_equal(
+        stats.sorted_groups(keyed, BY, names).sort(BY, nulls_last=True),
+        stats.sorted_groups(m, BY, names).sort(BY, nulls_last=True),
+    )
+    assert_frame_equal(
+        timing.reliability_sums(keyed, BY).sort(BY, nulls_last=True),
+        timing.reliability_sums(m, BY).sort(BY, nulls_last=True),
+    )
