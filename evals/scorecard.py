@@ -165,8 +165,11 @@ def cell_checks(
     attempts_429: pl.DataFrame | None = None,
     streams: pl.DataFrame | None = None,
     cells: pl.DataFrame | None = None,
-) -> pl.DataFrame:
-    """One nullable boolean column per per-cell check.
+    *,
+    lazy: bool = False,
+) -> pl.DataFrame | pl.LazyFrame:
+    """One nullable boolean column per per-cell check (a LazyFrame with ``lazy``: ``scorecard``
+    then counts them without a million-row frame of checks being built first).
 
     ``cells`` is ``load.load_cells`` output (every cell); the checks of cells carrying ``chk_*``
     facts read those. ``checked`` is ``load.load_outputs`` output: the bodies' answers for the
@@ -202,7 +205,7 @@ def cell_checks(
     else:
         df = df.with_columns(pl.lit(None, pl.Boolean).alias("advertised_429"))
     final_429 = pl.col("status") == 429
-    return df.with_columns(
+    return (df.lazy() if lazy else df).with_columns(
         pl.when(ok & pl.col("sdk_valid").is_not_null()).then(pl.col("sdk_valid")).alias("sdk_valid"),
         pl.when(ok & stream)
         .then(pl.col("stream_complete").fill_null(False) | pl.col("raw_terminated").fill_null(False))
@@ -259,16 +262,21 @@ CELL_CHECKS = [c for c in CHECKS if c not in ("models_listed", "cold_start")]
 
 
 def scorecard(
-    cells: pl.DataFrame, config: dict, cold: pl.DataFrame | None = None, by: Sequence[str] = ("provider",)
+    cells: pl.DataFrame | pl.LazyFrame,
+    config: dict,
+    cold: pl.DataFrame | None = None,
+    by: Sequence[str] = ("provider",),
 ) -> pl.DataFrame:
-    """Long table: provider x check -> result, passed, failed, not_applicable, pass_rate, examples, detail."""
+    """Long table: provider x check -> result, passed, failed, not_applicable, pass_rate, examples, detail.
+
+    ``cells``: ``cell_checks`` output, eager or lazy."""
     by = list(by)
     aggs = []
     for c in CELL_CHECKS:
-        aggs += [
-            (pl.col(c) == True).sum().alias(f"{c}|passed"),  # noqa: E712
-            (pl.col(c) == False).sum().alias(f"{c}|failed"),  # noqa: E712
-            pl.col(c).is_null().sum().alias(f"{c}|not_applicable"),
+        aggs += [  # a boolean's sum counts its trues, its count the non-null values
+            pl.col(c).sum().cast(pl.Int64).alias(f"{c}|passed"),
+            (pl.col(c).count().cast(pl.Int64) - pl.col(c).sum().cast(pl.Int64)).alias(f"{c}|failed"),
+            pl.col(c).null_count().cast(pl.Int64).alias(f"{c}|not_applicable"),
             # the first failing ids in id order: the same whatever order the store returns rows in
             pl.col("exchange_id").filter(pl.col(c) == False).sort().head(3).alias(f"{c}|examples"),  # noqa: E712
         ]
@@ -280,7 +288,13 @@ def scorecard(
         .first()
         .alias("_sdk_error")
     )
-    wide = cells.group_by(by).agg(aggs)
+    lf = cells.lazy()
+    sent = (
+        lf.filter(pl.col("provider_model").is_not_null())
+        .group_by(by)
+        .agg(pl.col("provider_model").unique().sort())
+    )
+    wide, sent = pl.collect_all([lf.group_by(by).agg(aggs), sent])  # one pass over the cells
     rows = []
     for r in wide.iter_rows(named=True):
         for c in CELL_CHECKS:
@@ -297,7 +311,7 @@ def scorecard(
                     detail,
                 )
             )
-    rows += _models_listed(cells, config, by)
+    rows += _models_listed(sent, config, by)
     if cold is not None:
         rows += _cold(cold, by)
     out = pl.DataFrame(rows, schema=_SCHEMA | {c: pl.Utf8 for c in by}, infer_schema_length=None)
@@ -346,13 +360,9 @@ def _row(
     }
 
 
-def _models_listed(cells: pl.DataFrame, config: dict, by: list[str]) -> list[dict]:
+def _models_listed(sent: pl.DataFrame, config: dict, by: list[str]) -> list[dict]:
+    """``sent``: per group, the models sent (``provider_model``)."""
     providers = config.get("providers") or {}
-    sent = (
-        cells.filter(pl.col("provider_model").is_not_null())
-        .group_by(by)
-        .agg(pl.col("provider_model").unique().sort())
-    )
     rows = []
     for r in sent.iter_rows(named=True):
         listed = (providers.get(r["provider"]) or {}).get("models_listed")
