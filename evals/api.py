@@ -150,7 +150,17 @@ def _evaluate(
             run = load.resolve_run(con, run)
             config = load.run_config(con, run)
             counts = load.endpoint_counts(con, run)
-            cells = load.load_cells(con, run, load.store_root(db))  # alone, on every core
+            key = load.run_sample_column(con, run)
+            # From here two threads work side by side: this one reads the cells, then computes
+            # reliability and latency; the second, on its own cursor, loads the ITL sample at
+            # once (a read's idle core time), then the bodies (quality and the scorecard), then the
+            # traffic and the cost. DuckDB, polars and numpy release the GIL; DuckDB leaves this
+            # thread a core.
+            if not isinstance(db, duckdb.DuckDBPyConnection):
+                con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
+            if "latency" in questions:
+                pre["itl"] = bg.submit(load.load_itl, cur, run, itl_sample, key)
+            cells = load.load_cells(con, run, load.store_root(db))
             cells = groups.with_key(cells, BY_GROUP)  # the question tables' groups, as one integer
             arms = sorted(cells["provider"].unique().drop_nulls().to_list())
             if baseline not in arms:
@@ -160,16 +170,6 @@ def _evaluate(
             ev = Evaluation(run=run, baseline=baseline, config=config, slos=slo, seconds=secs)
             n_exchanges = cells["xid"].n_unique()
             n_emb = cells.filter(pl.col("endpoint") == "embeddings")["xid"].n_unique()
-            key = load.sample_column(cells["sample_key"].null_count() == 0)
-            # From here two threads work side by side: this one computes reliability and latency
-            # from the cells; the second, on its own cursor, loads the ITL sample, then the bodies
-            # (quality and the scorecard), then the traffic and the cost. It starts now, so it has
-            # work while this thread computes reliability. DuckDB, polars and numpy release the
-            # GIL; DuckDB leaves this thread a core.
-            if not isinstance(db, duckdb.DuckDBPyConnection):
-                con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
-            if "latency" in questions:
-                pre["itl"] = bg.submit(load.load_itl, cur, run, itl_sample, key)
             if want_bodies:
                 thr = load.sample_threshold(n_exchanges, quality_sample)
                 emb_thr = load.sample_threshold(

@@ -225,6 +225,16 @@ def sample_column(keyed: bool) -> str:
     return KEYED_SAMPLE if keyed else LEGACY_SAMPLE
 
 
+def run_sample_column(con: duckdb.DuckDBPyConnection, run: str) -> str:
+    """``sample_column`` for ``run``, asked of the store (before its cells are read)."""
+    df = frame(
+        con,
+        "SELECT count(*) FILTER (WHERE sample_key IS NULL) AS n FROM results WHERE run_id = $run",
+        {"run": run},
+    )
+    return sample_column(df["n"][0] == 0)
+
+
 def load_itl(
     con: duckdb.DuckDBPyConnection, run: str, max_requests: int = 10000, key: str = LEGACY_SAMPLE
 ) -> pl.DataFrame:
