@@ -81,7 +81,8 @@ def merged_quantiles(
     alpha: float = ALPHA,
 ) -> dict[str, pl.DataFrame]:
     """``quantiles_of_sorted`` at the coarser ``by`` from finer ``sorted_groups`` output: each coarse
-    group's sorted runs are merged (a stable sort of sorted runs) instead of sorted again."""
+    group's runs are joined and only the order statistics read are selected (``np.partition``),
+    neither merged nor sorted."""
     by = list(by)
     keys = g.select(by).unique(maintain_order=True)
     of_key = (
@@ -93,8 +94,8 @@ def merged_quantiles(
     out = {}
     for v in values:
         runs = _arrays(g[v])
-        merged = [np.sort(np.concatenate([runs[i] for i in m]), kind="stable") for m in members]
-        out[v] = _quantiles_of_arrays(keys, merged, qs, alpha)
+        joined = [np.concatenate([runs[i] for i in m]) for m in members]
+        out[v] = _quantiles_of_arrays(keys, joined, qs, alpha, presorted=False)
     return out
 
 
@@ -118,10 +119,15 @@ def _arrays(s: pl.Series) -> list[np.ndarray]:
 
 
 def _quantiles_of_arrays(
-    keys: pl.DataFrame, arrays: list[np.ndarray], qs: Sequence[float], alpha: float
+    keys: pl.DataFrame,
+    arrays: list[np.ndarray],
+    qs: Sequence[float],
+    alpha: float,
+    presorted: bool = True,
 ) -> pl.DataFrame:
-    """Per row of ``keys`` with a non-empty sorted array: n, and for each q the linear-interpolated
-    percentile with its order-statistic CI (null where the sample cannot bound it)."""
+    """Per row of ``keys`` with a non-empty array: n, and for each q the linear-interpolated
+    percentile with its order-statistic CI (null where the sample cannot bound it). The arrays
+    are sorted, or with ``presorted=False`` partitioned here at the ranks read."""
     n = np.array([len(a) for a in arrays], dtype=np.int64)
     keep = n > 0
     cols = {c: keys[c].filter(pl.Series(keep)) for c in keys.columns} | {
@@ -129,13 +135,20 @@ def _quantiles_of_arrays(
     }
     arrays = [a for a in arrays if len(a)]
     n = n[keep]
+    ranks = {}  # q -> (floor, ceil, low, high) 0-based ranks per array
     for q in qs:
-        name = pct_name(q)
         h = (n - 1) * q
         f = np.floor(h).astype(np.int64)
-        c = np.minimum(f + 1, n - 1)
-        w = h - f
         lo, hi = quantile_ranks(n, q, alpha)
+        ranks[q] = (f, np.minimum(f + 1, n - 1), h - f, lo, hi)
+    if not presorted:
+        arrays = [
+            np.partition(a, sorted({int(r[k][i]) for r in ranks.values() for k in (0, 1, 3, 4)} - {len(a)}))
+            for i, a in enumerate(arrays)
+        ]
+    for q in qs:
+        name = pct_name(q)
+        f, c, w, lo, hi = ranks[q]
         est = [a[fi] * (1 - wi) + a[ci] * wi for a, fi, ci, wi in zip(arrays, f, c, w, strict=True)]
         low = [a[i] if i < len(a) else None for a, i in zip(arrays, lo, strict=True)]
         high = [a[i] if i < len(a) else None for a, i in zip(arrays, hi, strict=True)]

@@ -239,3 +239,23 @@ def test_wilcoxon_without_ties_matches_scipy(shift):
     d = np.random.default_rng(3).normal(shift, 1.0, 4000)  # continuous: the sort-and-search path
     want = wilcoxon(d, zero_method="wilcox", method="approx").pvalue
     assert stats.wilcoxon_p(d) == pytest.approx(want, rel=1e-9)
+
+
+def test_merged_quantiles_select_what_sorting_the_coarse_groups_gives():
+    """Provider-level percentiles from the finer groups' sorted runs (partitioned, not merged)
+    equal those of sorting each provider's values."""
+    rng = np.random.default_rng(21)
+    n = 4000
+    df = pl.DataFrame(
+        {
+            "provider": rng.choice(["a", "b", "c"], n),
+            "endpoint": rng.choice(["chat", "emb", "resp"], n),
+            "v": np.round(rng.lognormal(5, 1, n), 0),  # ties
+            "w": np.where(rng.random(n) < 0.2, np.nan, rng.normal(0, 1, n)),  # some not finite
+        }
+    ).with_columns(pl.when(pl.col("v") > 400).then(None).otherwise(pl.col("v")).alias("v"))
+    fine = stats.sorted_groups(df, ["provider", "endpoint"], ["v", "w"])
+    got = stats.merged_quantiles(fine, ["provider"], ["v", "w"])
+    want = stats.quantile_tables(df, ["provider"], ["v", "w"])
+    for v in ("v", "w"):
+        assert got[v].sort("provider").equals(want[v].sort("provider")), v
