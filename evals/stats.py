@@ -295,7 +295,9 @@ def mann_whitney(a: np.ndarray, b: np.ndarray, alternative: str = "two-sided") -
     u, f = {"greater": (u1, 1), "less": (u2, 1)}.get(alternative, (max(u1, u2), 2))
     tie = 0.0
     if np.any(upto != below) or np.any(sa[1:] == sa[:-1]) or np.any(sb[1:] == sb[:-1]):
-        tie = tie_sum(np.sort(np.concatenate([sa, sb]), kind="stable"))  # a merge of two sorted runs
+        pooled = np.concatenate([sa, sb])
+        pooled.sort(kind="stable")  # a merge of two sorted runs
+        tie = tie_sum(pooled)
     sd = np.sqrt(n1 * n2 / 12.0 * ((n + 1) - tie / (n * (n - 1))))
     if sd <= 0:
         return 1.0

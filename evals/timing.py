@@ -7,7 +7,7 @@ selection. Only successful cells (status 200) enter latency distributions; the r
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -264,20 +264,27 @@ def _tests(
         return pl.DataFrame()
     if pairs is None or not set(by) <= set(pairs.columns):
         pairs = pair_differences(metrics, baseline, by)
-    pair_groups = (
-        groups.partition(pairs.select(*by, *groups.keys_of(pairs, by), *names), by)
-        if not pairs.is_empty()
-        else {}
-    )
+    cols = pairs.select(*by, *groups.keys_of(pairs, by), *names)
+    finite = groups.agg(cols, by, *[pl.col(n).cast(pl.Float64).is_finite().sum().alias(n) for n in names])
+    pair_counts = {tuple(r[c] for c in by): r for r in finite.iter_rows(named=True)}
+    parts: dict = {}
+
+    def group_frame(k: tuple) -> pl.DataFrame | None:
+        """The group's differences, split out only when they are sorted here, not merged."""
+        if not parts:
+            parts.update(groups.partition(cols, by))
+        return parts.get(k)
+
     jobs = []
     for cand in counts.filter(pl.col("provider") != baseline).iter_rows(named=True):
         kd = {c: cand[c] for c in by}
         bc = base_counts.get(tuple(kd[c] for c in rest))
         if bc is None:
             continue
-        pg = pair_groups.get(tuple(kd[c] for c in by))
+        k = tuple(kd[c] for c in by)
+        pc = pair_counts.get(k)
         for n in names:
-            d = _sorted_differences(kd, n, pg, sorted_pairs)
+            d = _sorted_differences(kd, n, pc[n] if pc else 0, lambda k=k: group_frame(k), sorted_pairs)
             jobs.append((kd | {"metric": n}, d, cand[n], bc[n], metrics, baseline, rest))
     # numpy's sorts release the GIL: the tests of different groups run on every core
     with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1) or 1) as pool:
@@ -290,22 +297,28 @@ def _tests(
     )
 
 
-def _sorted_differences(key: dict, metric: str, pg: pl.DataFrame | None, cache: dict | None) -> np.ndarray:
-    """The group's finite paired differences, sorted: merged from the finer groups' sorted runs
-    in ``cache`` when they add up to this group, else sorted here (and left in ``cache``)."""
+def _sorted_differences(
+    key: dict, metric: str, n: int, group: Callable[[], pl.DataFrame | None], cache: dict | None
+) -> np.ndarray:
+    """The group's ``n`` finite paired differences, sorted: merged from the finer groups' sorted
+    runs in ``cache`` when they add up to this group, else read from ``group()`` and sorted here
+    (and left in ``cache``)."""
+    if cache is not None and n:
+        runs = [
+            v
+            for (k, m), v in cache.items()
+            if m == metric and len(k) > len(key) and all(dict(k)[c] == key[c] for c in key)
+        ]
+        if runs and sum(len(r) for r in runs) == n:
+            d = np.concatenate(runs)
+            d.sort(kind="stable")  # a merge of sorted runs
+            cache[(tuple(key.items()), metric)] = d
+            return d
+    pg = group() if n else None
     d = _finite(pg[metric]) if pg is not None else np.array([])
-    if cache is None:
-        return np.sort(d)
-    runs = [
-        v
-        for (k, m), v in cache.items()
-        if m == metric and len(k) > len(key) and all(dict(k)[c] == key[c] for c in key)
-    ]
-    if runs and sum(len(r) for r in runs) == len(d):
-        d = np.sort(np.concatenate(runs), kind="stable")  # a merge of sorted runs
-    else:
-        d = np.sort(d)
-    cache[(tuple(key.items()), metric)] = d
+    d.sort()  # _finite's array is this function's own: sorted in place, not copied
+    if cache is not None:
+        cache[(tuple(key.items()), metric)] = d
     return d
 
 
