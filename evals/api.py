@@ -149,7 +149,6 @@ def _evaluate(
         try:
             run = load.resolve_run(con, run)
             config = load.run_config(con, run)
-            counts = load.endpoint_counts(con, run)
             key = load.run_sample_column(con, run)
             # From here two threads work side by side: this one reads the cells, then computes
             # reliability and latency; the second, on its own cursor, loads the ITL sample at
@@ -194,7 +193,6 @@ def _evaluate(
                     run,
                     cells.select(*spend.COST_INPUTS, *groups.keys_of(cells, BY_GROUP)),
                     config,
-                    counts,
                     baseline,
                 )
             metrics = timing.mark_cold(timing.request_metrics(cells), idle_s)
@@ -313,13 +311,13 @@ def _latency_level(
 
 
 def _cost(
-    cur: duckdb.DuckDBPyConnection, run: str, cells: pl.DataFrame, config: dict, counts: dict, baseline: str
+    cur: duckdb.DuckDBPyConnection, run: str, cells: pl.DataFrame, config: dict, baseline: str
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """The cost tables at both levels and the break-even table (runs on the second thread)."""
     tables = spend.pricing_map(config)
-    priced_units = sum(
-        counts.get(e, 0) for e in ("images.generations", "audio.transcriptions", "audio.translations")
-    )
+    priced_units = cells.select(
+        pl.col("endpoint").is_in(["images.generations", "audio.transcriptions", "audio.translations"]).sum()
+    ).item()
     extras = load.load_usage_extras(cur, run) if priced_units else None
     traffic = _traffic(load.load_traffic(cur, run, cells["xid"].unique()), cells)
     costs = spend.request_costs(cells, spend.price_frame(tables, cells), extras)

@@ -475,14 +475,6 @@ def load_attempts_429(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
     )
 
 
-def endpoint_counts(con: duckdb.DuckDBPyConnection, run: str) -> dict[str, int]:
-    """Cells per endpoint in the run (cheap; lets the loaders skip scans that would find nothing)."""
-    df = frame(
-        con, "SELECT endpoint, count(*) AS n FROM results WHERE run_id = $run GROUP BY endpoint", {"run": run}
-    )
-    return dict(zip(df["endpoint"].to_list(), df["n"].to_list(), strict=True))
-
-
 def load_traffic(con: duckdb.DuckDBPyConnection, run: str, xids: pl.Series | None = None) -> pl.DataFrame:
     """The recorded exchanges behind the run: time, endpoint, model and token counts.
 
