@@ -204,13 +204,13 @@ def _evaluate(
             pct_p = cmp_p = pl.DataFrame()
             if "latency" in questions:
                 pairs = timing.pair_differences(metrics, baseline)  # both levels test these pairs
-                sorted_g = stats.sorted_groups(metrics, BY_GROUP, list(timing.METRICS))
+                grouped = stats.value_groups(metrics, BY_GROUP, list(timing.METRICS))
                 itl = pre["itl"].result()
                 runs: dict = {}  # sorted paired differences, from the groups to the providers
-                pct_g, cmp_g = _latency_level(metrics, itl, sorted_g, pairs, runs, baseline, BY_GROUP)
+                pct_g, cmp_g = _latency_level(metrics, itl, grouped, pairs, runs, baseline, BY_GROUP)
                 ev.latency = _join(pct_g, cmp_g, [*BY_GROUP, "metric"])
-                pct_p, cmp_p = _latency_level(metrics, itl, sorted_g, pairs, runs, baseline, BY_PROVIDER)
-                del pairs, sorted_g, itl
+                pct_p, cmp_p = _latency_level(metrics, itl, grouped, pairs, runs, baseline, BY_PROVIDER)
+                del pairs, grouped, itl
                 lap("latency")
             cost_p = None
             if "cost" in questions:
@@ -298,16 +298,16 @@ def _from_bodies(
 def _latency_level(
     metrics: pl.DataFrame,
     itl: pl.DataFrame,
-    sorted_g: pl.DataFrame,
+    grouped: pl.DataFrame,
     pairs: pl.DataFrame,
     runs: dict,
     baseline: str,
     by: list[str],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Percentiles and the comparisons with the baseline at one level (``sorted_g``: the sorted
-    values of the finest groups; ``pairs``: the paired differences both levels test)."""
-    pct = timing.percentiles(metrics, itl, by, sorted_by=sorted_g)
-    return pct, timing.compare(metrics, pct, baseline, by, pairs=pairs, sorted_pairs=runs, sorted_by=sorted_g)
+    """Percentiles and the comparisons with the baseline at one level (``grouped``: the value
+    lists of the finest groups; ``pairs``: the paired differences both levels test)."""
+    pct = timing.percentiles(metrics, itl, by, grouped=grouped)
+    return pct, timing.compare(metrics, pct, baseline, by, pairs=pairs, sorted_pairs=runs, grouped=grouped)
 
 
 def _cost(

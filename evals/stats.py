@@ -59,18 +59,17 @@ def quantile_tables(
     qs: Sequence[float] = QUANTILES,
     alpha: float = ALPHA,
 ) -> dict[str, pl.DataFrame]:
-    """``quantile_table`` for several value columns with one group-by pass (sorted lists per group)."""
-    return quantiles_of_sorted(sorted_groups(df, by, values), by, values, qs, alpha)
+    """``quantile_table`` for several value columns with one group-by pass (value lists per group)."""
+    return quantiles_of_groups(value_groups(df, by, values), by, values, qs, alpha)
 
 
-def sorted_groups(df: pl.DataFrame, by: Sequence[str], values: Sequence[str]) -> pl.DataFrame:
-    """Per group of ``by``: each value column's finite values, sorted, as a list."""
+def value_groups(df: pl.DataFrame, by: Sequence[str], values: Sequence[str]) -> pl.DataFrame:
+    """Per group of ``by``: each value column's finite values, as a list (in no particular order:
+    the quantiles select the order statistics they read, nothing is sorted)."""
     by = list(by)
     finite = [pl.col(v).cast(pl.Float64) for v in values]
     lf = df.lazy().select(*by, *groups.keys_of(df, by), *finite)
-    return groups.agg(
-        lf, by, *[pl.col(v).filter(pl.col(v).is_finite()).sort().alias(v) for v in values]
-    ).collect()
+    return groups.agg(lf, by, *[pl.col(v).filter(pl.col(v).is_finite()).alias(v) for v in values]).collect()
 
 
 def merged_quantiles(
@@ -80,9 +79,8 @@ def merged_quantiles(
     qs: Sequence[float] = QUANTILES,
     alpha: float = ALPHA,
 ) -> dict[str, pl.DataFrame]:
-    """``quantiles_of_sorted`` at the coarser ``by`` from finer ``sorted_groups`` output: each coarse
-    group's runs are joined and only the order statistics read are selected (``np.partition``),
-    neither merged nor sorted."""
+    """``quantiles_of_groups`` at the coarser ``by`` from finer ``value_groups`` output: each coarse
+    group's lists are joined, not grouped again."""
     by = list(by)
     keys = g.select(by).unique(maintain_order=True)
     of_key = (
@@ -99,20 +97,20 @@ def merged_quantiles(
     return out
 
 
-def quantiles_of_sorted(
+def quantiles_of_groups(
     g: pl.DataFrame,
     by: Sequence[str],
     values: Sequence[str],
     qs: Sequence[float] = QUANTILES,
     alpha: float = ALPHA,
 ) -> dict[str, pl.DataFrame]:
-    """``quantile_tables`` from ``sorted_groups`` output."""
+    """``quantile_tables`` from ``value_groups`` output (the order statistics selected per group)."""
     keys = g.select(list(by))
-    return {v: _quantiles_of_arrays(keys, _arrays(g[v]), qs, alpha) for v in values}
+    return {v: _quantiles_of_arrays(keys, _arrays(g[v]), qs, alpha, presorted=False) for v in values}
 
 
 def _arrays(s: pl.Series) -> list[np.ndarray]:
-    """A ``sorted_groups`` list column as one numpy array per row (views of one flat array)."""
+    """A ``value_groups`` list column as one numpy array per row (views of one flat array)."""
     lens = s.list.len().fill_null(0).to_numpy()
     flat = s.explode().drop_nulls().to_numpy().astype(float, copy=False)  # an empty list explodes to null
     return np.split(flat, np.cumsum(lens)[:-1])

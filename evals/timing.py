@@ -46,22 +46,22 @@ def percentiles(
     itl: pl.DataFrame | None = None,
     by: Sequence[str] = GROUP,
     qs: Sequence[float] = QUANTILES,
-    sorted_by: pl.DataFrame | None = None,
+    grouped: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Long table: one row per group and metric with n and each percentile with its CI.
 
-    ``sorted_by`` (``stats.sorted_groups(metrics, groups, METRICS)`` for these groups or finer ones)
-    saves sorting every metric again: coarser groups merge its sorted lists.
+    ``grouped`` (``stats.value_groups(metrics, groups, METRICS)`` for these groups or finer ones)
+    saves grouping every metric again: coarser groups join its lists.
     """
     by = list(by)
-    finer = [c for c in sorted_by.columns if c not in METRICS] if sorted_by is not None else []
-    if set(by) == set(finer):  # the sorted groups are these groups
-        tables = stats.quantiles_of_sorted(sorted_by, by, list(METRICS), qs)
+    finer = [c for c in grouped.columns if c not in METRICS] if grouped is not None else []
+    if set(by) == set(finer):  # the value groups are these groups
+        tables = stats.quantiles_of_groups(grouped, by, list(METRICS), qs)
     elif set(by) < set(finer):
-        tables = stats.merged_quantiles(sorted_by, by, list(METRICS), qs)
+        tables = stats.merged_quantiles(grouped, by, list(METRICS), qs)
     else:
-        tables = stats.quantiles_of_sorted(
-            stats.sorted_groups(metrics, by, list(METRICS)), by, list(METRICS), qs
+        tables = stats.quantiles_of_groups(
+            stats.value_groups(metrics, by, list(METRICS)), by, list(METRICS), qs
         )
     parts = [t.with_columns(pl.lit(m).alias("metric")) for m, t in tables.items()]
     if itl is not None and not itl.is_empty():
@@ -102,7 +102,7 @@ def compare(
     holm_by: Sequence[str] | None = None,
     pairs: pl.DataFrame | None = None,
     sorted_pairs: dict | None = None,
-    sorted_by: pl.DataFrame | None = None,
+    grouped: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Each non-baseline group vs the baseline's same group: percentile deltas, paired test, Holm.
 
@@ -112,15 +112,15 @@ def compare(
     provider, plus metric, i.e. the providers compared on one metric). ``pairs`` is
     ``pair_differences(metrics, baseline)`` when the caller compares at several levels, and
     ``sorted_pairs`` a dict shared by those calls, finest level first: each level leaves its sorted
-    differences there and a coarser one merges them instead of sorting again. ``sorted_by`` is
-    ``stats.sorted_groups`` output at ``by`` or finer, as for ``percentiles``: its lists say how
+    differences there and a coarser one merges them instead of sorting again. ``grouped`` is
+    ``stats.value_groups`` output at ``by`` or finer, as for ``percentiles``: its lists say how
     many values each arm has, which spares counting them here.
     """
     by = list(by)
     rest = [c for c in by if c != "provider"]
     holm_by = list(holm_by) if holm_by is not None else [*rest, "metric"]
     deltas = _percentile_deltas(pct, baseline, rest, qs)
-    tests = _tests(metrics, baseline, by, rest, pairs, sorted_pairs, _value_counts(metrics, by, sorted_by))
+    tests = _tests(metrics, baseline, by, rest, pairs, sorted_pairs, _value_counts(metrics, by, grouped))
     if tests.is_empty():
         out = deltas
     elif deltas.width == 0:
@@ -235,11 +235,11 @@ def pair_differences(metrics: pl.DataFrame, baseline: str, by: Sequence[str] = G
     )
 
 
-def _value_counts(metrics: pl.DataFrame, by: list[str], sorted_by: pl.DataFrame | None) -> pl.DataFrame:
+def _value_counts(metrics: pl.DataFrame, by: list[str], grouped: pl.DataFrame | None) -> pl.DataFrame:
     """Per group of ``by``: how many finite values each metric has."""
     names = list(METRICS)
-    if sorted_by is not None and set(by) <= set(sorted_by.columns):
-        lens = sorted_by.select(*by, *[pl.col(n).list.len().cast(pl.Int64) for n in names])
+    if grouped is not None and set(by) <= set(grouped.columns):
+        lens = grouped.select(*by, *[pl.col(n).list.len().cast(pl.Int64) for n in names])
         return lens.group_by(by).agg(pl.col(n).sum() for n in names)
     return metrics.group_by(by).agg(pl.col(n).cast(pl.Float64).is_finite().sum().alias(n) for n in names)
 

@@ -60,8 +60,8 @@ def test_timing_functions_give_the_same_tables_with_the_key():
     keyed = groups.with_key(m, BY)
     names = list(timing.METRICS)
     assert_frame_equal(
-        stats.sorted_groups(keyed, BY, names).sort(BY, nulls_last=True),
-        stats.sorted_groups(m, BY, names).sort(BY, nulls_last=True),
+        stats.value_groups(keyed, BY, names).sort(BY, nulls_last=True),
+        stats.value_groups(m, BY, names).sort(BY, nulls_last=True),
     )
     assert_frame_equal(
         timing.reliability_sums(keyed, BY).sort(BY, nulls_last=True),

@@ -254,7 +254,7 @@ def test_merged_quantiles_select_what_sorting_the_coarse_groups_gives():
             "w": np.where(rng.random(n) < 0.2, np.nan, rng.normal(0, 1, n)),  # some not finite
         }
     ).with_columns(pl.when(pl.col("v") > 400).then(None).otherwise(pl.col("v")).alias("v"))
-    fine = stats.sorted_groups(df, ["provider", "endpoint"], ["v", "w"])
+    fine = stats.value_groups(df, ["provider", "endpoint"], ["v", "w"])
     got = stats.merged_quantiles(fine, ["provider"], ["v", "w"])
     want = stats.quantile_tables(df, ["provider"], ["v", "w"])
     for v in ("v", "w"):
