@@ -1,8 +1,9 @@
 """Distribution-free statistics used by every question: quantile CIs, paired/unpaired tests, Holm, Wilson.
 
-Choices (documented in METRICS.md):
+Choices (documented in the README's metric definitions):
 - percentile CIs are order-statistic intervals from binomial quantiles (exact coverage >= 1 - alpha,
-  no resampling, O(1) per group once sorted); a bound the sample cannot support is null;
+  no resampling; the few order statistics read are selected, O(n) per group, not sorted); a bound
+  the sample cannot support is null;
 - the paired median difference uses the same interval on the sorted differences (sign-test CI)
   and the Wilcoxon signed-rank p-value; unpaired falls back to Mann-Whitney U and Kolmogorov-Smirnov;
 - a difference of two percentiles gets a MOVER interval (Zou & Donner) from the two order-statistic CIs;
