@@ -86,6 +86,9 @@ def results_text(con: duckdb.DuckDBPyConnection) -> str:
 
 def resolve_run(con: duckdb.DuckDBPyConnection, run: str | None) -> str:
     """The run id to evaluate: ``run`` itself, or the newest run for None / ``"latest"``."""
+    if run not in (None, "", "latest"):  # a named run: a count of its rows, not a scan of every run
+        if frame(con, "SELECT count(*) AS n FROM results WHERE run_id = $run", {"run": run})["n"][0]:
+            return run
     runs = frame(
         con,
         "SELECT run_id, max(started_at) AS t, count(*) AS n FROM results GROUP BY run_id ORDER BY t DESC NULLS LAST",
