@@ -76,17 +76,29 @@ def percentiles(
 def itl_percentiles(
     itl: pl.DataFrame, by: Sequence[str] = GROUP, qs: Sequence[float] = QUANTILES
 ) -> pl.DataFrame:
-    """Pooled per-token ITL percentiles per group; CIs by Woodruff with requests as clusters."""
+    """Pooled per-token ITL percentiles per group; CIs by Woodruff with requests as clusters.
+
+    The requests are ordered by group and their lists flattened once: each group's tokens are
+    then one slice of a single array, not a frame of its own exploded again."""
     by = list(by)
     rows = []
-    for key, g in itl.select(*by, "itl_ms").partition_by(by, as_dict=True).items():
-        lens = g["itl_ms"].list.len().fill_null(0).to_numpy()
-        vals = g["itl_ms"].explode().to_numpy().astype(float)
-        cluster = np.repeat(np.arange(len(lens)), lens)
-        keep = np.isfinite(vals)
-        vals, cluster = vals[keep], cluster[keep]
-        est, lo, hi = stats.clustered_quantiles(vals, cluster, qs)
-        row = dict(zip(by, key, strict=True)) | {"metric": POOLED, "n": len(vals)}
+    g = itl.select(*by, "itl_ms").filter(pl.col("itl_ms").list.len() > 0).sort(by, nulls_last=True)
+    if g.is_empty():
+        return pl.DataFrame()
+    lens = g["itl_ms"].list.len().to_numpy().astype(np.int64)
+    vals = g["itl_ms"].explode().cast(pl.Float64).to_numpy()
+    offsets = np.concatenate(([0], np.cumsum(lens)))
+    run = g.select(pl.struct(by).rle_id()).to_series().to_numpy()
+    starts = np.flatnonzero(np.concatenate(([True], run[1:] != run[:-1])))
+    for a, b in zip(starts, np.append(starts[1:], g.height), strict=True):
+        v = vals[offsets[a] : offsets[b]]
+        cluster = np.repeat(np.arange(b - a), lens[a:b])
+        keep = np.isfinite(v)
+        if not keep.all():
+            v, cluster = v[keep], cluster[keep]
+        est, lo, hi = stats.clustered_quantiles(v, cluster, qs)
+        row = g.row(int(a), named=True)
+        row = {c: row[c] for c in by} | {"metric": POOLED, "n": len(v)}
         for i, q in enumerate(qs):
             row |= {pct_name(q): est[i], f"{pct_name(q)}_ci_low": lo[i], f"{pct_name(q)}_ci_high": hi[i]}
         rows.append(row)
