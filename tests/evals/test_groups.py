@@ -67,3 +67,36 @@ def test_timing_functions_give_the_same_tables_with_the_key():
         timing.reliability_sums(keyed, BY).sort(BY, nulls_last=True),
         timing.reliability_sums(m, BY).sort(BY, nulls_last=True),
     )
+
+
+def test_itl_percentiles_per_group_equal_each_group_alone():
+    """Groups read as slices of one flattened array give what each group's own tokens give,
+    with a null group value and a non-finite token among them."""
+    rng = np.random.default_rng(9)
+    rows = []
+    for i in range(300):
+        n = int(rng.integers(1, 30))
+        vals = list(rng.lognormal(3, 0.4, n))
+        if i == 7:
+            vals[0] = float("nan")
+        rows.append(
+            {
+                "provider": ["a", "b"][i % 2],
+                "endpoint": "chat.completions",
+                "model": [None, "m1", "m2"][i % 3],
+                "itl_ms": vals,
+            }
+        )
+    itl = pl.DataFrame(rows)
+    got = timing.itl_percentiles(itl, BY).sort(BY, nulls_last=True)
+    for r in got.iter_rows(named=True):
+        same = pl.all_horizontal(pl.col(c).eq_missing(r[c]) for c in BY)
+        part = itl.filter(same)
+        lens = part["itl_ms"].list.len().to_numpy()
+        v = part["itl_ms"].explode().to_numpy()
+        c = np.repeat(np.arange(len(lens)), lens)
+        keep = np.isfinite(v)
+        est, lo, hi = stats.clustered_quantiles(v[keep], c[keep], stats.QUANTILES)
+        assert r["n"] == keep.sum()
+        assert r["p50"] == est[0] and r["p99_ci_low"] == lo[3]
+    assert got.height == 6
