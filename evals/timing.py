@@ -461,16 +461,19 @@ def mark_cold(metrics: pl.DataFrame, idle_s: float = 60.0) -> pl.DataFrame:
     seq = groups.key_expr(["provider", "provider_model"])  # one hashed key, not two strings
     busy = pl.col("_end").cum_max().shift(1).over(seq, order_by="started_at")
     gap_ms = (pl.col("started_at") - pl.col("_busy")).dt.total_milliseconds()
-    return (
-        metrics.with_columns(end.alias("_end"))
+    # on the few columns it reads: a window over the whole frame would copy every column
+    cold = (
+        metrics.select("provider", "provider_model", "started_at", "latency_ms")
+        .with_columns(end.alias("_end"))
         .with_columns(busy.alias("_busy"))
-        .with_columns(
+        .select(
             pl.when(pl.col("started_at").is_not_null())
             .then(pl.col("_busy").is_null() | (gap_ms >= idle_s * 1000))
             .alias("cold")
         )
-        .drop("_end", "_busy")
+        .to_series()
     )
+    return metrics.with_columns(cold)
 
 
 def cold_start(metrics: pl.DataFrame, by: Sequence[str] = GROUP, idle_s: float = 60.0) -> pl.DataFrame:
