@@ -282,7 +282,7 @@ def _from_bodies(
     if "compat" in questions and facts is not None:
         legacy = facts["chk_error"].null_count() > 0
         streams = load.load_stream_checks(cur, run, thr, key) if legacy else None
-        cc = scorecard.cell_checks(outputs, load.load_attempts_429(cur, run), streams, facts, lazy=True)
+        cc = scorecard.cell_checks(outputs, load.load_attempts_429(cur, run), streams, facts)
         del outputs
         out["compat"] = scorecard.scorecard(cc, config, rel_p.result(), BY_PROVIDER)
         out["compat_p"] = scorecard.compat_summary(out["compat"])

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from evals import groups
 from evals.load import cell_key
 from replayer.facts import COLUMNS as FACTS
 from replayer.facts import stop_hit
@@ -165,11 +166,8 @@ def cell_checks(
     attempts_429: pl.DataFrame | None = None,
     streams: pl.DataFrame | None = None,
     cells: pl.DataFrame | None = None,
-    *,
-    lazy: bool = False,
-) -> pl.DataFrame | pl.LazyFrame:
-    """One nullable boolean column per per-cell check (a LazyFrame with ``lazy``: ``scorecard``
-    then counts them without a million-row frame of checks being built first).
+) -> pl.DataFrame:
+    """One nullable boolean column per per-cell check.
 
     ``cells`` is ``load.load_cells`` output (every cell); the checks of cells carrying ``chk_*``
     facts read those. ``checked`` is ``load.load_outputs`` output: the bodies' answers for the
@@ -205,7 +203,7 @@ def cell_checks(
     else:
         df = df.with_columns(pl.lit(None, pl.Boolean).alias("advertised_429"))
     final_429 = pl.col("status") == 429
-    return (df.lazy() if lazy else df).with_columns(
+    return df.with_columns(
         pl.when(ok & pl.col("sdk_valid").is_not_null()).then(pl.col("sdk_valid")).alias("sdk_valid"),
         pl.when(ok & stream)
         .then(pl.col("stream_complete").fill_null(False) | pl.col("raw_terminated").fill_null(False))
@@ -262,43 +260,44 @@ CELL_CHECKS = [c for c in CHECKS if c not in ("models_listed", "cold_start")]
 
 
 def scorecard(
-    cells: pl.DataFrame | pl.LazyFrame,
-    config: dict,
-    cold: pl.DataFrame | None = None,
-    by: Sequence[str] = ("provider",),
+    cells: pl.DataFrame, config: dict, cold: pl.DataFrame | None = None, by: Sequence[str] = ("provider",)
 ) -> pl.DataFrame:
-    """Long table: provider x check -> result, passed, failed, not_applicable, pass_rate, examples, detail.
-
-    ``cells``: ``cell_checks`` output, eager or lazy."""
+    """Long table: provider x check -> result, passed, failed, not_applicable, pass_rate, examples, detail."""
     by = list(by)
-    aggs = []
+    df = cells
+    counts = []
     for c in CELL_CHECKS:
-        aggs += [  # a boolean's sum counts its trues, its count the non-null values
+        counts += [  # a boolean's sum counts its trues, its count the non-null values
             pl.col(c).sum().cast(pl.Int64).alias(f"{c}|passed"),
             (pl.col(c).count().cast(pl.Int64) - pl.col(c).sum().cast(pl.Int64)).alias(f"{c}|failed"),
             pl.col(c).null_count().cast(pl.Int64).alias(f"{c}|not_applicable"),
-            # the first failing ids in id order: the same whatever order the store returns rows in
-            pl.col("exchange_id").filter(pl.col(c) == False).sort().head(3).alias(f"{c}|examples"),  # noqa: E712
         ]
-    invalid = pl.col("sdk_valid") == False  # noqa: E712
-    aggs.append(
-        pl.col("sdk_error")
-        .filter(invalid)
-        .sort_by(pl.col("exchange_id").filter(invalid))
-        .first()
-        .alias("_sdk_error")
-    )
-    lf = cells.lazy()
-    sent = (
-        lf.filter(pl.col("provider_model").is_not_null())
-        .group_by(by)
-        .agg(pl.col("provider_model").unique().sort())
-    )
-    wide, sent = pl.collect_all([lf.group_by(by).agg(aggs), sent])  # one pass over the cells
+    wide = df.group_by(by).agg(counts)
+    # examples (and the SDK's first error) only for the checks that failed somewhere
+    failing = [c for c in CELL_CHECKS if wide[f"{c}|failed"].sum() > 0]
+    # the first failing ids in id order: the same whatever order the store returns rows in
+    extra = [
+        pl.col("exchange_id").filter(pl.col(c) == False).sort().head(3).alias(f"{c}|examples")  # noqa: E712
+        for c in failing
+    ]
+    if "sdk_valid" in failing:
+        invalid = pl.col("sdk_valid") == False  # noqa: E712
+        extra.append(
+            pl.col("sdk_error")
+            .filter(invalid)
+            .sort_by(pl.col("exchange_id").filter(invalid))
+            .first()
+            .alias("_sdk_error")
+        )
+    if extra:
+        wide = wide.join(df.group_by(by).agg(extra), on=by, how="left", nulls_equal=True)
+    pm = [*by, "provider_model"]  # the models sent: distinct pairs by one hashed key, then listed
+    pairs = groups.agg(groups.with_key(df.select(pm).filter(pl.col("provider_model").is_not_null()), pm), pm)
+    sent = pairs.group_by(by).agg(pl.col("provider_model").sort())
     rows = []
     for r in wide.iter_rows(named=True):
         for c in CELL_CHECKS:
-            detail = r["_sdk_error"] if c == "sdk_valid" else None
+            detail = r.get("_sdk_error") if c == "sdk_valid" else None
             rows.append(
                 _row(
                     r,
@@ -307,7 +306,7 @@ def scorecard(
                     r[f"{c}|passed"],
                     r[f"{c}|failed"],
                     r[f"{c}|not_applicable"],
-                    r[f"{c}|examples"],
+                    r.get(f"{c}|examples"),
                     detail,
                 )
             )
