@@ -151,14 +151,14 @@ def _evaluate(
             config = load.run_config(con, run)
             key = load.run_sample_column(con, run)
             # From here two threads work side by side: this one reads the cells, then computes
-            # reliability and latency; the second, on its own cursor, loads the ITL sample at
-            # once (a read's idle core time), then the bodies (quality and the scorecard), then the
-            # traffic and the cost. DuckDB, polars and numpy release the GIL; DuckDB leaves this
+            # reliability and latency; the second, on its own cursor, loads the ITL sample and
+            # computes its pooled percentiles at once (a read's idle core time), then the bodies
+            # (quality and the scorecard), then the traffic and the cost. DuckDB, polars and numpy release the GIL; DuckDB leaves this
             # thread a core.
             if not isinstance(db, duckdb.DuckDBPyConnection):
                 con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
             if "latency" in questions:
-                pre["itl"] = bg.submit(load.load_itl, cur, run, itl_sample, key)
+                pre["itl"] = bg.submit(_itl, cur, run, itl_sample, key)
             cells = load.load_cells(con, run, load.store_root(db))
             cells = groups.with_key(cells, BY_GROUP)  # the question tables' groups, as one integer
             arms = sorted(cells["provider"].unique().drop_nulls().to_list())
@@ -297,17 +297,26 @@ def _from_bodies(
 
 def _latency_level(
     metrics: pl.DataFrame,
-    itl: pl.DataFrame,
+    itl: dict,
     grouped: pl.DataFrame,
     pairs: pl.DataFrame,
     runs: dict,
     baseline: str,
     by: list[str],
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Percentiles and the comparisons with the baseline at one level (``grouped``: the value
-    lists of the finest groups; ``pairs``: the paired differences both levels test)."""
-    pct = timing.percentiles(metrics, itl, by, grouped=grouped)
+    """Percentiles and the comparisons with the baseline at one level (``itl``: ``_itl``'s pooled
+    ITL rows by level; ``grouped``: the value lists of the finest groups; ``pairs``: the paired
+    differences both levels test)."""
+    pct = timing.percentiles(metrics, None, by, grouped=grouped, itl_rows=itl[tuple(by)])
     return pct, timing.compare(metrics, pct, baseline, by, pairs=pairs, sorted_pairs=runs, grouped=grouped)
+
+
+def _itl(cur: duckdb.DuckDBPyConnection, run: str, itl_sample: int, key: str) -> dict:
+    """The pooled ITL rows of both levels (runs on the second thread while the cells are read)."""
+    itl = load.load_itl(cur, run, itl_sample, key)
+    if itl.is_empty():
+        return {tuple(BY_GROUP): None, tuple(BY_PROVIDER): None}
+    return {tuple(by): timing.itl_percentiles(itl, by) for by in (BY_GROUP, BY_PROVIDER)}
 
 
 def _cost(

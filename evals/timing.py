@@ -47,11 +47,13 @@ def percentiles(
     by: Sequence[str] = GROUP,
     qs: Sequence[float] = QUANTILES,
     grouped: pl.DataFrame | None = None,
+    itl_rows: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Long table: one row per group and metric with n and each percentile with its CI.
 
     ``grouped`` (``stats.value_groups(metrics, groups, METRICS)`` for these groups or finer ones)
-    saves grouping every metric again: coarser groups join its lists.
+    saves grouping every metric again: coarser groups join its lists. ``itl_rows``, when given, is
+    ``itl_percentiles(itl, by, qs)`` computed already (``itl`` is then not read).
     """
     by = list(by)
     finer = [c for c in grouped.columns if c not in METRICS] if grouped is not None else []
@@ -64,7 +66,9 @@ def percentiles(
             stats.value_groups(metrics, by, list(METRICS)), by, list(METRICS), qs
         )
     parts = [t.with_columns(pl.lit(m).alias("metric")) for m, t in tables.items()]
-    if itl is not None and not itl.is_empty():
+    if itl_rows is not None:
+        parts.append(itl_rows)
+    elif itl is not None and not itl.is_empty():
         parts.append(itl_percentiles(itl, by, qs))
     cols = [*by, "metric", "n"] + [f"{pct_name(q)}{s}" for q in qs for s in ("", "_ci_low", "_ci_high")]
     parts = [p.select(cols) for p in parts if not p.is_empty()]
