@@ -141,7 +141,6 @@ def _evaluate(
         secs[name] = round(now - clock, 3)
         clock = now
 
-    want_bodies = "quality" in questions or "compat" in questions or bool(judge)
     with load.open_store(db) as con, ThreadPoolExecutor(max_workers=1) as bg:
         cur = con.cursor()
         pre: dict[str, Future] = {}
@@ -169,23 +168,24 @@ def _evaluate(
             ev = Evaluation(run=run, baseline=baseline, config=config, slos=slo, seconds=secs)
             n_exchanges = cells["xid"].n_unique()
             n_emb = cells.filter(pl.col("endpoint") == "embeddings")["xid"].n_unique()
-            if want_bodies:
+            facts = cells.select(*scorecard.FACT_INPUTS) if "compat" in questions else None
+            # do the facts answer the whole scorecard, or must some cells' bodies be read?
+            for_scorecard = facts is not None and bool(
+                facts.select((pl.col("chk_error").is_null() | scorecard.error_facts_missing()).any()).item()
+            )
+            facts_here = None
+            if not for_scorecard:  # then this thread computes the scorecard, after the latency
+                facts_here, facts = facts, None
+            if "quality" in questions or judge or for_scorecard:
                 thr = load.sample_threshold(n_exchanges, quality_sample)
                 emb_thr = load.sample_threshold(
                     n_emb, min(embedding_sample, quality_sample or embedding_sample)
-                )
-                facts = cells.select(*scorecard.FACT_INPUTS) if "compat" in questions else None
-                # do the facts answer the whole scorecard, or must some cells' bodies be read?
-                for_scorecard = facts is not None and bool(
-                    facts.select(
-                        (pl.col("chk_error").is_null() | scorecard.error_facts_missing()).any()
-                    ).item()
                 )
                 sample = (thr, emb_thr, key, for_scorecard)
                 pre["bodies"] = bg.submit(
                     _from_bodies, cur, run, baseline, questions, config, rel_later, facts, sample, n_emb
                 )
-                del facts
+            del facts
             if "cost" in questions:  # after the bodies: this thread has the latency to do meanwhile
                 pre["cost"] = bg.submit(
                     _cost,
@@ -212,22 +212,25 @@ def _evaluate(
                 pct_p, cmp_p = _latency_level(metrics, itl, grouped, pairs, runs, baseline, BY_PROVIDER)
                 del pairs, grouped, itl
                 lap("latency")
+            q_p = compat_p = None
+            if facts_here is not None:  # every cell carries its facts: no body is needed
+                cc = scorecard.cell_checks(None, load.load_attempts_429(con, run), None, facts_here)
+                ev.compat = scorecard.scorecard(cc, config, rel_p, BY_PROVIDER)
+                compat_p = scorecard.compat_summary(ev.compat)
+                del cc, facts_here
+                lap("compat")
             cost_p = None
             if "cost" in questions:
                 ev.cost, cost_p, ev.breakeven = pre["cost"].result()
                 lap("cost_wait")
             del cells, metrics
-            q_p = compat_p = None
-            if want_bodies:
+            if "bodies" in pre:
                 got = pre["bodies"].result()
                 secs.update(got["seconds"])
                 lap("bodies_wait")
-                ev.quality, q_p, ev.compat, compat_p = (
-                    got["quality"],
-                    got["quality_p"],
-                    got["compat"],
-                    got["compat_p"],
-                )
+                ev.quality, q_p = got["quality"], got["quality_p"]
+                if got["compat"] is not None:
+                    ev.compat, compat_p = got["compat"], got["compat_p"]
                 if judge:
                     if isinstance(db, duckdb.DuckDBPyConnection):
                         raise EvalError(

@@ -137,6 +137,8 @@ def _fact_rows(cells: pl.DataFrame, outputs: pl.DataFrame) -> pl.DataFrame:
     )
     if not old.any():
         return f
+    if outputs is None:
+        raise ValueError("error cells written before the error facts need their bodies (outputs)")
     errs = _error_fields(outputs.select(*_KEYS, *_ERROR_COLUMNS))
     bad = f.filter(old).drop(*_ERROR_FIELDS).join(errs, on=_KEYS, how="left")
     return pl.concat([f.filter(~old), bad], how="diagonal_relaxed")
@@ -162,7 +164,7 @@ def _legacy_rows(
 
 
 def cell_checks(
-    checked: pl.DataFrame,
+    checked: pl.DataFrame | None,
     attempts_429: pl.DataFrame | None = None,
     streams: pl.DataFrame | None = None,
     cells: pl.DataFrame | None = None,
@@ -171,7 +173,8 @@ def cell_checks(
 
     ``cells`` is ``load.load_cells`` output (every cell); the checks of cells carrying ``chk_*``
     facts read those. ``checked`` is ``load.load_outputs`` output: the bodies' answers for the
-    cells without facts (all of them when ``cells`` is None) and the error cells' shapes.
+    cells without facts (all of them when ``cells`` is None) and the error cells' shapes; None
+    when every cell of ``cells`` carries all its facts (``error_facts_missing`` nowhere).
     ``attempts_429`` and ``streams`` come from ``load.load_attempts_429`` and ``load.load_stream_checks``.
     """
     ok = pl.col("status") == 200
@@ -183,12 +186,18 @@ def cell_checks(
         pl.col("error_kind", "error_code").str.contains("rate_limit").fill_null(False)
     )
     if cells is not None and "chk_error" in cells.columns:
-        facts = _fact_rows(cells, checked)
-        if "no_facts" in checked.columns:
-            legacy = checked.filter(pl.col("no_facts"))
-        else:
-            legacy = checked.join(facts.select(_KEYS), on=_KEYS, how="anti")
-        df = pl.concat([facts, _legacy_rows(legacy, attempts_429, streams)], how="diagonal_relaxed")
+        if checked is None and cells["chk_error"].null_count():
+            raise ValueError("cells written without facts need their bodies' answers (checked)")
+        df = _fact_rows(cells, checked)
+        if checked is not None:  # and the cells without facts, from their bodies
+            legacy = (
+                checked.filter(pl.col("no_facts"))
+                if "no_facts" in checked.columns
+                else checked.join(df.select(_KEYS), on=_KEYS, how="anti")
+            )
+            df = pl.concat([df, _legacy_rows(legacy, attempts_429, streams)], how="diagonal_relaxed")
+    elif checked is None:
+        raise ValueError("cell_checks needs the bodies' answers (checked) or cells with facts")
     else:
         df = _legacy_rows(checked, attempts_429, streams)
     if attempts_429 is not None and not attempts_429.is_empty():
