@@ -93,7 +93,7 @@ def evaluate(
     if unknown:
         raise EvalError(f"unknown question(s) {sorted(unknown)}; known: {', '.join(QUESTIONS)}")
     # The cyclic collector would walk every object again and again while the answers are parsed;
-    # nothing here makes cycles that outlive the call, so it runs once at the end instead.
+    # nothing here makes cycles that outlive the call, so it is paused until the call returns.
     collecting = gc.isenabled()
     gc.disable()
     try:
@@ -150,10 +150,11 @@ def _evaluate(
             config = load.run_config(con, run)
             key = load.run_sample_column(con, run)
             # From here two threads work side by side: this one reads the cells, then computes
-            # reliability and latency; the second, on its own cursor, loads the ITL sample and
-            # computes its pooled percentiles at once (a read's idle core time), then the bodies
-            # (quality and the scorecard), then the traffic and the cost. DuckDB, polars and numpy release the GIL; DuckDB leaves this
-            # thread a core.
+            # reliability, latency and (from the facts) the scorecard; the second, on its own
+            # cursor, loads the ITL sample and computes its pooled percentiles at once (a read's
+            # idle core time), then the bodies (quality, and the scorecard when some cell lacks its
+            # facts), then the traffic and the cost. DuckDB, polars and numpy release the GIL;
+            # DuckDB leaves this thread a core.
             if not isinstance(db, duckdb.DuckDBPyConnection):
                 con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
             if "latency" in questions:
@@ -166,7 +167,8 @@ def _evaluate(
                     f"baseline {baseline!r} has no results in run {run!r}; arms: {', '.join(arms)}"
                 )
             ev = Evaluation(run=run, baseline=baseline, config=config, slos=slo, seconds=secs)
-            n_exchanges = cells["xid"].n_unique()
+            xids = cells["xid"].unique()  # the run's exchanges (the cost's traffic matches them)
+            n_exchanges = len(xids)
             n_emb = cells.filter(pl.col("endpoint") == "embeddings")["xid"].n_unique()
             facts = cells.select(*scorecard.FACT_INPUTS) if "compat" in questions else None
             # do the facts answer the whole scorecard, or must some cells' bodies be read?
@@ -192,6 +194,7 @@ def _evaluate(
                     cur,
                     run,
                     cells.select(*spend.COST_INPUTS, *groups.keys_of(cells, BY_GROUP)),
+                    xids,
                     config,
                     baseline,
                 )
@@ -262,7 +265,8 @@ def _from_bodies(
     sample: tuple[int, int, str, bool],
     n_emb: int,
 ) -> dict:
-    """Quality and the scorecard: what needs the bodies (runs on the second thread).
+    """Quality, and the scorecard when some cell's scorecard columns need its body (``facts``
+    given): what needs the bodies (runs on the second thread).
 
     ``rel_p``: the provider-level reliability (cold-start rows), set by the first thread meanwhile;
     ``sample``: the quality and embedding sample thresholds, the sample key's SQL, and whether
@@ -323,7 +327,12 @@ def _itl(cur: duckdb.DuckDBPyConnection, run: str, itl_sample: int, key: str) ->
 
 
 def _cost(
-    cur: duckdb.DuckDBPyConnection, run: str, cells: pl.DataFrame, config: dict, baseline: str
+    cur: duckdb.DuckDBPyConnection,
+    run: str,
+    cells: pl.DataFrame,
+    xids: pl.Series,
+    config: dict,
+    baseline: str,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """The cost tables at both levels and the break-even table (runs on the second thread)."""
     tables = spend.pricing_map(config)
@@ -331,7 +340,7 @@ def _cost(
         pl.col("endpoint").is_in(["images.generations", "audio.transcriptions", "audio.translations"]).sum()
     ).item()
     extras = load.load_usage_extras(cur, run) if priced_units else None
-    traffic = _traffic(load.load_traffic(cur, run, cells["xid"].unique()), cells)
+    traffic = _traffic(load.load_traffic(cur, run, xids), cells)
     costs = spend.request_costs(cells, spend.price_frame(tables, cells), extras)
     factor = spend.month_factor(traffic)
     sums = spend.cost_sums(costs, baseline, BY_GROUP)  # the provider level is their total

@@ -34,11 +34,9 @@ def structure_spearman(x: np.ndarray, y: np.ndarray) -> float | None:
     with threadpool_limits(limits=1, user_api="blas"):
         a = (x @ x.T)[iu]
         b = (y @ y.T)[iu]
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
-        return None
-    ra, rb = rankdata(a), rankdata(b)
-    with threadpool_limits(limits=1, user_api="blas"):
-        return float(np.corrcoef(ra, rb)[0, 1])
+        if np.ptp(a) == 0 or np.ptp(b) == 0:
+            return None
+        return float(np.corrcoef(rankdata(a), rankdata(b))[0, 1])
 
 
 def embedding_pairs(

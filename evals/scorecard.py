@@ -110,7 +110,7 @@ def _error_fields(df: pl.DataFrame) -> pl.DataFrame:
     ).drop("error_types", "retry_after", "retry_after_ms")
 
 
-def _fact_rows(cells: pl.DataFrame, outputs: pl.DataFrame) -> pl.DataFrame:
+def _fact_rows(cells: pl.DataFrame, outputs: pl.DataFrame | None) -> pl.DataFrame:
     """The scorecard columns of the cells that carry ``chk_*`` facts (``replayer.facts``); the
     error shape and retry headers of error cells written before the error facts come from
     ``outputs``."""
@@ -273,7 +273,6 @@ def scorecard(
 ) -> pl.DataFrame:
     """Long table: provider x check -> result, passed, failed, not_applicable, pass_rate, examples, detail."""
     by = list(by)
-    df = cells
     counts = []
     for c in CELL_CHECKS:
         counts += [  # a boolean's sum counts its trues, its count the non-null values
@@ -281,7 +280,7 @@ def scorecard(
             (pl.col(c).count().cast(pl.Int64) - pl.col(c).sum().cast(pl.Int64)).alias(f"{c}|failed"),
             pl.col(c).null_count().cast(pl.Int64).alias(f"{c}|not_applicable"),
         ]
-    wide = df.group_by(by).agg(counts)
+    wide = cells.group_by(by).agg(counts)
     # examples (and the SDK's first error) only for the checks that failed somewhere
     failing = [c for c in CELL_CHECKS if wide[f"{c}|failed"].sum() > 0]
     # the first failing ids in id order: the same whatever order the store returns rows in
@@ -299,9 +298,11 @@ def scorecard(
             .alias("_sdk_error")
         )
     if extra:
-        wide = wide.join(df.group_by(by).agg(extra), on=by, how="left", nulls_equal=True)
+        wide = wide.join(cells.group_by(by).agg(extra), on=by, how="left", nulls_equal=True)
     pm = [*by, "provider_model"]  # the models sent: distinct pairs by one hashed key, then listed
-    pairs = groups.agg(groups.with_key(df.select(pm).filter(pl.col("provider_model").is_not_null()), pm), pm)
+    pairs = groups.agg(
+        groups.with_key(cells.select(pm).filter(pl.col("provider_model").is_not_null()), pm), pm
+    )
     sent = pairs.group_by(by).agg(pl.col("provider_model").sort())
     rows = []
     for r in wide.iter_rows(named=True):
