@@ -94,7 +94,7 @@ def merged_quantiles(
     for v in values:
         runs = _arrays(g[v])
         joined = [np.concatenate([runs[i] for i in m]) for m in members]
-        out[v] = _quantiles_of_arrays(keys, joined, qs, alpha, presorted=False)
+        out[v] = _quantiles_of_arrays(keys, joined, qs, alpha)
     return out
 
 
@@ -107,7 +107,7 @@ def quantiles_of_groups(
 ) -> dict[str, pl.DataFrame]:
     """``quantile_tables`` from ``value_groups`` output (the order statistics selected per group)."""
     keys = g.select(list(by))
-    return {v: _quantiles_of_arrays(keys, _arrays(g[v]), qs, alpha, presorted=False) for v in values}
+    return {v: _quantiles_of_arrays(keys, _arrays(g[v]), qs, alpha) for v in values}
 
 
 def _arrays(s: pl.Series) -> list[np.ndarray]:
@@ -118,15 +118,11 @@ def _arrays(s: pl.Series) -> list[np.ndarray]:
 
 
 def _quantiles_of_arrays(
-    keys: pl.DataFrame,
-    arrays: list[np.ndarray],
-    qs: Sequence[float],
-    alpha: float,
-    presorted: bool = True,
+    keys: pl.DataFrame, arrays: list[np.ndarray], qs: Sequence[float], alpha: float
 ) -> pl.DataFrame:
     """Per row of ``keys`` with a non-empty array: n, and for each q the linear-interpolated
     percentile with its order-statistic CI (null where the sample cannot bound it). The arrays
-    are sorted, or with ``presorted=False`` partitioned here at the ranks read."""
+    need no order: each is partitioned at the ranks read (O(n), not a sort)."""
     n = np.array([len(a) for a in arrays], dtype=np.int64)
     keep = n > 0
     cols = {c: keys[c].filter(pl.Series(keep)) for c in keys.columns} | {
@@ -134,17 +130,16 @@ def _quantiles_of_arrays(
     }
     arrays = [a for a in arrays if len(a)]
     n = n[keep]
-    ranks = {}  # q -> (floor, ceil, low, high) 0-based ranks per array
+    ranks = {}  # q -> 0-based ranks (floor, ceil), weight of ceil, CI ranks (low, high) per array
     for q in qs:
         h = (n - 1) * q
         f = np.floor(h).astype(np.int64)
         lo, hi = quantile_ranks(n, q, alpha)
         ranks[q] = (f, np.minimum(f + 1, n - 1), h - f, lo, hi)
-    if not presorted:
-        arrays = [
-            np.partition(a, sorted({int(r[k][i]) for r in ranks.values() for k in (0, 1, 3, 4)} - {len(a)}))
-            for i, a in enumerate(arrays)
-        ]
+    arrays = [
+        np.partition(a, sorted({int(r[k][i]) for r in ranks.values() for k in (0, 1, 3, 4)} - {len(a)}))
+        for i, a in enumerate(arrays)
+    ]
     for q in qs:
         name = pct_name(q)
         f, c, w, lo, hi = ranks[q]

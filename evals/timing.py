@@ -257,7 +257,7 @@ def _value_counts(metrics: pl.DataFrame, by: list[str], grouped: pl.DataFrame | 
     if grouped is not None and set(by) <= set(grouped.columns):
         lens = grouped.select(*by, *[pl.col(n).list.len().cast(pl.Int64) for n in names])
         return lens.group_by(by).agg(pl.col(n).sum() for n in names)
-    return metrics.group_by(by).agg(pl.col(n).cast(pl.Float64).is_finite().sum().alias(n) for n in names)
+    return groups.agg(metrics, by, *[pl.col(n).cast(pl.Float64).is_finite().sum().alias(n) for n in names])
 
 
 def _tests(
