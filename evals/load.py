@@ -114,18 +114,20 @@ def run_config(con: duckdb.DuckDBPyConnection, run: str) -> dict:
         raise EvalError(f"run {run!r} has an unreadable config: {e}") from e
 
 
+# A cell's token counts and the replayer's cost of it (evals.spend prices cells from these).
+USAGE_COLUMNS = (
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "tokens_estimated",
+    "cost_usd",
+    "cost_estimated",
+)
 # The results columns load_cells reads, as stored (model and provider_model are derived).
 _CELL_COLUMNS = (
     *("exchange_id", "provider", "repeat", "endpoint", "recorded_model", "model", "stream", "status"),
     *("error_type", "started_at", "attempts", "rate_limit_wait_ms", "ttft_ms", "latency_ms", "itl_mean_ms"),
-    *(
-        "prompt_tokens",
-        "completion_tokens",
-        "cached_tokens",
-        "tokens_estimated",
-        "cost_usd",
-        "cost_estimated",
-    ),
+    *USAGE_COLUMNS,
     *("finish_reason", "sdk_valid", "sdk_error", "stream_complete", *FACTS, "sample_key"),
 )
 XID_SEED = 20261126  # xid: polars' hash of the exchange id, the same for every frame of one evaluation

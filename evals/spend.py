@@ -14,6 +14,7 @@ import polars as pl
 
 from evals import groups
 from evals.errors import EvalError
+from evals.load import USAGE_COLUMNS
 from evals.timing import key_column
 from replayer.config import PricingTable
 from replayer.pricing import Pricing, breakeven_prompt_tokens
@@ -61,25 +62,9 @@ def price_frame(tables: dict[str, PricingTable], cells: pl.DataFrame) -> pl.Data
 # The cell columns request_costs and cost_sums read (the group columns of evals.api included, and
 # started_at for the traffic rate when the store has no exchanges).
 COST_INPUTS = (
-    *(
-        "exchange_id",
-        "xid",
-        "provider",
-        "repeat",
-        "endpoint",
-        "model",
-        "provider_model",
-        "status",
-        "started_at",
-    ),
-    *(
-        "prompt_tokens",
-        "completion_tokens",
-        "cached_tokens",
-        "tokens_estimated",
-        "cost_usd",
-        "cost_estimated",
-    ),
+    *("exchange_id", "xid", "provider", "repeat", "endpoint", "model", "provider_model", "status"),
+    "started_at",
+    *USAGE_COLUMNS,
 )
 
 
