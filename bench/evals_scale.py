@@ -5,8 +5,10 @@ Parquet segments in a temporary store, compacts them as ``parity replay`` does w
 finishes (``--no-compact`` leaves them as written), then, in each of ``--reps`` fresh processes
 (so peak RSS is the evaluation's own), times a plain DuckDB query of p50/p95/p99 latency per
 provider over the same ``results`` view and the full ``evals.evaluate`` (latency, cost, quality,
-compatibility, summary). The machine is noisy: every run is printed, and the medians compared.
-Targets: evaluation <= 20x the query, peak RSS <= 2 GB.
+compatibility, summary). Each setting of polars' allocator (``--allocator``) is measured: as
+``parity eval`` sets it for itself (``parity.allocator``: freed pages kept for reuse) and as polars
+ships it; the settings take turns. The machine is noisy: every run is printed, and the medians
+compared. Targets: evaluation <= 20x the query, peak RSS <= 2 GB.
 
     .venv/bin/python bench/evals_scale.py [--rows 1000000] [--keep DIR] [--reps 5]
     .venv/bin/python bench/evals_scale.py --store DIR      # measure a kept store again
@@ -32,6 +34,7 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from parity import allocator  # noqa: E402
 from recorder.export import compact_store  # noqa: E402
 from recorder.schema import EXCHANGES, RESULTS  # noqa: E402
 from recorder.segments import list_segments, segment_root, write_segment  # noqa: E402
@@ -346,6 +349,17 @@ def _conform(t: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
+# polars' allocator settings measured: as `parity eval` runs (parity.allocator) and as polars ships
+ALLOCATORS = {
+    "batch": f"{allocator.ENV}={allocator.batch_setting()} (as `parity eval` sets it)",
+    "polars": "polars' own jemalloc settings (0.5 s / 1 s decay, 4 arenas per core)",
+}
+
+
+def _allocators(choice: str) -> tuple[str, ...]:
+    return tuple(ALLOCATORS) if choice == "both" else (choice,)
+
+
 QUERY = "SELECT provider, quantile_cont(latency_ms, [0.5, 0.95, 0.99]) AS q FROM results GROUP BY provider ORDER BY provider"
 
 
@@ -375,8 +389,10 @@ def measure(db: Path) -> dict:
     con.close()
     t_query, c_query = time.perf_counter() - t, time.process_time() - c
     t, c = time.perf_counter(), time.process_time()
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     ev = evals.evaluate(db, RUN, baseline="recorded", slos="ttft=800ms,e2e=10s")
     t_eval, c_eval = time.perf_counter() - t, time.process_time() - c
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
     peak_mb = peak_rss_mb()
     s = ev.summary
     return {
@@ -384,6 +400,7 @@ def measure(db: Path) -> dict:
         "eval_s": t_eval,
         "query_cpu_s": c_query,
         "eval_cpu_s": c_eval,
+        "eval_faults": faults,
         "load_avg": load,
         "peak_rss_mb": peak_mb,
         "phases_s": ev.seconds,
@@ -416,6 +433,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--reps", type=int, default=5, help="measuring processes; medians are reported (default 5)"
     )
+    ap.add_argument(
+        "--allocator",
+        choices=["both", *ALLOCATORS],
+        default="both",
+        help="polars' allocator as `parity eval` sets it (batch), as polars ships it, or both (default)",
+    )
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--synth", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -426,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(synth(args.synth, args.rows, compact=not args.no_compact)))
         return 0
     if args.store:
-        return report(args.store / "parity.duckdb", args.reps)
+        return report(args.store / "parity.duckdb", args.reps, _allocators(args.allocator))
     tmp = Path(tempfile.mkdtemp(prefix="evals-bench-")) if not args.keep else args.keep
     db = tmp / "parity.duckdb"
     try:
@@ -456,50 +479,72 @@ def main(argv: list[str] | None = None) -> int:
             f"{counts['exchanges']:,} exchanges) in {time.perf_counter() - t:.1f} s, {how}; "
             f"{size:.0f} MB of live Parquet"
         )
-        return report(db, args.reps)
+        return report(db, args.reps, _allocators(args.allocator))
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(db: Path, reps: int) -> int:
-    """Measure ``reps`` times, each in a fresh process; print every run and the medians."""
-    runs = []
-    for _ in range(max(1, reps)):
-        out = subprocess.run(
-            [sys.executable, __file__, "--measure", str(db)], capture_output=True, text=True, cwd=ROOT
-        )
-        if out.returncode:
-            print(out.stderr, file=sys.stderr)
-            return out.returncode
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        runs.append(r)
+def _measure_once(db: Path, env: dict) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", str(db)], capture_output=True, text=True, cwd=ROOT, env=env
+    )
+    if out.returncode:
+        raise RuntimeError(out.stderr)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def report(db: Path, reps: int, allocators: tuple[str, ...] = ALLOCATORS) -> int:
+    """Measure ``reps`` times per allocator setting, each in a fresh process, the settings taking
+    turns (so a noisy spell hits both); print every run and the medians side by side."""
+    envs = {}
+    for name in allocators:
+        env = {k: v for k, v in os.environ.items() if k != allocator.ENV}
+        if name == "batch":  # what `parity eval` sets for itself (parity.allocator)
+            env[allocator.ENV] = allocator.batch_setting()
+        envs[name] = env
+    runs: dict[str, list[dict]] = {name: [] for name in allocators}
+    for i in range(max(1, reps)):
+        for name in allocators:
+            try:
+                r = _measure_once(db, envs[name])
+            except RuntimeError as e:
+                print(e, file=sys.stderr)
+                return 1
+            runs[name].append(r)
+            print(
+                f"  run {i + 1} ({name}): query {r['query_s']:.3f} s, evaluation {r['eval_s']:.3f} s "
+                f"({r['eval_s'] / r['query_s']:.1f}x), eval CPU {r['eval_cpu_s']:.2f} s, "
+                f"peak RSS {r['peak_rss_mb']:.0f} MB, page faults {r['eval_faults']:,}, load {r['load_avg']:.2f}"
+            )
+    print(f"machine: {os.cpu_count()} CPUs; medians of {reps} measuring processes per setting")
+    for name in allocators:
+        rs = runs[name]
+        med = {
+            k: float(np.median([r[k] for r in rs]))
+            for k in ("query_s", "eval_s", "query_cpu_s", "eval_cpu_s", "eval_faults")
+        }
+        phases = {
+            k: round(float(np.median([r["phases_s"].get(k, 0.0) for r in rs])), 3) for k in rs[0]["phases_s"]
+        }
+        peak = max(r["peak_rss_mb"] for r in rs)
+        print(f"[{name}] allocator: {ALLOCATORS[name]}")
         print(
-            f"  run {len(runs)}: query {r['query_s']:.3f} s, evaluation {r['eval_s']:.3f} s "
-            f"({r['eval_s'] / r['query_s']:.1f}x), eval CPU {r['eval_cpu_s']:.2f} s, "
-            f"peak RSS {r['peak_rss_mb']:.0f} MB, load {r['load_avg']:.2f}"
+            f"  plain DuckDB p50/p95/p99 per provider: {med['query_s']:.3f} s wall, {med['query_cpu_s']:.3f} s CPU  {rs[-1]['query_rows']}"
         )
-    med = {
-        k: float(np.median([r[k] for r in runs])) for k in ("query_s", "eval_s", "query_cpu_s", "eval_cpu_s")
-    }
-    phases = {
-        k: round(float(np.median([r["phases_s"].get(k, 0.0) for r in runs])), 3) for k in runs[0]["phases_s"]
-    }
-    peak = max(r["peak_rss_mb"] for r in runs)
-    print(f"machine: {os.cpu_count()} CPUs; medians of {len(runs)} measuring processes:")
-    print(
-        f"plain DuckDB p50/p95/p99 per provider: {med['query_s']:.3f} s wall, {med['query_cpu_s']:.3f} s CPU  {runs[-1]['query_rows']}"
-    )
-    print(f"full evaluation (no judge):            {med['eval_s']:.3f} s wall, {med['eval_cpu_s']:.3f} s CPU")
-    print(f"  phases (wall s): {phases}")
-    print(
-        f"ratio evaluation / query:              {med['eval_s'] / med['query_s']:.1f}x wall, "
-        f"{med['eval_cpu_s'] / med['query_cpu_s']:.1f}x CPU  (target <= 20x)"
-    )
-    print(
-        f"peak RSS of the measuring process:     {peak:.0f} MB (the largest of the runs; target <= 2048 MB)"
-    )
-    for row in runs[-1]["summary"]:
+        print(
+            f"  full evaluation (no judge):            {med['eval_s']:.3f} s wall, {med['eval_cpu_s']:.3f} s CPU, "
+            f"{med['eval_faults']:,.0f} page faults"
+        )
+        print(f"    phases (wall s): {phases}")
+        print(
+            f"  ratio evaluation / query:              {med['eval_s'] / med['query_s']:.1f}x wall, "
+            f"{med['eval_cpu_s'] / med['query_cpu_s']:.1f}x CPU  (target <= 20x)"
+        )
+        print(
+            f"  peak RSS of the measuring process:     {peak:.0f} MB (the largest of the runs; target <= 2048 MB)"
+        )
+    for row in runs[allocators[0]][-1]["summary"]:
         print("  ", row)
     return 0
 
