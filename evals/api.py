@@ -323,7 +323,8 @@ def _itl(cur: duckdb.DuckDBPyConnection, run: str, itl_sample: int, key: str) ->
     itl = load.load_itl(cur, run, itl_sample, key)
     if itl.is_empty():
         return {tuple(BY_GROUP): None, tuple(BY_PROVIDER): None}
-    return {tuple(by): timing.itl_percentiles(itl, by) for by in (BY_GROUP, BY_PROVIDER)}
+    levels = (BY_GROUP, BY_PROVIDER)  # the provider level reads the groups' sorted tokens
+    return dict(zip((tuple(by) for by in levels), timing.itl_levels(itl, levels), strict=True))
 
 
 def _cost(

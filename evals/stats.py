@@ -352,7 +352,8 @@ def clustered_quantiles(
     correlated, so an interval that counted tokens as independent would be too narrow. Woodruff's
     method takes the standard error of the pooled CDF at the estimate (a ratio estimator over
     requests, linearised) and maps q -/+ z*se back through the pooled distribution. O(n) per q:
-    no sort, only selections (``np.quantile``, ``np.partition``) and one count per q.
+    no sort, only selections (``np.quantile``, ``np.partition``) and one count per q; values whose
+    clusters come in runs (requests flattened one after another) are counted by summing each run.
     """
     v = np.asarray(values, dtype=float)
     qs_arr = np.asarray(qs, dtype=float)
@@ -361,7 +362,12 @@ def clustered_quantiles(
         return nan, nan.copy(), nan.copy()
     c = np.asarray(cluster, dtype=np.int64)
     r = int(c.max()) + 1
-    lens = np.bincount(c, minlength=r).astype(float)
+    starts = None
+    if bool(np.all(c[1:] >= c[:-1])):  # runs: empty clusters add nothing to the sums below
+        starts = np.flatnonzero(np.concatenate(([True], c[1:] != c[:-1])))
+        lens = np.diff(np.append(starts, len(c))).astype(float)
+    else:
+        lens = np.bincount(c, minlength=r).astype(float)
     n = float(len(v))
     est = np.quantile(v, qs_arr)
     z = sps.norm.ppf(1 - alpha / 2)
@@ -371,8 +377,12 @@ def clustered_quantiles(
     ranks: dict[tuple[int, str], int] = {}  # (q index, side) -> 0-based rank in the sorted values
     for i, q in enumerate(qs_arr):
         below_est = v <= est[i]
-        k = int(np.count_nonzero(below_est))  # values <= estimate
-        below = np.bincount(c[below_est], minlength=r).astype(float)
+        if starts is not None:  # a sum per run, not a gather of ids and a count
+            below = np.add.reduceat(below_est, starts, dtype=np.int64).astype(float)
+            k = int(below.sum())  # values <= estimate
+        else:
+            k = int(np.count_nonzero(below_est))
+            below = np.bincount(c[below_est], minlength=r).astype(float)
         f = k / n
         se = np.sqrt(r / (r - 1) * np.sum((below - f * lens) ** 2)) / n
         p_lo, p_hi = q - z * se, q + z * se

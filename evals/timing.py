@@ -84,14 +84,38 @@ def itl_percentiles(
 
     The requests are ordered by group and their lists flattened once: each group's tokens are
     then one slice of a single array, not a frame of its own exploded again."""
-    by = list(by)
-    rows = []
-    g = itl.select(*by, "itl_ms").filter(pl.col("itl_ms").list.len() > 0).sort(by, nulls_last=True)
+    return itl_levels(itl, [by], qs)[0]
+
+
+def itl_levels(
+    itl: pl.DataFrame, levels: Sequence[Sequence[str]], qs: Sequence[float] = QUANTILES
+) -> list[pl.DataFrame]:
+    """``itl_percentiles`` at each level of ``levels``. The requests are sorted and flattened once
+    by the first level's columns; a level whose columns lead those (``provider`` after
+    ``provider, endpoint, model``) reads its groups as slices of the same array."""
+    order = list(levels[0]) if levels else []
+    if any(list(by) != order[: len(by)] for by in levels):
+        return [itl_levels(itl, [by], qs)[0] for by in levels]
+    g = itl.select(*order, "itl_ms").filter(pl.col("itl_ms").list.len() > 0).sort(order, nulls_last=True)
     if g.is_empty():
-        return pl.DataFrame()
+        return [pl.DataFrame() for _ in levels]
     lens = g["itl_ms"].list.len().to_numpy().astype(np.int64)
     vals = g["itl_ms"].explode().cast(pl.Float64).to_numpy()
     offsets = np.concatenate(([0], np.cumsum(lens)))
+    return [_itl_rows(g, lens, vals, offsets, list(by), qs) for by in levels]
+
+
+def _itl_rows(
+    g: pl.DataFrame,
+    lens: np.ndarray,
+    vals: np.ndarray,
+    offsets: np.ndarray,
+    by: list[str],
+    qs: Sequence[float],
+) -> pl.DataFrame:
+    """The percentile rows of the groups of ``by``, runs of ``g``'s requests (sorted with ``by``
+    leading); ``vals`` their tokens flattened, request i's at ``offsets[i]:offsets[i + 1]``."""
+    rows = []
     run = g.select(pl.struct(by).rle_id()).to_series().to_numpy()
     starts = np.flatnonzero(np.concatenate(([True], run[1:] != run[:-1])))
     for a, b in zip(starts, np.append(starts[1:], g.height), strict=True):

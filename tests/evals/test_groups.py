@@ -100,3 +100,40 @@ def test_itl_percentiles_per_group_equal_each_group_alone():
         assert r["n"] == keep.sum()
         assert r["p50"] == est[0] and r["p99_ci_low"] == lo[3]
     assert got.height == 6
+
+
+def test_itl_levels_from_one_sort_equal_each_level_alone():
+    """The provider level read as runs of the groups' sorted requests gives what sorting by
+    provider alone gives; a level that does not lead the first is sorted on its own."""
+    rng = np.random.default_rng(12)
+    rows = [
+        {
+            "provider": ["a", "b", "c"][i % 3],
+            "endpoint": ["chat.completions", "responses"][i % 2],
+            "model": ["m1", "m2", None][i % 3 == 0 and i % 2],
+            "itl_ms": list(rng.lognormal(3, 0.5, int(rng.integers(0, 40)))),
+        }
+        for i in range(600)
+    ]
+    itl = pl.DataFrame(rows)
+    by_group, by_provider = timing.itl_levels(itl, [BY, ["provider"]])
+    assert_frame_equal(by_group, timing.itl_percentiles(itl, BY))
+    assert_frame_equal(by_provider, timing.itl_percentiles(itl, ["provider"]))
+    assert by_provider.height == 3
+    # ["endpoint"] does not lead BY: computed apart, same as alone
+    _, by_endpoint = timing.itl_levels(itl, [BY, ["endpoint"]])
+    assert_frame_equal(by_endpoint, timing.itl_percentiles(itl, ["endpoint"]))
+
+
+def test_clustered_quantiles_same_for_runs_and_scattered_clusters():
+    """Clusters in runs are counted per run; shuffled, by their ids: the same figures."""
+    rng = np.random.default_rng(13)
+    lens = rng.integers(1, 60, 400)
+    c = np.repeat(np.arange(len(lens)), lens)
+    v = rng.lognormal(3, 0.5, len(c)).round(1)  # ties too
+    keep = rng.random(len(v)) > 0.2  # and clusters left empty
+    perm = rng.permutation(int(keep.sum()))
+    runs = stats.clustered_quantiles(v[keep], c[keep], stats.QUANTILES)
+    scattered = stats.clustered_quantiles(v[keep][perm], c[keep][perm], stats.QUANTILES)
+    for a, b in zip(runs, scattered, strict=True):
+        assert np.array_equal(a, b, equal_nan=True)
