@@ -273,14 +273,20 @@ def scorecard(
 ) -> pl.DataFrame:
     """Long table: provider x check -> result, passed, failed, not_applicable, pass_rate, examples, detail."""
     by = list(by)
-    counts = []
-    for c in CELL_CHECKS:
-        counts += [  # a boolean's sum counts its trues, its count the non-null values
-            pl.col(c).sum().cast(pl.Int64).alias(f"{c}|passed"),
-            (pl.col(c).count().cast(pl.Int64) - pl.col(c).sum().cast(pl.Int64)).alias(f"{c}|failed"),
-            pl.col(c).null_count().cast(pl.Int64).alias(f"{c}|not_applicable"),
-        ]
+    counts = [pl.len().alias("_n")]
+    for c in CELL_CHECKS:  # a boolean's sum counts its trues; the rest of the non-null ones failed
+        counts += [pl.col(c).sum().alias(f"{c}|passed"), pl.col(c).null_count().alias(f"{c}|not_applicable")]
+    n = pl.col("_n").cast(pl.Int64)
     wide = cells.group_by(by).agg(counts)
+    wide = wide.with_columns(
+        *[pl.col(f"{c}|{k}").cast(pl.Int64) for c in CELL_CHECKS for k in ("passed", "not_applicable")],
+        *[
+            (n - pl.col(f"{c}|passed").cast(pl.Int64) - pl.col(f"{c}|not_applicable").cast(pl.Int64)).alias(
+                f"{c}|failed"
+            )
+            for c in CELL_CHECKS
+        ],
+    ).drop("_n")
     # examples (and the SDK's first error) only for the checks that failed somewhere
     failing = [c for c in CELL_CHECKS if wide[f"{c}|failed"].sum() > 0]
     # the first failing ids in id order: the same whatever order the store returns rows in
