@@ -93,7 +93,9 @@ def itl_levels(
     """``itl_percentiles`` at each level of ``levels``. The requests are sorted and flattened once
     by the first level's columns; a level whose columns lead those (``provider`` after
     ``provider, endpoint, model``) reads its groups as slices of the same array."""
-    order = list(levels[0]) if levels else []
+    if not levels:
+        return []
+    order = list(levels[0])
     if any(list(by) != order[: len(by)] for by in levels):
         return [itl_levels(itl, [by], qs)[0] for by in levels]
     g = itl.select(*order, "itl_ms").filter(pl.col("itl_ms").list.len() > 0).sort(order, nulls_last=True)

@@ -1,15 +1,16 @@
 """Memory-allocator settings for the batch commands, applied before polars is loaded.
 
 polars ships its own jemalloc and, when it is imported, configures it to give freed pages back to
-the kernel after 0.5 s (dirty) and 1 s (muzzy), over 4 arenas per core (pola-rs/polars#18088). An evaluation builds and drops large frames for
-a few seconds, so the pages it frees are returned and then faulted in again: evaluating a million
-cells took about 420,000 page faults for a 1.2 GB peak, and a fault costs ~2.6 us on a virtual
-machine. jemalloc's own default decay (10 s) over one arena per core lets those pages be reused:
-about 300,000 faults and less CPU (``bench/evals_scale.py`` prints both). polars appends the
-``_RJEM_MALLOC_CONF`` it finds to its own settings, so the later ones win, and jemalloc reads them
-once, when polars loads (pola-rs/polars#23128 discusses the trade-off). They are set only for a
-process that has not loaded polars yet and whose user has not set the variable.
-Freed memory is then held up to 10 s longer; a batch command exits soon after anyway.
+the kernel after 0.5 s (dirty) and 1 s (muzzy), over 4 arenas per core (pola-rs/polars#18088). An
+evaluation builds and drops large frames for a few seconds, so the pages it frees are returned and
+then faulted in again: evaluating a million cells took ~375,000 page faults for a 1.1 GB peak, and
+a fault costs ~2.6 us on a virtual machine. jemalloc's own default decay (10 s) over one arena per
+core lets those pages be reused: ~295,000 faults and 3-15% less CPU (``bench/evals_scale.py``
+measures both settings in turn). polars appends the ``_RJEM_MALLOC_CONF`` it finds to its own
+settings, so the later ones win, and jemalloc reads them once, when polars loads
+(pola-rs/polars#23128 discusses the trade-off). They are set only for a process that has not loaded
+polars yet and whose user has not set the variable. Freed memory is then held up to 10 s longer;
+a batch command exits soon after anyway.
 """
 
 from __future__ import annotations
