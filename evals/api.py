@@ -11,6 +11,7 @@ import gc
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import duckdb
@@ -141,26 +142,26 @@ def _evaluate(
         secs[name] = round(now - clock, 3)
         clock = now
 
-    with load.open_store(db) as con, ThreadPoolExecutor(max_workers=1) as bg:
-        cur = con.cursor()
+    root = load.store_root(db)
+    with ExitStack() as stack:
+        bg = stack.enter_context(ThreadPoolExecutor(max_workers=1))
         pre: dict[str, Future] = {}
+        opened: Future = Future()  # the store, as the second thread opens it
         rel_later: Future = Future()  # the provider reliability the scorecard reads, computed below
         try:
-            run = load.resolve_run(con, run)
-            config = load.run_config(con, run)
-            key = load.run_sample_column(con, run)
-            # From here two threads work side by side: this one reads the cells, then computes
-            # reliability, latency and (from the facts) the scorecard; the second, on its own
-            # cursor, loads the ITL sample and computes its pooled percentiles at once (a read's
-            # idle core time), then the bodies (quality, and the scorecard when some cell lacks its
-            # facts), then the traffic and the cost. DuckDB, polars and numpy release the GIL;
-            # DuckDB leaves this thread a core.
-            if not isinstance(db, duckdb.DuckDBPyConnection):
-                con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
-            if "latency" in questions:
-                pre["itl"] = bg.submit(_itl, cur, run, itl_sample, key)
-            cells = load.load_cells(con, run, load.store_root(db))
-            cells = groups.with_key(cells, BY_GROUP)  # the question tables' groups, as one integer
+            # Two threads work side by side. The second opens the store, resolves the run, then
+            # on its own cursor loads the ITL sample and computes its pooled percentiles, then the
+            # bodies (quality, and the scorecard when some cell lacks its facts), then the traffic
+            # and the cost. This one reads the cells meanwhile (a named run's before the store is
+            # even open: the read needs no connection), then computes reliability, latency and
+            # (from the facts) the scorecard. DuckDB, polars and numpy release the GIL; DuckDB
+            # leaves this thread a core.
+            pre["itl"] = bg.submit(_open_then_itl, stack, db, run, questions, itl_sample, opened)
+            early = root is not None and run not in (None, "", "latest")
+            scanned = load.scan_cells(root, run) if early else None
+            con, cur, run, config, key = opened.result()
+            cells = load.load_cells(con, run, root, scanned)
+            del scanned
             arms = sorted(cells["provider"].unique().drop_nulls().to_list())
             if baseline not in arms:
                 raise EvalError(
@@ -188,6 +189,7 @@ def _evaluate(
                     _from_bodies, cur, run, baseline, questions, config, rel_later, facts, sample, n_emb
                 )
             del facts
+            cells = groups.with_key(cells, BY_GROUP)  # the question tables' groups, as one integer
             if "cost" in questions:  # after the bodies: this thread has the latency to do meanwhile
                 pre["cost"] = bg.submit(
                     _cost,
@@ -248,7 +250,6 @@ def _evaluate(
             if not rel_later.done():  # else the scorecard would wait for it forever
                 rel_later.set_exception(EvalError("the evaluation stopped before reliability"))
             bg.shutdown(wait=True)  # never close the store under a running query
-            cur.close()
     ev.summary = summarise(baseline, pct_p, cmp_p, rel_p, cost_p, ev.breakeven, q_p, compat_p, ev.judge)
     lap("summary")
     return ev
@@ -316,6 +317,33 @@ def _latency_level(
     differences both levels test)."""
     pct = timing.percentiles(metrics, None, by, grouped=grouped, itl_rows=itl[tuple(by)])
     return pct, timing.compare(metrics, pct, baseline, by, pairs=pairs, sorted_pairs=runs, grouped=grouped)
+
+
+def _open_then_itl(
+    stack: ExitStack,
+    db: Store,
+    run: str | None,
+    questions: tuple[str, ...],
+    itl_sample: int,
+    opened: Future,
+) -> dict | None:
+    """Open the store (closed with ``stack``), resolve the run and set ``opened`` to (connection,
+    this thread's cursor, run, config, sample key); then the pooled ITL rows (``_itl``) when
+    latency is asked (runs on the second thread, while the first reads the cells)."""
+    try:
+        con = stack.enter_context(load.open_store(db))
+        run = load.resolve_run(con, run)
+        config = load.run_config(con, run)
+        key = load.run_sample_column(con, run)
+        if not isinstance(db, duckdb.DuckDBPyConnection):
+            con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
+        cur = con.cursor()
+        stack.callback(cur.close)
+    except BaseException as e:
+        opened.set_exception(e)
+        raise
+    opened.set_result((con, cur, run, config, key))
+    return _itl(cur, run, itl_sample, key) if "latency" in questions else None
 
 
 def _itl(cur: duckdb.DuckDBPyConnection, run: str, itl_sample: int, key: str) -> dict:

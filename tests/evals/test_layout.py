@@ -113,3 +113,34 @@ def test_compacting_one_run_leaves_the_others_and_keeps_every_row(tmp_path):
         assert got.fetchall() == [("r1", 300, 300), ("r2", 300, 300)]
     finally:
         con.close()
+
+
+def test_cells_read_by_polars_in_column_groups_match_the_store_view(tmp_path):
+    """The cells read straight from the segments (several column groups, glued side by side) are
+    the rows and values the DuckDB view gives, also from a segment written before some columns
+    existed (they read as null), and only the asked run's."""
+    from evals import load
+    from recorder.store import connect
+
+    db = tmp_path / "parity.duckdb"
+    rows = with_facts(_rows())
+    write_run(db, rows[: N // 2], run_config(PROVIDERS))
+    old = [
+        {k: v for k, v in r.items() if not k.startswith("chk_") and k != "sample_key"} for r in rows[N // 2 :]
+    ]
+    write_run(db, old)
+    write_run(db, [make_result(exchange_id="other-run", run_id="r2")])
+    root = segment_root(db)
+    scanned = load.scan_cells(root, "r1")
+    assert scanned.columns == list(load._CELL_COLUMNS) and scanned.height == N * 2
+    assert scanned["chk_error"].null_count() >= N  # the older segment's facts
+    con = connect(db)
+    try:
+        via_view = load.load_cells(con, "r1")
+        via_scan = load.load_cells(con, "r1", root, scanned)
+    finally:
+        con.close()
+    key = ["exchange_id", "provider", "repeat"]
+    _same(via_scan.sort(key), via_view.sort(key), "cells")
+    assert load.scan_cells(root, "nope").height == 0
+    assert load.scan_cells(tmp_path / "missing.duckdb.d", "r1").height == 0
