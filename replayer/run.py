@@ -283,7 +283,7 @@ def decode_key(line: str) -> tuple[str, str, int]:
 
 def _compact(opts: RunOptions) -> None:
     """Merge the run's results and attempts segments (one per writer flush) into one file each,
-    results sorted by arm and sample key, so evaluation opens a few files and reads its samples
+    results sorted by sample key, so evaluation opens a few files and reads its samples
     without the other bodies. Other runs' segments are left alone. Never fails the run: the
     segments stay readable as they are."""
     t = time.perf_counter()

@@ -1,9 +1,9 @@
 """The store's layout changes what evaluation reads, never what it finds.
 
 ``parity replay`` compacts a finished run's results into files ordered by sample key (row groups
-of ``ROW_GROUP_ROWS``), so evaluation's samples are prefixes DuckDB reaches without reading the
-other bodies. Every figure must be the same as on the segments as written, and as on rows that
-carry no sample key (older stores, sampled by hash).
+of ``ROW_GROUP_ROWS``), so evaluation's samples are one prefix of the run (the same exchanges in
+every arm) that DuckDB reaches without reading the other bodies. Every figure must be the same as
+on the segments as written, and as on rows that carry no sample key (older stores, sampled by hash).
 """
 
 from __future__ import annotations
@@ -77,11 +77,11 @@ def test_compaction_changes_no_figure(tmp_path, keyed):
     (merged,) = list_segments(root, "results")
     meta = pq.ParquetFile(merged).metadata
     assert meta.num_row_groups == math.ceil(n / ROW_GROUP_ROWS)
-    order = pl.from_arrow(pq.read_table(merged, columns=["provider", "sample_key"]))
-    assert order["provider"].to_list() == sorted(order["provider"].to_list())
-    if keyed:  # the sample is a prefix of each arm's rows
-        for _, g in order.group_by("provider"):
-            assert g["sample_key"].to_list() == sorted(g["sample_key"].to_list())
+    order = pl.from_arrow(pq.read_table(merged, columns=["sample_key", "exchange_id", "provider"]))
+    if keyed:  # the sample is a prefix of the run's rows, each exchange's arms side by side
+        assert order.rows() == sorted(order.rows())
+    else:  # no key (nulls last): by exchange, then arm
+        assert order.drop("sample_key").rows() == sorted(order.drop("sample_key").rows())
     after = _evaluate(db)
     for f in FRAMES:
         _same(before[f], after[f], f)

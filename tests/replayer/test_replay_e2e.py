@@ -481,7 +481,7 @@ def test_a_finished_run_is_compacted_into_sorted_results(
     assert len(rows) == 80 and all(k == sample_key(x) for _, x, k in rows)
     if compact:
         assert [p.name.startswith(MERGED_PREFIX) for p in live] == [True] and "compacted" in err
-        order = pq.read_table(live[0], columns=["provider", "sample_key"]).to_pylist()
-        assert order == sorted(order, key=lambda r: (r["provider"], r["sample_key"]))
+        order = pq.read_table(live[0], columns=["sample_key", "exchange_id", "provider"]).to_pylist()
+        assert order == sorted(order, key=lambda r: (r["sample_key"], r["exchange_id"], r["provider"]))
     else:
         assert not any(p.name.startswith(MERGED_PREFIX) for p in live) and "compacted" not in err
