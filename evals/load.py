@@ -150,7 +150,8 @@ def cell_key() -> pl.Expr:
 
 # Columns per read of the cells: polars holds each read's decoded row groups and its contiguous copy
 # at once, so a million cells read as one frame peak ~0.6 GB for 0.17 GB of columns; read in
-# groups, each group reuses the memory the previous one freed (a fifth fewer page faults).
+# groups, each group reuses the memory the previous one freed (the read: a third fewer page faults
+# and a quarter less CPU; the whole evaluation: a tenth fewer faults).
 SCAN_GROUP_COLUMNS = 8
 
 
