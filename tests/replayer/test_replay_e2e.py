@@ -378,21 +378,19 @@ def test_as_recorded_and_rate_pacing(db: Path, tmp_path: Path, fakes, capsys) ->
         )
         == 0
     )
-    starts = [
-        t
-        for (t,) in _query(
-            db, "SELECT started_at FROM results WHERE run_id = 'asrec' AND provider = 'p' ORDER BY started_at"
-        )
-    ]
-    gaps = [(b - a).total_seconds() * 1000 for a, b in zip(starts, starts[1:], strict=False)]
-    assert all(80 <= g <= 125 for g in gaps), gaps  # 200 ms recorded gaps at speed 2
-    lags = [
-        lag
-        for (lag,) in _query(
-            db, "SELECT schedule_lag_ms FROM results WHERE run_id = 'asrec' AND provider = 'p'"
-        )
-    ]
-    assert all(lag is not None and -1 <= lag < 25 for lag in lags), lags
+    # when each request was due: its start less its recorded lag behind the schedule. Those follow
+    # the recording exactly; the lags themselves depend on the host, so only their median is bounded.
+    rows = _query(
+        db,
+        "SELECT started_at, schedule_lag_ms FROM results WHERE run_id = 'asrec' AND provider = 'p' "
+        "ORDER BY started_at",
+    )
+    lags = [lag for _, lag in rows]
+    assert all(lag is not None and lag >= -1 for lag in lags), lags  # never sent early
+    assert sorted(lags)[len(lags) // 2] < 25, lags
+    due = [t - timedelta(milliseconds=lag) for t, lag in rows]
+    gaps = [(b - a).total_seconds() * 1000 for a, b in zip(due, due[1:], strict=False)]
+    assert all(90 <= g <= 110 for g in gaps), gaps  # 200 ms recorded gaps at speed 2
     assert (
         main(
             [
