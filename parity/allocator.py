@@ -8,7 +8,11 @@ a fault costs ~2.6 us on a virtual machine. jemalloc's own default decay (10 s) 
 core lets those pages be reused: ~295,000 faults and 3-15% less CPU (``bench/evals_scale.py``
 measures both settings in turn). polars appends the ``_RJEM_MALLOC_CONF`` it finds to its own
 settings, so the later ones win, and jemalloc reads them once, when polars loads
-(pola-rs/polars#23128 discusses the trade-off). They are set only for a process that has not loaded
+(pola-rs/polars#23128 discusses the trade-off). jemalloc serves allocations of 8 MiB and more (a
+million cells' string views take 16 MB) from a separate arena that purges at once whatever
+the decay settings say ("purge eagerly for huge allocations", ``arena_choose_huge``);
+``oversize_threshold:0`` keeps them in the ordinary arenas, so their pages are reused too (~6%
+fewer faults, ~60 MB lower peak). The settings apply only to a process that has not loaded
 polars yet and whose user has not set the variable. Freed memory is then held up to 10 s longer;
 a batch command exits soon after anyway.
 """
@@ -23,7 +27,7 @@ ENV = "_RJEM_MALLOC_CONF"
 
 def batch_setting() -> str:
     """The jemalloc configuration for a batch job on this machine."""
-    return f"narenas:{os.cpu_count() or 1},dirty_decay_ms:10000,muzzy_decay_ms:10000"
+    return f"narenas:{os.cpu_count() or 1},dirty_decay_ms:10000,muzzy_decay_ms:10000,oversize_threshold:0"
 
 
 def tune_for_batch() -> str | None:
