@@ -56,7 +56,14 @@ def embedding_pairs(
     }
     if emb.is_empty():
         return pl.DataFrame(schema=schema)
-    out = emb.group_by(by).agg(pl.col("cosine").mean().alias("embedding_cosine_mean"))
+    # summed in one fixed order (the cells arrive in the store's thread order): the same run gives
+    # the same mean to the last digit
+    out = (
+        emb.select(*by, "exchange_id", "repeat", "cosine")
+        .sort([*by, "exchange_id", "repeat"], nulls_last=True)
+        .group_by(by, maintain_order=True)
+        .agg(pl.col("cosine").mean().alias("embedding_cosine_mean"))
+    )
     sample = (
         emb.filter(
             pl.col("v").is_not_null()

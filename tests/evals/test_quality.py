@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import polars as pl
 import pytest
 from evalhelpers import WEATHER_TOOL, chat_body, chat_request, make_result, run_config, tool_call, write_run
 
 import evals
 from evals.answers import check_json, check_tools
+from evals.embeddings import embedding_pairs
 
 SCHEMA = {
     "type": "object",
@@ -217,6 +219,34 @@ def test_embeddings_cosine_and_structure(db):
     assert q["projected"]["embedding_structure_spearman"] > 0.5
     assert abs(q["random"]["embedding_structure_spearman"]) < 0.2
     assert q["close"]["quality_score"] > q["random"]["quality_score"]
+
+
+def test_embedding_cosine_mean_does_not_depend_on_row_order():
+    """The store hands cells over in its threads' order; the mean is summed in one fixed order."""
+    rng = np.random.default_rng(3)
+    n = 40_000
+    emb = pl.DataFrame(
+        {
+            "exchange_id": [f"x{i:05d}" for i in range(n)],
+            "provider": ["p"] * n,
+            "repeat": [0] * n,
+            "endpoint": ["embeddings"] * n,
+            "model": ["m"] * n,
+            "cosine": rng.uniform(0.9, 1.0, n) * np.pi,  # sums that round differently by order
+            "v": [None] * n,
+            "vb": [None] * n,
+        },
+        schema_overrides={"v": pl.List(pl.List(pl.Float64)), "vb": pl.List(pl.List(pl.Float64))},
+    )
+    by = ["provider"]  # the provider level, whose mean changed in its last digit between runs
+
+    def as_delivered(seed: int) -> pl.DataFrame:  # shuffled, in record batches of varying sizes
+        df = emb.sample(fraction=1.0, shuffle=True, seed=seed)
+        cuts = sorted(np.random.default_rng(seed).choice(np.arange(1, n), 6, replace=False))
+        return pl.concat([df[a:b] for a, b in zip([0, *cuts], [*cuts, n], strict=True)], rechunk=False)
+
+    means = {embedding_pairs(as_delivered(s), "recorded", by)["embedding_cosine_mean"][0] for s in range(8)}
+    assert len(means) == 1, means
 
 
 def test_quality_sample_bounds_work_but_the_scorecard_sees_every_cell(db):
