@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from evals import stats, timing
+from evals import load, stats, timing
 
 
 def test_quantile_table_matches_numpy_and_covers():
@@ -162,6 +162,18 @@ def test_aa_false_positive_rate_over_400_seeds():
     # 5% nominal; 400 seeds put the binomial noise at +-1.1 points
     assert rate <= 0.075
     assert median_ci_misses / seeds <= 0.075
+
+
+def test_pairs_by_the_integer_exchange_key_match_pairs_by_id_and_repeat():
+    """Loaded cells pair on one integer per (exchange, repeat); notebooks' frames on the id."""
+    m = pl.concat([_arms(seed=5, n=50, shift_ms=3.0).with_columns(pl.lit(r).alias("repeat")) for r in (0, 1)])
+    m = m.filter(
+        ~((pl.col("provider") == "cand") & (pl.col("exchange_id") == "e7") & (pl.col("repeat") == 1))
+    )
+    by_id = timing.pair_differences(m, "recorded", by=["provider"])
+    by_xid = timing.pair_differences(m.with_columns(load.xid_of().alias("xid")), "recorded", by=["provider"])
+    assert by_id.height == by_xid.height == 99
+    assert by_id.sort(by_id.columns).equals(by_xid.sort(by_xid.columns))
 
 
 def test_unpaired_fallback_when_exchanges_do_not_overlap():
