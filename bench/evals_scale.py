@@ -7,8 +7,9 @@ finishes (``--no-compact`` leaves them as written), then, in each of ``--reps`` 
 provider over the same ``results`` view and the full ``evals.evaluate`` (latency, cost, quality,
 compatibility, summary). Each setting of polars' allocator (``--allocator``) is measured: as
 ``parity eval`` sets it for itself (``parity.allocator``: freed pages kept for reuse) and as polars
-ships it; the settings take turns. The machine is noisy: every run is printed, and the medians
-compared. Targets: evaluation <= 20x the query, peak RSS <= 2 GB.
+ships it; the settings take turns. Both run with numpy's CPU dispatch as ``parity eval`` sets it
+(``parity.simd``: no AVX-512 sorts on AMD Zen 4). The machine is noisy: every run is printed, and
+the medians compared. Targets: evaluation <= 20x the query, peak RSS <= 2 GB.
 
     .venv/bin/python bench/evals_scale.py [--rows 1000000] [--keep DIR] [--reps 5]
     .venv/bin/python bench/evals_scale.py --store DIR      # measure a kept store again
@@ -34,7 +35,7 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from parity import allocator  # noqa: E402
+from parity import allocator, simd  # noqa: E402
 from recorder.export import compact_store  # noqa: E402
 from recorder.schema import EXCHANGES, RESULTS  # noqa: E402
 from recorder.segments import list_segments, segment_root, write_segment  # noqa: E402
@@ -498,10 +499,13 @@ def report(db: Path, reps: int, allocators: tuple[str, ...] = ALLOCATORS) -> int
     """Measure ``reps`` times per allocator setting, each in a fresh process, the settings taking
     turns (so a noisy spell hits both); print every run and the medians side by side."""
     envs = {}
+    npy = simd.batch_setting()  # numpy's dispatch as `parity eval` sets it here, in every setting
     for name in allocators:
-        env = {k: v for k, v in os.environ.items() if k != allocator.ENV}
+        env = {k: v for k, v in os.environ.items() if k not in (allocator.ENV, simd.ENV)}
         if name == "batch":  # what `parity eval` sets for itself (parity.allocator)
             env[allocator.ENV] = allocator.batch_setting()
+        if npy:
+            env[simd.ENV] = npy
         envs[name] = env
     runs: dict[str, list[dict]] = {name: [] for name in allocators}
     for i in range(max(1, reps)):
@@ -518,6 +522,11 @@ def report(db: Path, reps: int, allocators: tuple[str, ...] = ALLOCATORS) -> int
                 f"peak RSS {r['peak_rss_mb']:.0f} MB, page faults {r['eval_faults']:,}, load {r['load_avg']:.2f}"
             )
     print(f"machine: {os.cpu_count()} CPUs; medians of {reps} measuring processes per setting")
+    print(
+        f"numpy: {simd.ENV}={npy} (AMD Zen 4: AVX-512 sorts are slow there; as `parity eval` sets it)"
+        if npy
+        else "numpy: its own CPU dispatch (not a Zen 4; as `parity eval` leaves it)"
+    )
     for name in allocators:
         rs = runs[name]
         med = {

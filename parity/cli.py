@@ -50,10 +50,11 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    if command in BATCH_COMMANDS:
-        from parity.allocator import tune_for_batch
+    if command in BATCH_COMMANDS:  # before polars and numpy load: both read these once
+        from parity import allocator, simd
 
-        tune_for_batch()
+        allocator.tune_for_batch()
+        simd.tune_for_batch()
     parser = build_parser(command)
     args = parser.parse_args(argv)
     logging.basicConfig(
