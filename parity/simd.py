@@ -60,10 +60,10 @@ def batch_setting(cpuinfo: str | None = None, numpy_version: tuple[int, int] | N
             cpuinfo = CPUINFO.read_text()
         except OSError:
             return None
-    version = numpy_version if numpy_version is not None else _numpy_version()
-    if version is None or version < (2, 4) or not is_zen4(cpuinfo):
+    if not is_zen4(cpuinfo):  # the cheap test first: most machines need no numpy version lookup
         return None
-    return AVX512_TARGETS
+    version = numpy_version if numpy_version is not None else _numpy_version()
+    return AVX512_TARGETS if version is not None and version >= (2, 4) else None
 
 
 def tune_for_batch(cpuinfo: str | None = None, numpy_version: tuple[int, int] | None = None) -> str | None:
