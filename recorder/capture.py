@@ -462,7 +462,7 @@ def build_row(c: Capture) -> dict:
     if c.error:
         kind = c.error_kind or ("client_disconnected" if c.client_disconnected else "upstream_error")
         if c.client_disconnected and (
-            row.get("stream_complete") or (errors and errors[0][0] == "stream_error")
+            row.get("stream_complete") or (errors and errors[0][0] == "in_stream_error")
         ):
             pass  # the client closed after [DONE] (as the SDK does) or because of the stream's own error
         else:
@@ -672,10 +672,10 @@ def _stream_fields(row: dict, endpoint: str, chunks, c: Capture, errors: list) -
     )
     if res.error is not None:
         msg = res.error.get("message") if isinstance(res.error, dict) else None
-        errors.insert(0, ("stream_error", str(msg) if msg else json.dumps(res.error)[:2000]))
+        errors.insert(0, ("in_stream_error", str(msg) if msg else json.dumps(res.error)[:2000]))
     elif not res.complete and row["status"] is not None and row["status"] < 400:
         why = "inside an event" if parser.ended_inside_event else "without [DONE] or a terminal event"
-        errors.append(("stream_truncated", f"stream ended {why}"))
+        errors.append(("stream_broken", f"stream ended {why}"))
     if res.bad_events:
         errors.append(("stream_invalid_json", f"{res.bad_events} events whose data is not JSON"))
     _http_error_of_stream(row, c, events, errors)
@@ -683,7 +683,7 @@ def _stream_fields(row: dict, endpoint: str, chunks, c: Capture, errors: list) -
 
 def _http_error_of_stream(row: dict, c: Capture, events: list, errors: list) -> None:
     """An error status answered as an event stream is still an HTTP error (unless it said why)."""
-    if row["status"] is None or row["status"] < 400 or (errors and errors[0][0] == "stream_error"):
+    if row["status"] is None or row["status"] < 400 or (errors and errors[0][0] == "in_stream_error"):
         return
     msg = next((ev.data for ev in events if ev.data.strip()), None) or (row.get("response_raw") or "")
     errors.insert(0, (f"http_{row['status']}", msg[:300] or "empty error body"))

@@ -139,6 +139,11 @@ RESULTS = pa.schema(
         ("chk_error_code", pa.string()),
         ("chk_retry_after", pa.bool_()),
         ("chk_should_retry", pa.string()),
+        ("chk_done", pa.bool_()),
+        ("chk_unnamed_events", pa.int32()),
+        ("chk_usage_choices", pa.int32()),
+        ("chk_chunk_keys_missing", pa.string()),
+        ("chk_error_keys", pa.string()),
         ("sample_key", pa.int32()),  # replayer.sampling.sample_key(exchange_id); null in older rows
     ]
 )
@@ -156,6 +161,9 @@ ATTEMPTS = pa.schema(
         ("latency_ms", pa.float64()),
         ("retry_after_ms", pa.float64()),  # server-advertised delay, if any
         ("waited_ms", pa.float64()),  # backoff actually slept after this attempt
+        # an error answer's evidence (status >= 400): the kept headers as JSON, the body's start
+        ("response_headers", pa.string()),
+        ("response_body", pa.string()),
     ]
 )
 

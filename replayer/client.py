@@ -21,6 +21,7 @@ from recorder.capture import REDACTED
 from replayer.config import ProviderConfig
 from replayer.mapping import Prepared, build_headers
 from replayer.retry import retry_delay_s, server_delay_s, should_retry
+from replayer.transport import describe
 
 _DONE_TAILS = (b"[DONE]\n\n", b"[DONE]\r\n\r\n", b"[DONE]\r\r")
 
@@ -37,8 +38,8 @@ class Attempt:
     raw_headers: tuple = ()
     times: list[int] = field(default_factory=list)  # arrival of each read
     chunks: list[bytes] = field(default_factory=list)
-    error_type: str | None = None  # client-side failure: connection_error, timeout, stream_truncated
-    error_message: str | None = None
+    error_type: str | None = None  # client-side failure: connection_error, timeout, stream_broken
+    error_message: str | None = None  # transport failures: replayer.transport.describe
     retry_after_ms: float | None = None
     waited_ms: float | None = None  # backoff slept after this attempt
 
@@ -143,11 +144,11 @@ class ProviderClient:
         except TimeoutError as e:
             a.t_end = clock()
             a.error_type = "timeout"
-            a.error_message = f"no complete answer within {self.provider.timeout_s:g} s ({type(e).__name__})"
+            a.error_message = describe(e, req.url, self.provider.timeout_s)
         except (aiohttp.ClientError, OSError) as e:
             a.t_end = clock()
-            a.error_type = "stream_truncated" if a.chunks else "connection_error"
-            a.error_message = f"{type(e).__name__}: {e}"[:2000]
+            a.error_type = "stream_broken" if a.chunks else "connection_error"
+            a.error_message = describe(e, req.url)
         if self._secret is not None:
             scrub_attempt(a, self._secret)
         return a

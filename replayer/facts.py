@@ -33,7 +33,15 @@ COLUMNS = (
     # a 429 answer; null for other statuses:
     "chk_retry_after",  # it carried Retry-After or Retry-After-Ms
     "chk_should_retry",  # its x-should-retry header, as sent
+    # the wire shape apps and SDKs read, compared with production's answer to the same request:
+    "chk_done",  # a streamed answer carried `data: [DONE]`; null when not streamed
+    "chk_unnamed_events",  # streamed JSON events without an `event:` line; null when not streamed
+    "chk_usage_choices",  # len(choices) of the chunk carrying usage (chat/completions streams); null without
+    "chk_chunk_keys_missing",  # choice keys OpenAI always sends that some chunk lacked, e.g. "finish_reason"
+    "chk_error_keys",  # an error body's error-object keys with their JSON types, e.g. "code:null,message:string"
 )
+# Keys every choice of a chat/completions chunk carries on OpenAI (null until they mean something).
+CHUNK_CHOICE_KEYS = ("finish_reason", "logprobs")
 _FIELDS = ("data:", "event:", "id:", "retry:", ":")
 
 
@@ -143,10 +151,27 @@ def _text(v: object) -> str | None:
     return json.dumps(v, separators=(",", ":"))
 
 
+def _json_type(v: object) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int | float):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(v), "other")
+
+
 def _error_facts(body: object, status: int | None, headers: dict | None) -> dict:
     b = body if isinstance(body, dict) else {}
     err = b.get("error")
     is_err = err is not None or (status is not None and status >= 400)
+    keys = (
+        ",".join(
+            f"{k}:{_json_type(err[k])}" for k in sorted(err) if k in ("code", "message", "param", "type")
+        )
+        if is_err and isinstance(err, dict)
+        else None
+    )
     shape = (
         isinstance(err, dict)
         and isinstance(err.get("message"), str)
@@ -159,6 +184,43 @@ def _error_facts(body: object, status: int | None, headers: dict | None) -> dict
         "chk_error_code": _text(err.get("code")) if isinstance(err, dict) else None,
         "chk_retry_after": ("retry-after" in h or "retry-after-ms" in h) if status == 429 else None,
         "chk_should_retry": _text(h.get("x-should-retry")) if status == 429 else None,
+        "chk_error_keys": keys,
+    }
+
+
+def stream_facts(
+    endpoint: str, events: list[tuple[str, object]] | None, names: list[str | None] | None
+) -> dict:
+    """The framing facts of a streamed answer: ``events`` are its (data, parsed object or None)
+    pairs, ``names`` each event's ``event:`` field. All null for an answer that was not streamed."""
+    if events is None:
+        return {
+            "chk_done": None,
+            "chk_unnamed_events": None,
+            "chk_usage_choices": None,
+            "chk_chunk_keys_missing": None,
+        }
+    names = names if names is not None and len(names) == len(events) else [None] * len(events)
+    chat = endpoint in ("chat.completions", "completions")
+    usage_choices: int | None = None
+    missing: set[str] = set()
+    for (_, obj), _name in zip(events, names, strict=True):
+        if not (chat and isinstance(obj, dict)):
+            continue
+        choices = obj.get("choices")
+        if obj.get("usage") is not None:
+            usage_choices = max(usage_choices or 0, len(choices) if isinstance(choices, list) else 0)
+        if isinstance(choices, list):
+            for c in choices:
+                if isinstance(c, dict) and ("delta" in c or "text" in c):
+                    missing.update(k for k in CHUNK_CHOICE_KEYS if k not in c)
+    return {
+        "chk_done": any(isinstance(d, str) and d.strip() == "[DONE]" for d, _ in events),
+        "chk_unnamed_events": sum(
+            1 for (_, obj), n in zip(events, names, strict=True) if obj is not None and not n
+        ),
+        "chk_usage_choices": usage_choices,
+        "chk_chunk_keys_missing": ",".join(sorted(missing)) if chat else None,
     }
 
 
@@ -172,10 +234,11 @@ def cell_facts(
     *,
     status: int | None,
     headers: dict | None,
+    names: list[str | None] | None = None,
 ) -> dict:
     """The ``chk_*`` columns for one cell (``body`` parsed or reassembled; ``request`` as sent;
     ``events`` the stream's (data, parsed object) pairs when the caller parsed them already;
-    ``status`` and ``headers`` the final answer's)."""
+    ``status`` and ``headers`` the final answer's; ``names`` the events' ``event:`` fields)."""
     b = body if isinstance(body, dict) else {}
     q = request if isinstance(request, dict) else {}
     calls = _calls(endpoint, b)
@@ -190,17 +253,21 @@ def cell_facts(
         None,
     )
     stop = q.get("stop")
-    return {
-        "chk_usage": b.get("usage") is not None,
-        "chk_error": b.get("error") is not None,
-        "chk_tool_calls": len(calls) if calls else 0,
-        "chk_tool_args_ok": _args_ok(endpoint, calls) if calls else None,
-        "chk_n_choices": len(ch)
-        if isinstance(ch, list) and endpoint in ("chat.completions", "completions")
-        else None,
-        "chk_sse_bad_lines": sse_bad_lines(raw_sse, events) if stream and raw_sse is not None else None,
-        "chk_max_tokens": max_tokens,
-        "chk_n": _int(q.get("n")),
-        "chk_include_usage": isinstance(opts, dict) and opts.get("include_usage") is True,
-        "chk_stop_hit": stop_hit(stop, output_text(endpoint, b)) if stop is not None and b else None,
-    } | _error_facts(body, status, headers)
+    return (
+        {
+            "chk_usage": b.get("usage") is not None,
+            "chk_error": b.get("error") is not None,
+            "chk_tool_calls": len(calls) if calls else 0,
+            "chk_tool_args_ok": _args_ok(endpoint, calls) if calls else None,
+            "chk_n_choices": len(ch)
+            if isinstance(ch, list) and endpoint in ("chat.completions", "completions")
+            else None,
+            "chk_sse_bad_lines": sse_bad_lines(raw_sse, events) if stream and raw_sse is not None else None,
+            "chk_max_tokens": max_tokens,
+            "chk_n": _int(q.get("n")),
+            "chk_include_usage": isinstance(opts, dict) and opts.get("include_usage") is True,
+            "chk_stop_hit": stop_hit(stop, output_text(endpoint, b)) if stop is not None and b else None,
+        }
+        | _error_facts(body, status, headers)
+        | stream_facts(endpoint, events if stream else None, names)
+    )

@@ -18,12 +18,12 @@ from recorder.reassemble import StreamResult, dumps, extract_usage, finish_reaso
 from recorder.sse import SSEEvent, parse_all
 from replayer.client import Attempt, Capture, header_dict
 from replayer.config import PricingTable
-from replayer.costs import cost_of
+from replayer.costs import cost_estimated, cost_of
 from replayer.facts import cell_facts
 from replayer.mapping import Prepared, recorded_model
 from replayer.sampling import sample_key
 from replayer.select import Exchange
-from replayer.tokens import estimate_tokens, mean, per_token_itl
+from replayer.tokens import answer_text, estimate_tokens, mean, per_token_itl
 from replayer.validate import check_body, check_stream
 
 STREAM_FAMILIES = (
@@ -59,16 +59,16 @@ def error_of(status: int | None, body: object, raw: str | None) -> tuple[str | N
 
 
 def _tokens(endpoint: str, ok: bool, body: object, prompt_fallback: int | None) -> tuple:
+    """(prompt, completion, cached, estimated): the usage, estimated where it is missing or says 0
+    for a non-empty answer (``replayer.tokens``); the prompt falls back to the recorded count."""
     u = extract_usage(body if isinstance(body, dict) else None)
     prompt, completion, estimated = u.prompt, u.completion, False
     if ok and endpoint in GENERATIVE:
-        if completion is None:
-            completion, estimated = (
-                estimate_tokens(output_text(body if isinstance(body, dict) else None)),
-                True,
-            )
-        if prompt is None and prompt_fallback is not None:
-            prompt, estimated = prompt_fallback, True
+        answer = answer_text(body)
+        if completion is None or (completion == 0 and answer):
+            completion, estimated = estimate_tokens(answer), True
+    if ok and endpoint in (*GENERATIVE, "embeddings") and not prompt and prompt_fallback:
+        prompt, estimated = prompt_fallback, True
     return prompt, completion, u.cached, estimated
 
 
@@ -85,12 +85,20 @@ class _Parsed(SSEEvent):
         return self._obj
 
 
+def _finished(body: object) -> bool:
+    """Does a reassembled chat/completions answer carry a finish reason in some choice?"""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    return isinstance(choices, list) and any(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+
+
 def parse_stream(endpoint: str, chunks: list[tuple[float, bytes]]) -> dict:
     """Parse and reassemble a stream; ``problem`` is its error (type, message) or None.
 
-    A chat/completions stream that ends cleanly without ``[DONE]`` is not an error (the SDK
-    just stops iterating): ``stream_complete`` stays false and a missing ``finish_reason``
-    shows up in ``sdk_error``. A Responses stream without its terminal event is truncated.
+    A failed stream is a failed request, typed: ``in_stream_error`` (a ``data: {"error": ...}``
+    event), ``stream_broken`` (it ended inside an event, a Responses stream without its terminal
+    event, or a chat/completions stream with neither ``[DONE]`` nor any finish reason: the answer
+    stopped part-way). A chat/completions stream that finished its answer but ends without
+    ``[DONE]`` is a success (the SDK just stops iterating) that fails the framing check.
     """
     events, parser = parse_all(chunks)
     family = endpoint if endpoint in STREAM_FAMILIES else "chat.completions"
@@ -103,11 +111,13 @@ def parse_stream(endpoint: str, chunks: list[tuple[float, bytes]]) -> dict:
         problem = ("invalid_stream", f"stream could not be reassembled: {type(e).__name__}: {e}"[:2000])
     if problem is None:
         if res.error is not None:
-            problem = ("stream_error", json.dumps(res.error)[:2000])
+            problem = ("in_stream_error", json.dumps(res.error)[:2000])
         elif getattr(parser, "ended_inside_event", False) or parser.incomplete:
-            problem = ("stream_truncated", "stream ended inside an event")
+            problem = ("stream_broken", "stream ended inside an event")
         elif not res.complete and family == "responses":
-            problem = ("stream_truncated", "stream ended without a terminal response event")
+            problem = ("stream_broken", "stream ended without a terminal response event")
+        elif not res.complete and family in ("chat.completions", "completions") and not _finished(res.body):
+            problem = ("stream_broken", "stream ended without [DONE] or a finish_reason")
     return {"events": events, "parsed": parsed, "res": res, "problem": problem, "family": family}
 
 
@@ -135,10 +145,12 @@ def build_result(
     content_times: list[float] = []
     content_chars: list[int] = []
     sse_events: list[tuple[str, object]] | None = None  # (data, parsed) per event, for the facts
+    sse_names: list[str | None] | None = None  # each event's `event:` field
     if "text/event-stream" in ct and status is not None and status < 300:
         chunks = [((t - t0) / 1e6, d) for t, d in zip(final.times, final.chunks, strict=True)]
         sp = parse_stream(x.endpoint, chunks)
         sse_events = [(e.data, p) for e, p in zip(sp["events"], sp["parsed"], strict=True)]
+        sse_names = [e.event for e in sp["events"]]
         res = sp["res"]
         body = res.body
         content_times, content_chars = res.content_times, res.content_chars
@@ -200,7 +212,7 @@ def build_result(
         cached_tokens=cached,
         tokens_estimated=estimated,
         cost_usd=cost,
-        cost_estimated=estimated if cost is not None else None,
+        cost_estimated=cost_estimated(pricing.for_model(prep.model), estimated, cost),
         sdk_valid=(sdk_error is None) if judged else None,
         sdk_error=sdk_error,
         finish_reason=finish_reason(body if isinstance(body, dict) else None),
@@ -218,6 +230,7 @@ def build_result(
             sse_events,
             status=status,
             headers=hdrs,
+            names=sse_names,
         ),
         sample_key=sample_key(cap.exchange_id),
     )
@@ -238,12 +251,21 @@ def build_result(
     return row, attempts, summary
 
 
+# How much of an error attempt's body is kept as evidence (OpenAI's error bodies are a few hundred bytes).
+EVIDENCE_BODY_CHARS = 4000
+
+
 def attempt_row(run_id: str, cap: Capture, i: int, a: Attempt) -> dict:
-    """One ``attempts`` row."""
-    etype = a.error_type
-    if etype is None and a.status is not None and a.status >= 400:
+    """One ``attempts`` row; an error answer keeps its headers and body's start as evidence."""
+    etype, evidence_headers, evidence_body = a.error_type, None, None
+    if a.status is not None and a.status >= 400:
         body = b"".join(a.chunks)
-        etype = error_of(a.status, _json(body), body.decode("utf-8", "replace"))[0]
+        text = body.decode("utf-8", "replace")
+        if etype is None:
+            etype = error_of(a.status, _json(body), text)[0]
+        kept = header_dict(a.raw_headers)
+        evidence_headers = dumps({k: v for k, v in kept.items() if k in RESPONSE_HEADERS_KEPT})
+        evidence_body = text[:EVIDENCE_BODY_CHARS]
     return {
         "run_id": run_id,
         "exchange_id": cap.exchange_id,
@@ -256,6 +278,8 @@ def attempt_row(run_id: str, cap: Capture, i: int, a: Attempt) -> dict:
         "latency_ms": round((a.t_end - a.t0) / 1e6, 3) if a.t_end else None,
         "retry_after_ms": a.retry_after_ms,
         "waited_ms": a.waited_ms,
+        "response_headers": evidence_headers,
+        "response_body": evidence_body,
     }
 
 
@@ -276,10 +300,12 @@ def recorded_result(run_id: str, x: Exchange, pricing: PricingTable) -> dict:
     sdk_error, judged = None, False
     itl: list[float] = []
     sse_events: list[tuple[str, object]] | None = None
+    sse_names: list[str | None] | None = None
     if x.stream and x.response_raw:
         events = _recorded_events(x)
         parsed = [None if e.is_done else e.json() for e in events]
         sse_events = [(e.data, p) for e, p in zip(events, parsed, strict=True)]
+        sse_names = [e.event for e in events]
         family = x.endpoint if x.endpoint in STREAM_FAMILIES else "chat.completions"
         try:
             res = reassemble(family, events)
@@ -324,7 +350,7 @@ def recorded_result(run_id: str, x: Exchange, pricing: PricingTable) -> dict:
         "cached_tokens": cached,
         "tokens_estimated": estimated,
         "cost_usd": cost,
-        "cost_estimated": estimated if cost is not None else None,
+        "cost_estimated": cost_estimated(pricing.for_model(model), estimated, cost),
         "sdk_valid": (sdk_error is None) if judged else None,
         "sdk_error": sdk_error,
         "stream_complete": x.stream_complete,
@@ -345,4 +371,5 @@ def recorded_result(run_id: str, x: Exchange, pricing: PricingTable) -> dict:
         sse_events,
         status=x.status,
         headers=_json(x.response_headers) if x.response_headers else None,
+        names=sse_names,
     )

@@ -325,7 +325,7 @@ def cases(draw, faults: list[str] = ALL_FAULTS) -> Case:
                 else (None, {"error": err})
             )
             evs = evs[:at] + [err_ev] + (evs[at:] if draw(st.booleans()) else [])
-            case.expect, case.error_message = {"stream_error"}, msg
+            case.expect, case.error_message = {"in_stream_error"}, msg
         elif fault == "sse_bad_event":
             at = draw(st.integers(0, len(evs) - 1))
             evs = evs[:at] + [(None, pick(draw, (["{oops", "NaN", '{"a": NaN}', "[" * 100_000])))] + evs[at:]
@@ -333,7 +333,7 @@ def cases(draw, faults: list[str] = ALL_FAULTS) -> Case:
         sse, starts = draw(sse_bytes(evs))
         if fault == "sse_cut":
             sse = sse[: draw(st.integers(0, starts[-1]))]  # before the terminal event begins
-            case.expect = {"stream_truncated", "response_invalid_utf8"}  # maybe cut inside a character
+            case.expect = {"stream_broken", "response_invalid_utf8"}  # maybe cut inside a character
         elif fault == "sse_invalid_utf8":
             sse = b": \xff\xfe\xc3(\n" + sse
             case.expect = {"response_invalid_utf8"}
@@ -344,7 +344,7 @@ def cases(draw, faults: list[str] = ALL_FAULTS) -> Case:
             resp_headers["content-encoding"] = pick(draw, (ENCODINGS))
             wire = GARBAGE + sse
             # nothing decodes, so the stream also looks cut: either names the problem
-            case.expect, case.sse, case.content = {"response_decode_error", "stream_truncated"}, None, None
+            case.expect, case.sse, case.content = {"response_decode_error", "stream_broken"}, None, None
         elif draw(st.integers(0, 4)) == 0:
             enc = pick(draw, (ENCODINGS))
             resp_headers["content-encoding"] = enc
@@ -418,7 +418,7 @@ def cases(draw, faults: list[str] = ALL_FAULTS) -> Case:
             sizes.append(len(case.response_text.encode()))
         limit = draw(st.integers(0, max(sizes) - 1))
         over_req = len(req_text.encode()) > limit
-        case.expect = {"truncated", "stream_truncated"} if stream else {"truncated"}
+        case.expect = {"truncated", "stream_broken"} if stream else {"truncated"}
         if over_req:
             case.request_text = case.model = None
         if not stream and case.response_text is not None and len(case.response_text.encode()) > limit:

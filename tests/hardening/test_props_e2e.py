@@ -193,6 +193,6 @@ def test_sse_through_a_real_recorder(prop_count, module_recorders) -> None:
         else:
             assert row["error_type"] is not None, (key, kind)
             if kind == "error_event":
-                assert (row["error_type"], row["error_message"]) == ("stream_error", "overloaded mid-stream")
+                assert (row["error_type"], row["error_message"]) == ("in_stream_error", "overloaded mid-stream")
             if kind == "no_done":
-                assert row["error_type"] == "stream_truncated" and not row["stream_complete"]
+                assert row["error_type"] == "stream_broken" and not row["stream_complete"]

@@ -84,7 +84,7 @@ def check_outcomes(got: dict, rows: list[dict]) -> None:
         if prov == "hang":
             assert etype == "timeout", cell
         elif prov == "reset":
-            assert etype == ("stream_truncated" if xid in streamed else "connection_error"), cell
+            assert etype == ("stream_broken" if xid in streamed else "connection_error"), cell
             assert attempts == (1 if xid in streamed else 1 + RETRIES["reset"]), cell
         else:  # garbage: a 200 whose body is unusable must not pass as a valid answer
             assert status == 200, cell

@@ -248,7 +248,7 @@ def test_error_event_in_stream_wins_over_the_disconnect_it_caused() -> None:
             client_disconnected=True,
         )
     )
-    assert (row["error_type"], row["error_message"]) == ("stream_error", "overloaded")
+    assert (row["error_type"], row["error_message"]) == ("in_stream_error", "overloaded")
 
 
 def test_http_errors() -> None:

@@ -91,7 +91,7 @@ def test_error_event_in_the_middle_of_a_stream(wire) -> None:
             )
         )
     row = last_row(rec.db, "m-miderr")
-    assert (row["error_type"], row["error_message"]) == ("stream_error", "The model crashed mid-stream")
+    assert (row["error_type"], row["error_message"]) == ("in_stream_error", "The model crashed mid-stream")
 
 
 def test_client_disconnects_mid_stream(wire) -> None:

@@ -96,20 +96,35 @@ def test_complete_stream() -> None:
 def test_clean_end_without_done_is_not_an_error_but_missing_finish_reason_is_a_compat_problem() -> None:
     row = _row(_x(), _attempt(200, [(100.0, _chunk("Hi")), (110.0, _chunk(finish="stop"))]))
     assert row["error_type"] is None and row["stream_complete"] is False and row["sdk_valid"]
-    row = _row(_x(), _attempt(200, [(100.0, _chunk("Hi")), (110.0, _chunk(" there"))]))
+    assert row["chk_done"] is False
+    done = b"data: [DONE]\n\n"
+    row = _row(_x(), _attempt(200, [(100.0, _chunk("Hi")), (110.0, _chunk(" there") + done)]))
     assert row["error_type"] is None and row["sdk_valid"] is False
     assert "finish_reason" in row["sdk_error"]
     assert row["tokens_estimated"] and row["cost_estimated"]  # no usage: estimated from the text
 
 
+def test_stream_with_neither_done_nor_finish_reason_is_a_broken_request() -> None:
+    row = _row(_x(), _attempt(200, [(100.0, _chunk("Hi")), (110.0, _chunk(" there"))]))
+    assert row["error_type"] == "stream_broken" and "finish_reason" in row["error_message"]
+
+
+def test_in_stream_error_is_a_failed_request() -> None:
+    err = (
+        b'data: {"error": {"message": "overloaded", "type": "server_error", "param": null, "code": null}}\n\n'
+    )
+    row = _row(_x(), _attempt(200, [(100.0, _chunk("Hi")), (110.0, err)]))
+    assert row["error_type"] == "in_stream_error" and "overloaded" in row["error_message"]
+
+
 def test_cut_stream_and_connection_errors() -> None:
     reads = [(100.0, _chunk("Hi")), (105.0, b'data: {"id": "c1", "obj')]
     row = _row(
-        _x(), _attempt(200, reads, error_type="stream_truncated", error_message="ClientPayloadError: reset")
+        _x(), _attempt(200, reads, error_type="stream_broken", error_message="ClientPayloadError: reset")
     )
-    assert row["error_type"] == "stream_truncated" and row["ttft_ms"] == 100 and row["cost_usd"] == 0
+    assert row["error_type"] == "stream_broken" and row["ttft_ms"] == 100 and row["cost_usd"] == 0
     row = _row(_x(), _attempt(200, reads))  # the body ended inside an event
-    assert row["error_type"] == "stream_truncated"
+    assert row["error_type"] == "stream_broken"
     row = _row(_x(), _attempt(None, [], headers=[], error_type="connection_error", error_message="refused"))
     assert row["status"] is None and row["error_type"] == "connection_error" and row["sdk_valid"] is None
 

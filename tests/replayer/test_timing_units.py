@@ -49,7 +49,7 @@ def test_retry_decisions_follow_the_sdk() -> None:
     assert not should_retry(429, {"x-should-retry": "false"}, None, False)
     assert should_retry(400, {"x-should-retry": "true"}, None, False)
     assert should_retry(None, {}, "connection_error", False) and should_retry(None, {}, "timeout", False)
-    assert not should_retry(200, {}, "stream_truncated", body_started=True)  # a started stream: never
+    assert not should_retry(200, {}, "stream_broken", body_started=True)  # a started stream: never
 
 
 def test_server_delay_headers() -> None:
