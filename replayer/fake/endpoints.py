@@ -43,6 +43,9 @@ class Endpoints:
     ) -> web.StreamResponse:
         raise NotImplementedError
 
+    def unknown_model(self, model: Any) -> ApiError:
+        raise NotImplementedError
+
     # --- text generation endpoints ----------------------------------------------------------------
     def _gen_request(self, ctx: Ctx, *, n: int, max_tokens: int | None, stop: list[str]) -> C.GenRequest:
         p = self.profile
@@ -81,6 +84,10 @@ class Endpoints:
             return schema if isinstance(schema, dict) else {"type": "object"}
         return None
 
+    def _counts(self, prompt: int, completion: int) -> tuple[int, int]:
+        """Token counts as usage reports them (0 and 0 under the zero_usage quirk)."""
+        return (0, 0) if self.profile.zero_usage else (prompt, completion)
+
     def _steps_of(self, ctx: Ctx, plans: list[C.ChoicePlan]) -> int:
         return max(len(W.plan_chunks(pl, ctx.chunk_tokens)) for pl in plans)
 
@@ -117,7 +124,7 @@ class Endpoints:
         completion = sum(pl.completion_tokens for pl in plans)
         # A stream without include_usage never reports usage: skip counting the (long) prompt.
         prompt = C.prompt_tokens(msgs, b.get("tools")) if include_usage or not b.get("stream") else 0
-        usage = W.chat_usage(prompt, completion)
+        usage = W.chat_usage(*self._counts(prompt, completion))
         head = self._head(ctx, "chatcmpl-")
         fp = self._fingerprint(ctx.model)
         if b.get("stream"):
@@ -156,7 +163,7 @@ class Endpoints:
         ptoks = sum(
             C.count_tokens(t) if isinstance(p, str) else len(p) for t, p in zip(texts, prompts, strict=True)
         )
-        usage = W.chat_usage(ptoks, sum(pl.completion_tokens for pl in plans))
+        usage = W.chat_usage(*self._counts(ptoks, sum(pl.completion_tokens for pl in plans)))
         usage = {k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
         head = self._head(ctx, "cmpl-")
         if b.get("stream"):
@@ -192,17 +199,29 @@ class Endpoints:
         req.json_schema = self._json_format(text_opts.get("format"))
         plan = self._plan(req)[0]
         usage = W.responses_usage(
-            C.prompt_tokens([b.get("instructions"), inp], b.get("tools")), plan.completion_tokens
+            *self._counts(
+                C.prompt_tokens([b.get("instructions"), inp], b.get("tools")), plan.completion_tokens
+            )
         )
         head = self._head(ctx, "resp_", 48)
         msg_id = "msg_" + C.short_id(C.stable_hash(self.profile.seed, ctx.seq, "msg"), 48, "0123456789abcdef")
         status = "incomplete" if plan.finish_reason == "length" else "completed"
-        final = W.response_object(head, b, b.get("tools"), status, W.response_items(plan, msg_id), usage)
+        done_at = head["created"] + max(1, round(ctx.ttft + ctx.itl * plan.completion_tokens))
+        items = W.response_items(plan, msg_id)
+        final = W.response_object(head, b, b.get("tools"), status, items, usage, done_at)
         if b.get("stream"):
             base = W.response_object(head, b, b.get("tools"), "in_progress", [], None)
             opts = b.get("stream_options") if isinstance(b.get("stream_options"), dict) else {}
             obfuscate = opts.get("include_obfuscation") is not False
-            preamble, steps = W.responses_stream(base, plan, final, msg_id, ctx.chunk_tokens, obfuscate)
+            preamble, steps = W.responses_stream(
+                base,
+                plan,
+                final,
+                msg_id,
+                ctx.chunk_tokens,
+                obfuscate,
+                not self.profile.responses_no_event_lines,
+            )
             return await self._stream(request, ctx, steps, preamble)
         return await self._send_json(request, ctx, final, self._steps_of(ctx, [plan]))
 
@@ -301,11 +320,7 @@ class Endpoints:
         b = ctx.body
         model = b.get("model") or "dall-e-2"
         if not isinstance(model, str) or not self.profile.accepts_model(model):
-            raise ApiError(
-                404,
-                f"The model `{model}` does not exist or you do not have access to it.",
-                code="model_not_found",
-            )
+            raise self.unknown_model(model)
         n = int_param(b, "n", 1, 1, 10) or 1
         fmt = b.get("response_format") or ("b64_json" if model.startswith("gpt-image") else "url")
         if fmt not in ("url", "b64_json"):
@@ -373,7 +388,8 @@ class Endpoints:
     async def _models(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/models: the profile's models (a default list when it accepts "*")."""
         ctx = await self._begin(request)
-        names = [m for m in self.profile.models if m != "*"] or DEFAULT_MODELS
+        names = [m for m in self.profile.models if not any(c in m for c in "*?[")]
+        names = names or [m for m in DEFAULT_MODELS if self.profile.accepts_model(m)]
         return await self._send_json(
             request, ctx, {"object": "list", "data": [self._model_obj(m) for m in names]}
         )

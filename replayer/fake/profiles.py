@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import math
 import random
 import typing
@@ -10,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 ERROR_KINDS = ("401", "429", "500", "503", "reset")
-QUIRKS = (
+# The quirks the `quirky` profile switches on all at once.
+LEGACY_QUIRKS = (
     "no_done",
     "no_stream_usage",
     "no_finish_reason",
@@ -18,6 +20,35 @@ QUIRKS = (
     "bad_tool_args",
     "extra_fields",
     "ignore_params",
+)
+# One deviation of a real gateway each; each has a named profile of its own (see PROFILES).
+GATEWAY_QUIRKS = (
+    "usage_chunk_choices",
+    "chunk_keys_omitted",
+    "error_envelope",
+    "unknown_model_400",
+    "responses_no_event_lines",
+    "stream_breaks",
+    "zero_usage",
+)
+QUIRKS = LEGACY_QUIRKS + GATEWAY_QUIRKS
+# Model names OpenAI serves, as globs: a profile restricted to these rejects only made-up names.
+OPENAI_MODEL_PATTERNS = (
+    "gpt-*",
+    "chatgpt-*",
+    "o1*",
+    "o3*",
+    "o4*",
+    "codex-*",
+    "computer-use-*",
+    "text-embedding-*",
+    "whisper-*",
+    "tts-*",
+    "dall-e-*",
+    "omni-moderation-*",
+    "text-moderation-*",
+    "davinci-*",
+    "babbage-*",
 )
 # Options given in milliseconds/seconds of *behaviour* that time_scale multiplies.
 _SCALED = ("ttft_ms", "itl_ms", "itl_jitter_ms", "cold_start_ms", "cold_idle_s")
@@ -28,6 +59,7 @@ class Profile:
     """Timing, error and compatibility behaviour of one fake provider."""
 
     name: str = "instant"
+    description: str = ""
     ttft_ms: float = 0.0  # fixed value, or the median (lognormal) / mean (normal)
     ttft_dist: str = "fixed"  # fixed | normal | lognormal
     ttft_sigma: float = 0.0  # normal: std-dev in ms (scaled); lognormal: sigma of ln (unitless)
@@ -39,9 +71,10 @@ class Profile:
     error_rate: float = 0.0
     error_kinds: tuple[tuple[str, float], ...] = (("429", 1.0),)
     error_schedule: tuple[tuple[int, str], ...] = ()
+    error_every: int = 0  # > 0: request #k fails (an error_kinds pick) when (k + seed) % error_every == 0
     retry_after_s: float = 1.0
     reset_after_chunks: int = 3
-    models: tuple[str, ...] = ("*",)
+    models: tuple[str, ...] = ("*",)  # names or globs ("gpt-*"); "*" accepts every model
     require_key: bool = False
     seed: int = 0
     time_scale: float = 1.0
@@ -54,6 +87,15 @@ class Profile:
     bad_tool_args: bool = False
     extra_fields: bool = False
     ignore_params: bool = False
+    usage_chunk_choices: bool = False  # include_usage chunk: choices [{"index":0,"delta":{}}], not []
+    chunk_keys_omitted: bool = False  # chat chunks without "logprobs"; "finish_reason" only in the last
+    error_envelope: bool = False  # error bodies {"message", "type": "RateLimitError", "code": "429"}
+    unknown_model_400: bool = False  # a model not in `models`: 400 generic error, not 404 model_not_found
+    responses_no_event_lines: bool = False  # Responses-API SSE without "event:" lines
+    stream_breaks: bool = False  # every break_every-th stream: in-stream error, no [DONE]/terminal event
+    break_every: int = 3
+    break_after_chunks: int = 3
+    zero_usage: bool = False  # usage reports 0 input and 0 output tokens
 
     def __post_init__(self) -> None:
         if self.ttft_dist not in ("fixed", "normal", "lognormal"):
@@ -68,6 +110,8 @@ class Profile:
             _check_kind(kind)
         if self.answer_min_tokens < 1 or self.answer_max_tokens < self.answer_min_tokens:
             raise ValueError("need 1 <= answer_min_tokens <= answer_max_tokens")
+        if self.error_every < 0 or self.break_every < 1 or self.break_after_chunks < 0:
+            raise ValueError("need error_every >= 0, break_every >= 1 and break_after_chunks >= 0")
 
     def ms(self, name: str) -> float:
         """An option that time_scale applies to, scaled (ms or s as named)."""
@@ -83,8 +127,8 @@ class Profile:
         return base
 
     def accepts_model(self, model: str) -> bool:
-        """Whether this provider serves `model` ("*" in models accepts all)."""
-        return "*" in self.models or model in self.models
+        """Whether this provider serves `model` (an entry of `models` may be a glob; "*" accepts all)."""
+        return "*" in self.models or any(fnmatch.fnmatchcase(model, m) for m in self.models)
 
     @property
     def quirks(self) -> tuple[str, ...]:
@@ -109,25 +153,97 @@ _OPENAI_TIMING: dict[str, Any] = dict(
     ttft_ms=350.0, ttft_dist="lognormal", ttft_sigma=0.35, itl_ms=20.0, itl_jitter_ms=4.0
 )
 
+
+def _gateway(name: str, description: str, **quirk: Any) -> Profile:
+    """openai-like timing plus one deviation real gateways show."""
+    return Profile(name=name, description=description, **quirk, **_OPENAI_TIMING)
+
+
 PROFILES: dict[str, Profile] = {
-    "instant": Profile(name="instant"),
-    "openai-like": Profile(name="openai-like", **_OPENAI_TIMING),
+    "instant": Profile(name="instant", description="no delays; OpenAI-shaped (fast tests)"),
+    "openai-like": Profile(
+        name="openai-like",
+        description="OpenAI's timing and wire format exactly (the clean control)",
+        **_OPENAI_TIMING,
+    ),
     "fast": Profile(
-        name="fast", ttft_ms=120.0, ttft_dist="lognormal", ttft_sigma=0.2, itl_ms=8.0, itl_jitter_ms=1.5
+        name="fast",
+        description="a faster provider (TTFT ~120 ms, 8 ms per token); OpenAI-shaped",
+        ttft_ms=120.0,
+        ttft_dist="lognormal",
+        ttft_sigma=0.2,
+        itl_ms=8.0,
+        itl_jitter_ms=1.5,
     ),
     "slow": Profile(
-        name="slow", ttft_ms=900.0, ttft_dist="lognormal", ttft_sigma=0.4, itl_ms=45.0, itl_jitter_ms=8.0
+        name="slow",
+        description="a slower provider (TTFT ~900 ms, 45 ms per token); OpenAI-shaped",
+        ttft_ms=900.0,
+        ttft_dist="lognormal",
+        ttft_sigma=0.4,
+        itl_ms=45.0,
+        itl_jitter_ms=8.0,
     ),
     # 15% errors in all: 10% 429 (Retry-After 1 s), 2% 500, 2% 503, 1% connection reset.
     "flaky": Profile(
         name="flaky",
+        description="15% errors: 429 (Retry-After 1 s), 500, 503 and connection resets",
         error_rate=0.15,
         error_kinds=(("429", 10.0), ("500", 2.0), ("503", 2.0), ("reset", 1.0)),
         retry_after_s=1.0,
         **_OPENAI_TIMING,
     ),
-    "cold-start": Profile(name="cold-start", cold_start_ms=2500.0, cold_idle_s=10.0, **_OPENAI_TIMING),
-    "quirky": Profile(name="quirky", **{q: True for q in QUIRKS}, **_OPENAI_TIMING),
+    "cold-start": Profile(
+        name="cold-start",
+        description="+2.5 s on the first request and after 10 s idle",
+        cold_start_ms=2500.0,
+        cold_idle_s=10.0,
+        **_OPENAI_TIMING,
+    ),
+    "quirky": Profile(
+        name="quirky",
+        description="all the older quirks at once: " + ", ".join(LEGACY_QUIRKS),
+        **{q: True for q in LEGACY_QUIRKS},
+        **_OPENAI_TIMING,
+    ),
+    "usage-chunk-choices": _gateway(
+        "usage-chunk-choices",
+        'the include_usage chunk carries choices [{"index":0,"delta":{}}] instead of []',
+        usage_chunk_choices=True,
+    ),
+    "chunk-keys-omitted": _gateway(
+        "chunk-keys-omitted",
+        'chat chunks omit "logprobs", and "finish_reason" except in the final chunk',
+        chunk_keys_omitted=True,
+    ),
+    "error-envelope": _gateway(
+        "error-envelope",
+        'errors as {"message", "type": "RateLimitError", "code": "429"} (no param); every 10th request a 429',
+        error_envelope=True,
+        error_every=10,
+        error_kinds=(("429", 1.0),),
+    ),
+    "unknown-model-400": _gateway(
+        "unknown-model-400",
+        "a model outside `models` (OpenAI's names by default) gets 400, not 404 model_not_found",
+        unknown_model_400=True,
+        models=OPENAI_MODEL_PATTERNS,
+    ),
+    "responses-no-event-lines": _gateway(
+        "responses-no-event-lines",
+        'Responses-API streams carry only "data:" lines, no "event:" lines',
+        responses_no_event_lines=True,
+    ),
+    "stream-breaks": _gateway(
+        "stream-breaks",
+        'every 3rd stream stops after 3 chunks with data: {"error": ...}; no [DONE] or terminal event',
+        stream_breaks=True,
+    ),
+    "zero-usage": _gateway(
+        "zero-usage",
+        "usage reports 0 prompt and 0 completion tokens (streamed and not)",
+        zero_usage=True,
+    ),
 }
 
 
@@ -154,7 +270,7 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Profile) if f.name != "name"}
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Profile) if f.name not in ("name", "description")}
 
 
 def coerce_overrides(overrides: dict[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,17 @@ _BAD_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your "
     "HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
 )
+# Error `type`s of the error_envelope quirk: the SDK exception class names some gateways send.
+_ENVELOPE_TYPES = {
+    400: "BadRequestError",
+    401: "AuthenticationError",
+    403: "PermissionDeniedError",
+    404: "NotFoundError",
+    422: "UnprocessableEntityError",
+    429: "RateLimitError",
+    500: "InternalServerError",
+    503: "ServiceUnavailableError",
+}
 # The request log never holds credentials: the recorder's lists of secret headers and parameters.
 _HIDDEN_HEADERS = frozenset(SECRET_HEADERS)
 
@@ -83,6 +94,7 @@ class FakeProvider(Endpoints):
         self.requests: list[dict[str, Any]] = []  # every request, when record_requests (tests)
         self.record_requests = record_requests
         self._seq = 0
+        self._streams = 0  # streams started, for the stream_breaks quirk
         self._active = 0
         self._last_activity: float | None = None
         self._log_file: Any = None
@@ -195,11 +207,9 @@ class FakeProvider(Endpoints):
         except ApiError as exc:
             return self._error_response(exc)
         except web.HTTPException as exc:
-            if exc.status in (404, 405):
-                msg = f"Invalid URL ({request.method} {request.path})"
-            else:
-                msg = exc.reason or "Request error"
-            return self._error_response(ApiError(exc.status, msg))
+            if exc.status in (404, 405):  # OpenAI answers a wrong method like a wrong path: 404
+                return self._error_response(ApiError(404, f"Invalid URL ({request.method} {request.path})"))
+            return self._error_response(ApiError(exc.status, exc.reason or "Request error"))
         except ConnectionError:
             raise
         except Exception:
@@ -212,12 +222,23 @@ class FakeProvider(Endpoints):
                 self._active -= 1
                 self._last_activity = asyncio.get_running_loop().time()
 
+    def _error_body(self, exc: ApiError) -> dict[str, Any]:
+        """OpenAI's error object, or the profile's deviating one."""
+        p = self.profile
+        if p.error_envelope:  # e.g. LiteLLM-style gateways: exception class names, the status as text
+            code: Any = exc.status if p.int_error_codes else str(exc.status)
+            kind = _ENVELOPE_TYPES.get(exc.status, "InternalServerError" if exc.status >= 500 else "APIError")
+            return {"error": {"message": exc.message, "type": kind, "code": code}}
+        code = exc.status if p.int_error_codes else exc.code
+        return {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": code}}
+
     def _error_response(self, exc: ApiError) -> web.Response:
-        code: Any = exc.status if self.profile.int_error_codes else exc.code
-        body = {"error": {"message": exc.message, "type": exc.type, "param": exc.param, "code": code}}
         headers = {"x-request-id": "req_" + os.urandom(16).hex(), **exc.headers}
         return web.Response(
-            status=exc.status, body=W.dumps(body).encode(), content_type="application/json", headers=headers
+            status=exc.status,
+            body=W.dumps(self._error_body(exc)).encode(),
+            content_type="application/json",
+            headers=headers,
         )
 
     def _is_cold(self, now: float) -> bool:
@@ -312,11 +333,7 @@ class FakeProvider(Endpoints):
                     400, "Invalid type for 'model': expected a string.", param="model", code="invalid_type"
                 )
             if not p.accepts_model(model):
-                raise ApiError(
-                    404,
-                    f"The model `{model}` does not exist or you do not have access to it.",
-                    code="model_not_found",
-                )
+                raise self.unknown_model(model)
         rng = random.Random(C.stable_hash(p.seed, seq, "timing"))
         ttft_ms = header_num(request, "x-fake-ttft-ms")
         itl_ms = header_num(request, "x-fake-itl-ms")
@@ -357,15 +374,27 @@ class FakeProvider(Endpoints):
         for num, kind in p.error_schedule:
             if num == seq:
                 return kind
+        if p.error_every > 0 and (seq + p.seed) % p.error_every == 0:
+            return self._pick_kind(seq)
         if p.error_rate > 0 and C.stable_hash(p.seed, seq, "err") / 2.0**64 < p.error_rate:
-            kinds = [k for k, w in p.error_kinds if w > 0]
-            weights = [w for _, w in p.error_kinds if w > 0]
-            return (
-                random.Random(C.stable_hash(p.seed, seq, "kind")).choices(kinds, weights)[0]
-                if kinds
-                else None
-            )
+            return self._pick_kind(seq)
         return None
+
+    def _pick_kind(self, seq: int) -> str | None:
+        p = self.profile
+        kinds = [k for k, w in p.error_kinds if w > 0]
+        weights = [w for _, w in p.error_kinds if w > 0]
+        return random.Random(C.stable_hash(p.seed, seq, "kind")).choices(kinds, weights)[0] if kinds else None
+
+    def unknown_model(self, model: Any) -> ApiError:
+        """OpenAI's 404 model_not_found, or the unknown_model_400 quirk's generic 400."""
+        if self.profile.unknown_model_400:
+            return ApiError(400, f"Invalid model name passed in model={model}.")
+        return ApiError(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            code="model_not_found",
+        )
 
     def _raise_injected(self, ctx: Ctx) -> None:
         if ctx.error == "429":
@@ -391,6 +420,19 @@ class FakeProvider(Endpoints):
             )
         if ctx.error == "503":
             raise ApiError(503, "The server is overloaded or not ready yet.", type="server_error")
+
+    def _broken(self, request: web.Request, steps: list[bytes]) -> list[bytes]:
+        """The stream_breaks quirk: a few steps, then an in-stream error and the end (no [DONE])."""
+        body = self._error_body(
+            ApiError(500, "The server had an error while processing your request.", type="server_error")
+        )
+        event = (
+            b""
+            if self.profile.responses_no_event_lines or request.path != "/v1/responses"
+            else b"event: error\n"
+        )
+        keep = min(self.profile.break_after_chunks, len(steps) - 1)
+        return steps[:keep] + [event + b"data: " + W.dumps(body).encode() + b"\n\n"]
 
     def _headers(self, ctx: Ctx, processing_s: float) -> dict[str, str]:
         return {
@@ -421,6 +463,11 @@ class FakeProvider(Endpoints):
     ) -> web.StreamResponse:
         """Write SSE steps on absolute deadlines: step 0 at t0+TTFT, then one ITL apart."""
         self._raise_injected(ctx)
+        p = self.profile
+        if p.stream_breaks:
+            self._streams += 1
+            if (self._streams + p.seed) % p.break_every == 0:
+                steps = self._broken(request, steps)
         loop = asyncio.get_running_loop()
         resp = SSEResponse(headers=self._headers(ctx, ctx.ttft))
         resp.content_type = "text/event-stream"

@@ -115,9 +115,13 @@ def chat_stream(
 
         def chunk(delta: str, finish: str | None = None, pre: str = pre) -> str:
             fr = "null" if finish is None or p.no_finish_reason else f'"{finish}"'
+            if p.chunk_keys_omitted:  # no logprobs key; finish_reason only where it has a value
+                keys = "" if fr == "null" else f',"finish_reason":{fr}'
+            else:
+                keys = f',"logprobs":null,"finish_reason":{fr}'
             native = f',"native_finish_reason":"{finish}"' if p.extra_fields and finish else ""
             ob = f',"obfuscation":"{next(pad)}"' if pad else ""
-            return f'{pre}{delta},"logprobs":null,"finish_reason":{fr}{native}}}]{tail}{ob}}}\n\n'
+            return f"{pre}{delta}{keys}{native}}}]{tail}{ob}}}\n\n"
 
         steps: list[str] = []
         for j, frag in plan_chunks(plan, chunk_tokens):
@@ -146,7 +150,8 @@ def chat_stream(
     merged = _merge(per_choice)
     if include_usage:
         ob = f',"obfuscation":"{next(pad)}"' if pad else ""
-        merged[-1] += f'data: {top},"choices":[],"usage":{dumps(usage)}{extra}{ob}}}\n\n'
+        choices = '[{"index":0,"delta":{}}]' if p.usage_chunk_choices else "[]"
+        merged[-1] += f'data: {top},"choices":{choices},"usage":{dumps(usage)}{extra}{ob}}}\n\n'
     if not p.no_done:
         merged[-1] += "data: [DONE]\n\n"
     return [m.encode() for m in merged]
@@ -223,7 +228,7 @@ def responses_usage(prompt: int, completion: int) -> dict[str, Any]:
     """Responses-API usage block."""
     return {
         "input_tokens": prompt,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
         "output_tokens": completion,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": prompt + completion,
@@ -231,7 +236,13 @@ def responses_usage(prompt: int, completion: int) -> dict[str, Any]:
 
 
 def response_object(
-    head: dict[str, Any], body: dict[str, Any], tools: Any, status: str, output: list[Any], usage: Any
+    head: dict[str, Any],
+    body: dict[str, Any],
+    tools: Any,
+    status: str,
+    output: list[Any],
+    usage: Any,
+    completed_at: int | None = None,
 ) -> dict[str, Any]:
     """A `response` object in the shape OpenAI returns (request settings echoed)."""
     fmt = (body.get("text") or {}).get("format") if isinstance(body.get("text"), dict) else None
@@ -241,7 +252,10 @@ def response_object(
         "created_at": head["created"],
         "status": status,
         "background": False,
+        "billing": {"payer": "developer"},
+        "completed_at": completed_at if status == "completed" else None,
         "error": None,
+        "frequency_penalty": 0.0,
         "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
         "instructions": body.get("instructions"),
         "max_output_tokens": body.get("max_output_tokens"),
@@ -249,8 +263,10 @@ def response_object(
         "model": head["model"],
         "output": output,
         "parallel_tool_calls": body.get("parallel_tool_calls", True) is not False,
+        "presence_penalty": 0.0,
         "previous_response_id": body.get("previous_response_id"),
         "prompt_cache_key": None,
+        "prompt_cache_retention": None,
         "reasoning": {"effort": None, "summary": None},
         "safety_identifier": None,
         "service_tier": "default",
@@ -290,13 +306,14 @@ def response_items(plan: ChoicePlan, msg_id: str, done: bool = True) -> list[dic
 class _Events:
     """Numbers Responses-API SSE events as they are appended."""
 
-    def __init__(self) -> None:
+    def __init__(self, event_lines: bool = True) -> None:
         self.seq = 0
+        self.event_lines = event_lines
 
     def ev(self, kind: str, payload: dict[str, Any]) -> str:
         data = dumps({"type": kind, "sequence_number": self.seq, **payload})
         self.seq += 1
-        return f"event: {kind}\ndata: {data}\n\n"
+        return f"event: {kind}\ndata: {data}\n\n" if self.event_lines else f"data: {data}\n\n"
 
 
 def responses_stream(
@@ -306,9 +323,10 @@ def responses_stream(
     msg_id: str,
     chunk_tokens: int,
     obfuscate: bool = True,
+    event_lines: bool = True,
 ) -> tuple[bytes, list[bytes]]:
     """(preamble sent at once: created + in_progress, content steps on the token clock). No [DONE]."""
-    e = _Events()
+    e = _Events(event_lines)
     pad = _padding() if obfuscate else None
     pre = e.ev("response.created", {"response": base}) + e.ev("response.in_progress", {"response": base})
     steps: list[str] = []

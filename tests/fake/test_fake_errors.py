@@ -200,7 +200,9 @@ def test_wrong_content_type_and_paths(instant: FakeProvider) -> None:
     _assert_openai_error(r, 400)
     err = _assert_openai_error(post_raw(instant, "/nope", CHAT), 404)
     assert err["message"] == "Invalid URL (POST /v1/nope)"
-    _assert_openai_error(HTTP.get(instant.base_url + "/chat/completions"), 405)
+    # OpenAI answers a wrong method like an unknown path (404 "Invalid URL"), not 405.
+    err = _assert_openai_error(HTTP.get(instant.base_url + "/chat/completions"), 404)
+    assert err["message"] == "Invalid URL (GET /v1/chat/completions)"
     _assert_openai_error(HTTP.get(instant.url + "/"), 404)
     _assert_openai_error(
         post_raw(instant, "/embeddings", {"model": "m", "input": "x", "encoding_format": "hex"}), 400

@@ -9,7 +9,7 @@ import openai
 import pytest
 from fakehelpers import WEATHER_TOOL, client_for, post_raw, sse_events
 
-from replayer.fake.profiles import PROFILES, QUIRKS
+from replayer.fake.profiles import GATEWAY_QUIRKS, LEGACY_QUIRKS, PROFILES, QUIRKS
 from replayer.fake.server import FakeProvider
 
 MSGS = [{"role": "user", "content": "Hello there"}]
@@ -20,8 +20,9 @@ def _chunks(raw: str) -> list[dict[str, Any]]:
     return [json.loads(d) for _, d in sse_events(raw) if d != "[DONE]"]
 
 
-def test_quirky_profile_enables_every_quirk() -> None:
-    assert set(PROFILES["quirky"].quirks) == set(QUIRKS)
+def test_quirky_profile_enables_every_older_quirk() -> None:
+    assert PROFILES["quirky"].quirks == LEGACY_QUIRKS
+    assert set(QUIRKS) == set(LEGACY_QUIRKS) | set(GATEWAY_QUIRKS)
     assert PROFILES["openai-like"].quirks == ()
 
 

@@ -15,7 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from replayer.fake import content as C
-from replayer.fake.profiles import PROFILES, QUIRKS, Profile, get_profile, parse_set
+from replayer.fake.profiles import (
+    GATEWAY_QUIRKS,
+    LEGACY_QUIRKS,
+    PROFILES,
+    Profile,
+    get_profile,
+    parse_set,
+)
 
 
 # --- tokens and text -------------------------------------------------------------------------------
@@ -168,11 +175,17 @@ def test_moderation() -> None:
 
 # --- profiles --------------------------------------------------------------------------------------
 def test_named_profiles() -> None:
-    assert set(PROFILES) == {"openai-like", "fast", "slow", "flaky", "cold-start", "quirky", "instant"}
+    older = {"openai-like", "fast", "slow", "flaky", "cold-start", "quirky", "instant"}
+    gateway = {q.replace("_", "-") for q in GATEWAY_QUIRKS}
+    assert set(PROFILES) == older | gateway
+    for name in gateway:  # one deviation each, on OpenAI's timing
+        assert PROFILES[name].quirks == (name.replace("-", "_"),)
+        assert PROFILES[name].ttft_ms == PROFILES["openai-like"].ttft_ms
+    assert all(p.description for p in PROFILES.values())
     assert PROFILES["instant"].ttft_ms == 0 and PROFILES["instant"].itl_ms == 0
     assert PROFILES["flaky"].error_rate > 0 and PROFILES["flaky"].retry_after_s == 1
     assert PROFILES["cold-start"].cold_start_ms == 2500 and PROFILES["cold-start"].cold_idle_s == 10
-    assert PROFILES["quirky"].quirks == QUIRKS
+    assert PROFILES["quirky"].quirks == LEGACY_QUIRKS
 
 
 @pytest.mark.parametrize("name,median", [("openai-like", 350), ("fast", 120), ("slow", 900)])
