@@ -23,6 +23,7 @@ except ImportError:  # pragma: no cover
     _fast = None
 
 from evals.embeddings import embedding_pairs
+from evals.outcome import succeeded
 
 GROUP = ("provider", "endpoint", "model")
 REFUSAL_RE = (
@@ -168,7 +169,7 @@ def check_tools(calls_text: str | None, tools_text: str | None) -> dict:
 def cell_checks(outputs: pl.DataFrame) -> pl.DataFrame:
     """Per sampled cell (``in_sample``; all when absent): refusal, JSON validity / schema conformance
     and tool-call validity, for every arm."""
-    ok = pl.col("status") == 200
+    ok = succeeded()
     if "in_sample" in outputs.columns:
         outputs = outputs.filter(pl.col("in_sample"))
     df = outputs.with_columns(
@@ -213,7 +214,18 @@ def compare_cells(checked: pl.DataFrame, baseline: str) -> pl.DataFrame:
     Similarity is rapidfuzz's ``ratio`` (normalised Indel similarity) after ``default_process``
     (lower case, non-alphanumerics to spaces, trimmed), in [0, 1]; one empty answer scores 0.
     """
-    cols = ["text", "finish_reason", "refusal_detected", "tool_names", "tool_sig", "has_tools", "status"]
+    cols = [
+        *(
+            "text",
+            "finish_reason",
+            "refusal_detected",
+            "tool_names",
+            "tool_sig",
+            "has_tools",
+            "error_type",
+            "status",
+        )
+    ]
     base = (
         checked.filter(pl.col("provider") == baseline)
         .sort("repeat")
@@ -233,7 +245,7 @@ def compare_cells(checked: pl.DataFrame, baseline: str) -> pl.DataFrame:
     cand = (
         checked.filter(pl.col("provider") != baseline).select(keep).join(base, on="exchange_id", how="inner")
     )
-    both_ok = (pl.col("status") == 200) & (pl.col("status_b") == 200)
+    both_ok = succeeded() & succeeded("_b")
     text_ep = pl.col("endpoint").is_in(["chat.completions", "responses", "completions"])
     has_a = pl.col("text").fill_null("").str.strip_chars() != ""
     has_b = pl.col("text_b").fill_null("").str.strip_chars() != ""
@@ -294,7 +306,7 @@ def quality_table(
     ``memo`` is handed to ``embedding_pairs`` (shared by the levels of one evaluation).
     """
     by = list(by)
-    ok = pl.col("status") == 200
+    ok = succeeded()
     valid = checked.group_by(by).agg(
         ok.sum().alias("n_success"),
         pl.col("refusal_detected").filter(ok).mean().alias("refusal_rate"),

@@ -20,6 +20,7 @@ import polars as pl
 from evals import answers, groups, judging, load, scorecard, spend, stats, timing
 from evals.embeddings import embedding_cells
 from evals.errors import EvalError
+from evals.outcome import succeeded
 from evals.load import Store
 from evals.summarise import rows, summarise
 
@@ -408,7 +409,7 @@ def _judge_pairs(
     c = (
         compared.filter(
             pl.col("endpoint").is_in(load.TEXT_ENDPOINTS)
-            & (pl.col("status") == 200)
+            & succeeded()
             & (pl.col("text").fill_null("") != "")
             & (pl.col("text_b").fill_null("") != "")
         )

@@ -17,6 +17,7 @@ import duckdb
 import polars as pl
 
 from evals.errors import EvalError
+from evals.outcome import SUCCEEDED_SQL
 from recorder.schema import RESULTS
 from recorder.segments import SEGMENT_GLOB, segment_root, segment_state, table_dir
 from recorder.store import StoreError, connect, sql_string, table_scan
@@ -233,7 +234,7 @@ def load_usage_extras(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
                     TRY_CAST(response_body->>'$.duration' AS DOUBLE),
                     TRY_CAST(response_body->>'$.usage.seconds' AS DOUBLE)) END AS audio_seconds
         FROM {results_text(con)}
-        WHERE run_id = $run AND status = 200
+        WHERE run_id = $run AND {SUCCEEDED_SQL}
           AND endpoint IN ('images.generations', 'audio.transcriptions', 'audio.translations')
         """,
         {"run": run},
@@ -267,7 +268,7 @@ def load_itl(
     """
     counts = frame(
         con,
-        "SELECT provider, count(*) AS n FROM results WHERE run_id = $run AND status = 200 AND stream GROUP BY provider",
+        f"SELECT provider, count(*) AS n FROM results WHERE run_id = $run AND {SUCCEEDED_SQL} AND stream GROUP BY provider",
         {"run": run},
     )
     biggest = int(counts["n"].max() or 0)
@@ -279,7 +280,7 @@ def load_itl(
         f"""
         SELECT provider, endpoint, coalesce(recorded_model, model) AS model, exchange_id, "repeat", itl_ms
         FROM results
-        WHERE run_id = $run AND {key} < {int(thr)} AND status = 200 AND stream AND len(itl_ms) > 0
+        WHERE run_id = $run AND {key} < {int(thr)} AND {SUCCEEDED_SQL} AND stream AND len(itl_ms) > 0
         """,
         {"run": run},
     )
@@ -409,13 +410,13 @@ def load_outputs(
         con,
         f"""
         WITH base AS (
-            SELECT exchange_id, provider, "repeat", endpoint, stream, status,
+            SELECT exchange_id, provider, "repeat", endpoint, stream, status, error_type,
                    coalesce(recorded_model, model) AS model, model AS provider_model,
                    finish_reason, sdk_valid, sdk_error, stream_complete, tokens_estimated, completion_tokens,
                    {key} < {int(sample_thr)} AS in_sample, chk_error IS NULL AS no_facts,
                    json_extract_string(response_body, {_paths(_BODY_PATHS)}) AS b,
                    json_extract_string(sent_body, {_paths(_REQ_PATHS)}) AS q,
-                   CASE WHEN endpoint = 'embeddings' AND status = 200 AND {key} < {int(emb_thr)}
+                   CASE WHEN endpoint = 'embeddings' AND {SUCCEEDED_SQL} AND {key} < {int(emb_thr)}
                         THEN TRY_CAST(json_extract(response_body, '$.data[*].embedding') AS FLOAT[][]) END AS vectors,
                    response_body, response_headers
             FROM {results_text(con)}
@@ -434,7 +435,8 @@ def load_outputs(
                             json_extract(rbody, '$.output[*]'), lambda x: x->>'type' = 'function_call') AS JSON) AS VARCHAR), '[]')
                         WHEN json_array_length(b[3]) > 0 THEN b[3] END AS calls
             FROM base2)
-        SELECT exchange_id, provider, "repeat", endpoint, stream, status, model, provider_model, in_sample, no_facts,
+        SELECT exchange_id, provider, "repeat", endpoint, stream, status, error_type, model, provider_model,
+               in_sample, no_facts,
                sdk_valid, sdk_error, stream_complete, tokens_estimated, completion_tokens,
                CASE WHEN in_sample OR q[4] IS NOT NULL THEN CASE
                     WHEN endpoint = 'responses' THEN array_to_string(

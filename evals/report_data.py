@@ -20,6 +20,7 @@ from scipy import stats as sps
 from evals import answers, load, spend, stats, timing
 from evals.api import Evaluation
 from evals.errors import EvalError
+from evals.outcome import succeeded
 from evals.summarise import rows as frame_rows
 
 ALPHA = 0.05
@@ -124,15 +125,13 @@ def verdict_tests(
         metrics.filter(pl.col("provider") == baseline)
         .sort("repeat")
         .unique("exchange_id", keep="first")
-        .select("exchange_id", (pl.col("status") == 200).fill_null(False).alias("ok_b"))
+        .select("exchange_id", succeeded().fill_null(False).alias("ok_b"))
     )
     err_p: dict[str, float] = {}
     for (prov,), g in (
         metrics.filter(pl.col("provider") != baseline).partition_by(["provider"], as_dict=True).items()
     ):
-        j = g.select("exchange_id", (pl.col("status") == 200).fill_null(False).alias("ok")).join(
-            base_ok, on="exchange_id"
-        )
+        j = g.select("exchange_id", succeeded().fill_null(False).alias("ok")).join(base_ok, on="exchange_id")
         worse = int((~j["ok"] & j["ok_b"]).sum())
         better = int((j["ok"] & ~j["ok_b"]).sum())
         p = float(sps.binomtest(worse, worse + better, 0.5).pvalue) if worse + better else 1.0
@@ -149,7 +148,7 @@ def verdict_tests(
         t["tone"] = _tone(p, t["better"] - t["worse"])
     if costs is None:
         return out
-    ok = costs.filter((pl.col("status") == 200) & pl.col("cost_usd").is_not_null())
+    ok = costs.filter(succeeded() & pl.col("cost_usd").is_not_null())
     per = ok.group_by("provider", "exchange_id").agg(pl.col("cost_usd").mean().alias("c"))
     b = per.filter(pl.col("provider") == baseline).select("exchange_id", pl.col("c").alias("c_b"))
     cost_p: dict[str, float] = {}

@@ -12,6 +12,7 @@ import polars as pl
 
 from evals import charts, spend
 from evals.figures import FIGURES
+from evals.outcome import succeeded
 from evals.report_data import MAX_SCATTER, Report
 from evals.report_format import fmt_figure, fmt_ms, fmt_p, fmt_pct, known
 from evals.scorecard import CHECKS
@@ -151,7 +152,7 @@ def chart_set(rep: Report) -> dict:
     s, ev = rep.samples, rep.ev
     provs = [r["provider"] for r in rep.summary]
     col = charts.colours(provs, ev.baseline)
-    m = s.metrics.filter(pl.col("status") == 200)
+    m = s.metrics.filter(succeeded())
 
     def per(col_name: str) -> dict[str, list[float]]:
         return {p: m.filter(pl.col("provider") == p)[col_name].drop_nulls().to_list() for p in provs}
@@ -249,7 +250,7 @@ def _cost_chart(rep: Report, col: dict[str, str]):
     s, ev = rep.samples, rep.ev
     if s.costs is None:
         return None, ""
-    ok = s.costs.filter((pl.col("status") == 200) & (pl.col("prompt_tokens") > 0) & (pl.col("cost_usd") > 0))
+    ok = s.costs.filter(succeeded() & (pl.col("prompt_tokens") > 0) & (pl.col("cost_usd") > 0))
     if ok.is_empty():
         return None, ""
     points = {}

@@ -15,6 +15,7 @@ import polars as pl
 
 from evals import groups
 from evals.load import cell_key
+from evals.outcome import succeeded
 from replayer.facts import COLUMNS as FACTS
 from replayer.facts import stop_hit
 
@@ -39,7 +40,8 @@ CHECKS: dict[str, str] = {
 }
 # The load_outputs columns the checks read (the rest are for quality).
 _COLUMNS = (
-    *("exchange_id", "provider", "repeat", "endpoint", "stream", "status", "provider_model", "sdk_valid"),
+    *("exchange_id", "provider", "repeat", "endpoint", "stream", "status", "error_type", "provider_model"),
+    "sdk_valid",
     *("sdk_error", "stream_complete", "tokens_estimated", "completion_tokens", "text", "has_calls"),
     *("tool_args_ok", "finish_reason", "n_choices", "has_usage", "has_error", "error_types", "error_kind"),
     *(
@@ -71,7 +73,8 @@ def _stop_hit(text: str | None, stop: str | None) -> bool | None:
 
 # The load_cells columns the per-cell checks read when a cell carries chk_* facts.
 FACT_INPUTS = (
-    *("exchange_id", "provider", "repeat", "endpoint", "stream", "status", "provider_model", "sdk_valid"),
+    *("exchange_id", "provider", "repeat", "endpoint", "stream", "status", "error_type", "provider_model"),
+    "sdk_valid",
     *("sdk_error", "stream_complete", "tokens_estimated", "completion_tokens", "finish_reason", *FACTS),
 )
 _ERROR_COLUMNS = ("error_types", "error_kind", "error_code", "retry_after", "retry_after_ms", "should_retry")
@@ -177,7 +180,7 @@ def cell_checks(
     when every cell of ``cells`` carries all its facts (``error_facts_missing`` nowhere).
     ``attempts_429`` and ``streams`` come from ``load.load_attempts_429`` and ``load.load_stream_checks``.
     """
-    ok = pl.col("status") == 200
+    ok = succeeded()
     text_ep = pl.col("endpoint").is_in(["chat.completions", "completions", "responses"])
     stream = pl.col("stream").fill_null(False)
     err = pl.col("status") >= 400

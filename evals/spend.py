@@ -21,6 +21,7 @@ from replayer.pricing import Pricing, breakeven_prompt_tokens
 
 MONTH_S = 30 * 24 * 3600.0  # a "month" is 30 days
 PRICE_FIELDS = [f.name for f in fields(Pricing) if f.name != "as_of"]
+from evals.outcome import succeeded
 _SCHEMA = {"provider": pl.Utf8, "provider_model": pl.Utf8} | {f: pl.Float64 for f in PRICE_FIELDS}
 
 
@@ -63,7 +64,7 @@ def price_frame(tables: dict[str, PricingTable], cells: pl.DataFrame) -> pl.Data
 # started_at for the traffic rate when the store has no exchanges).
 COST_INPUTS = (
     *("exchange_id", "xid", "provider", "repeat", "endpoint", "model", "provider_model", "status"),
-    "started_at",
+    *("error_type", "started_at"),
     *USAGE_COLUMNS,
 )
 
@@ -100,8 +101,19 @@ def request_costs(
         + pl.col("images").fill_null(0) * pl.col("per_image")
         + pl.col("audio_seconds").fill_null(0) / 60.0 * pl.col("per_audio_minute")
     )
-    ok = pl.col("status") == 200
-    audio_unknown = (pl.col("per_audio_minute").fill_null(0) > 0) & pl.col("audio_seconds").is_null()
+    ok = succeeded()
+    # replayer.costs.units_known: does the answer report what its price bills?
+    tokens_billed = (pl.col("input_per_1m").fill_null(0) > 0) | (pl.col("output_per_1m").fill_null(0) > 0)
+    has_tokens = (pl.col("prompt_tokens").fill_null(0) > 0) | (pl.col("completion_tokens").fill_null(0) > 0)
+    endpoint = pl.col("endpoint").fill_null("")
+    known = (
+        pl.when(endpoint.str.starts_with("audio.") & (pl.col("per_audio_minute").fill_null(0) > 0))
+        .then(pl.col("audio_seconds").is_not_null())
+        .when((endpoint == "images.generations") & (pl.col("per_image").fill_null(0) > 0))
+        .then(True)
+        .otherwise(~tokens_billed | has_tokens)
+    )
+    priced = pl.col("_priced")
     return df.with_columns(
         pl.when(pl.col("_priced"))
         .then(pl.when(ok).then(computed).otherwise(0.0))
@@ -144,7 +156,7 @@ def cost_sums(costs: pl.DataFrame, baseline: str, by: Sequence[str] = ("provider
     exchange (over its repeats), over the exchanges both arms answered successfully.
     """
     by = list(by)
-    ok = pl.col("status") == 200
+    ok = succeeded()
     k = key_column(costs)
     base = (
         costs.filter(ok & (pl.col("provider") == baseline))

@@ -16,6 +16,7 @@ import polars as pl
 from evals import groups, stats
 from evals.errors import EvalError
 from evals.stats import ALPHA, MIN_PAIRS, QUANTILES, pct_name
+from evals.outcome import succeeded
 
 GROUP = ("provider", "endpoint", "model")
 # per-request metric -> True when a larger value is worse (a slowdown)
@@ -27,7 +28,7 @@ SLO_KEYS = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "e2e_ms", "itl": "itl_m
 
 def request_metrics(cells: pl.DataFrame) -> pl.DataFrame:
     """Add per-request ttft_ms, tpot_ms, e2e_ms and output_tps (null unless status 200)."""
-    ok = pl.col("status") == 200
+    ok = succeeded()
     out_tok = pl.col("completion_tokens").cast(pl.Float64)
     return cells.with_columns(
         pl.when(ok).then(pl.col("ttft_ms")).alias("ttft_ms"),
@@ -471,7 +472,7 @@ def reliability_sums(
     metrics: pl.DataFrame, by: Sequence[str] = GROUP, slos: dict[str, float] | None = None
 ) -> pl.DataFrame:
     """Per group, the counts every reliability rate is a ratio of (coarser groups sum them)."""
-    ok = pl.col("status") == 200
+    ok = succeeded()
     good = ok
     for col, limit in (slos or {}).items():
         good = good & (pl.col(col).is_null() | (pl.col(col) <= limit))

@@ -50,6 +50,7 @@ def test_timing_functions_give_the_same_tables_with_the_key():
         pl.col("v").alias("ttft_ms"),
         (pl.col("v") * 3).alias("latency_ms"),
         pl.lit(200).alias("status"),
+        pl.lit(None, pl.Utf8).alias("error_type"),
         pl.lit(40).alias("completion_tokens"),
         pl.lit(False).alias("saw_429"),
         pl.lit(1).alias("attempts"),
