@@ -29,4 +29,6 @@ def handler(args: argparse.Namespace) -> int:
         argv += ["--request-log", str(args.request_log)]
     if args.list_profiles:
         argv.append("--list-profiles")
+    if args.json:
+        argv.append("--json")
     return main(argv)

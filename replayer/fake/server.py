@@ -533,7 +533,12 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--request-log", type=Path, default=None, help="append every request as JSONL to this file"
     )
-    ap.add_argument("--list-profiles", action="store_true", help="print the profiles as JSON and exit")
+    ap.add_argument(
+        "--list-profiles", action="store_true", help="print each profile with a one-line description and exit"
+    )
+    ap.add_argument(
+        "--json", action="store_true", help="with --list-profiles: every option of every profile as JSON"
+    )
     return ap
 
 
@@ -560,7 +565,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
     if args.list_profiles:
-        print(json.dumps({name: p.describe() for name, p in PROFILES.items()}, indent=2))
+        if args.json:
+            print(json.dumps({name: p.describe() for name, p in PROFILES.items()}, indent=2))
+        else:
+            width = max(map(len, PROFILES))
+            print("\n".join(f"{name:<{width}}  {p.description}" for name, p in PROFILES.items()))
         return 0
     try:
         fp = FakeProvider(

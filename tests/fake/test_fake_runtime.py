@@ -83,7 +83,7 @@ def test_cli_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2
-    assert main(["--list-profiles"]) == 0
+    assert main(["--list-profiles", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert {"openai-like", "fast", "slow", "flaky", "cold-start", "quirky", "instant"} <= set(listed)
 
