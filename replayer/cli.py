@@ -14,6 +14,18 @@ EXAMPLE = """\
 example:
   parity replay --db parity.duckdb --providers providers.toml --run cmp-1 --sample 500 --seed 1 --concurrency 16
   parity replay --db parity.duckdb --providers providers.toml --run cmp-1 --resume
+
+At the end, each provider's failures are printed with their top reasons (e.g. "dead: 27/27 failed:
+connection refused at 127.0.0.1:9999"), and endpoints a provider answers only with 404/405 are
+listed apart as unsupported_endpoint, with the endpoints = [...] line that skips them.
+
+exit codes:
+  0    the run finished (or stopped at --max-cost) and every provider answered
+  1    the run stopped with requests left (resume with --resume), or its post-processor failed
+  2    bad arguments, providers file, selection or run name; nothing was sent
+  3    a provider answered none of its requests (named on stderr); the results are stored,
+       so parity eval/report work on the run
+  130  interrupted (Ctrl-C); resume with --resume
 """
 
 

@@ -30,6 +30,7 @@ from replayer import journal as journal_mod
 from replayer.config import Config, load_config
 from replayer.costs import cost_of
 from replayer.errors import ReplayError, RunStateError, SelectionError
+from replayer.failures import EXIT_PROVIDER_DEAD, Diagnosis, diagnose, load_outcomes
 from replayer.journal import Journal
 from replayer.mapping import recorded_model
 from replayer.pacing import Pacing
@@ -249,10 +250,11 @@ def _run(opts: RunOptions, cfg: Config, root, state: RunState, post: PostProcess
         awaiting=dict.fromkeys(unstored, 0.0),
     )
     t0 = time.monotonic()
+    opened: dict = {}
 
     def on_open(listed: dict) -> None:
         """Record the run's start (with the listed models) once the sessions are open."""
-        config = run_config(opts, cfg, listed, len(exchanges))
+        config = opened["config"] = run_config(opts, cfg, listed, len(exchanges))
         note = None
         if opts.resume:
             note = (
@@ -272,7 +274,7 @@ def _run(opts: RunOptions, cfg: Config, root, state: RunState, post: PostProcess
         gc.unfreeze()
         journal.close()
     stats = runner.post_stats
-    return _finish(opts, cfg, plan, runner, root, stats, time.monotonic() - t0)
+    return _finish(opts, cfg, plan, runner, root, stats, time.monotonic() - t0, opened.get("config"))
 
 
 def decode_key(line: str) -> tuple[str, str, int]:
@@ -303,8 +305,24 @@ def _compact(opts: RunOptions) -> None:
         )
 
 
+def _diagnose(opts: RunOptions, cfg: Config) -> Diagnosis | None:
+    """The run's failures from the store; None (and a warning) if the store cannot say."""
+    try:
+        return diagnose(load_outcomes(opts.db, opts.run_id), cfg.providers)
+    except Exception as e:  # noqa: BLE001 (the results are written; only the summary is lost)
+        opts.err.write(f"warning: could not summarise the run's failures ({type(e).__name__}: {e})\n")
+        return None
+
+
 def _finish(
-    opts: RunOptions, cfg: Config, plan: Plan, runner: Runner, root, stats: dict | None, elapsed: float
+    opts: RunOptions,
+    cfg: Config,
+    plan: Plan,
+    runner: Runner,
+    root,
+    stats: dict | None,
+    elapsed: float,
+    config: dict | None = None,
 ) -> Outcome:
     left = runner.progress.stats
     incomplete = sum(s.total - s.done for s in left.values())
@@ -324,7 +342,16 @@ def _finish(
         state, note, code = "finished", None, 0
     if stats and (stats.get("spilled") or stats.get("lost")):
         note = (note + "; " if note else "") + f"store writes failed: {stats}"
-    write_event(root, opts.run_id, state, None, note)
+    diag = _diagnose(opts, cfg)
+    dead = diag.dead_note() if diag else None
+    if dead:
+        note = (note + "; " if note else "") + dead
+        code = EXIT_PROVIDER_DEAD if code == 0 else code
+    if diag and config is not None:  # the latest config is the run's (``runs.config``): evals read it
+        config = {**config, "failures": diag.public()}
+    else:
+        config = None
+    write_event(root, opts.run_id, state, config, note)
     if state == "finished" and stats and not stats.get("spilled") and not stats.get("lost"):
         journal_mod.remove(root, opts.run_id)
     if state == "finished" and opts.compact:
@@ -359,6 +386,10 @@ def _finish(
     opts.out.write(
         summary_table(opts.run_id, state, note, elapsed, left, recorded, skipped, runner.lags) + "\n"
     )
+    if diag and diag.providers:
+        opts.out.write("\n" + "\n".join(diag.lines()) + "\n")
+    if dead:
+        opts.err.write(f"parity replay: {dead}; the results are stored (exit {EXIT_PROVIDER_DEAD})\n")
     p99 = percentile(runner.lags, 99)
     if p99 is not None and p99 > LAG_WARN_MS:
         opts.err.write(

@@ -447,7 +447,10 @@ def test_provider_failures_are_data(db: Path, tmp_path: Path, fakes, capsys) -> 
     )
     rc = main(["replay", "--db", str(db), "--providers", str(pf), "--run", "down", "--no-progress"])
     out = capsys.readouterr().out
-    assert rc == 0 and "finished" in out
+    # Every request went out and is stored, and the run says loudly that `down` answered none.
+    assert (
+        rc == 3 and "finished" in out and f"down: 3/3 failed: connection refused at 127.0.0.1:{port}" in out
+    )
     rows = _query(
         db,
         "SELECT provider, status, error_type, attempts, sdk_valid FROM results WHERE run_id = 'down' "
