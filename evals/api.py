@@ -7,7 +7,6 @@ x model (the question tables) and provider (the summary figures).
 
 from __future__ import annotations
 
-import gc
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -94,29 +93,21 @@ def evaluate(
     unknown = set(questions) - set(QUESTIONS)
     if unknown:
         raise EvalError(f"unknown question(s) {sorted(unknown)}; known: {', '.join(QUESTIONS)}")
-    # The cyclic collector would walk every object again and again while the answers are parsed;
-    # nothing here makes cycles that outlive the call, so it is paused until the call returns.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return _evaluate(
-            db,
-            run,
-            baseline,
-            timing.parse_slos(slos),
-            questions,
-            judge,
-            providers,
-            rubric,
-            max_judge_pairs,
-            idle_s,
-            itl_sample,
-            quality_sample,
-            embedding_sample,
-        )
-    finally:
-        if collecting:
-            gc.enable()
+    return _evaluate(
+        db,
+        run,
+        baseline,
+        timing.parse_slos(slos),
+        questions,
+        judge,
+        providers,
+        rubric,
+        max_judge_pairs,
+        idle_s,
+        itl_sample,
+        quality_sample,
+        embedding_sample,
+    )
 
 
 def _evaluate(

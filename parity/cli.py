@@ -25,9 +25,6 @@ COMMANDS = {
     "demo": "parity.demo",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
-# Commands that build large frames for a while and exit: their allocator keeps freed pages for
-# reuse (parity.allocator), set before their module loads polars.
-BATCH_COMMANDS = frozenset({"eval", "report", "check", "demo"})
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -50,11 +47,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    if command in BATCH_COMMANDS:  # before polars and numpy load: both read these once
-        from parity import allocator, simd
-
-        allocator.tune_for_batch()
-        simd.tune_for_batch()
     parser = build_parser(command)
     args = parser.parse_args(argv)
     logging.basicConfig(
