@@ -303,7 +303,7 @@ def check(
 _QUESTION_PREFIXES = (
     ("latency", ("ttft_", "itl_", "tpot_", "e2e_", "output_tps_", "significant_")),
     ("cost", ("cost_", "breakeven_")),
-    ("compat", ("compat_",)),
+    ("compat", ("compat_", "compat.")),
     ("judge", ("judge_",)),
 )
 _QUALITY = {

@@ -6,6 +6,7 @@ block is generated from one pattern per metric and percentile (see ``latency_fig
 
 from __future__ import annotations
 
+from evals.compat_checks import CATALOGUE
 from evals.stats import QUANTILES, pct_name
 
 # per-request metric -> (figure prefix, unit suffix, what it is)
@@ -109,10 +110,23 @@ FIGURES: dict[str, str] = {
     "judge_loss_rate": "share of judged pairs where both orders preferred the baseline",
     "judge_loss_rate_ci_low": "lower bound of the 95% Wilson CI of judge_loss_rate",
     "judge_loss_rate_ci_high": "upper bound of the 95% Wilson CI of judge_loss_rate",
-    "compat_score": "compatibility checks passed / checks applicable",
-    "compat_failures": "number of compatibility checks failed",
-    "compat_applicable": "number of compatibility checks that applied",
+    "compat_score": "failing-severity compatibility checks passed / such checks applicable (null if none applied)",
+    "compat_failures": "number of compatibility checks failed (null when none applied: nothing answered)",
+    "compat_applicable": "number of failing-severity compatibility checks that applied",
+    "compat_info": "number of informational checks that found a difference that breaks nobody",
+    **{
+        f"compat.{c.name}": f"cells (models for models_listed, 1 for cold_start) failing {c.name}: {c.what}"
+        + (" (informational: fails nothing)" if c.severity == "info" else "")
+        + "; null when it did not apply"
+        for c in CATALOGUE.values()
+    },
 }
 BOOL_FIGURES = {"is_baseline", "significant_slower", "significant_faster"}
-INT_FIGURES = {"n_cells", "n_success", "judge_n", "compat_failures", "compat_applicable"}
-STR_FIGURES = {k for k in FIGURES if k.endswith("_test")}
+INT_FIGURES = {
+    *("n_cells", "n_success", "judge_n", "compat_failures", "compat_applicable", "compat_info"),
+    *(f"compat.{c}" for c in CATALOGUE),
+}
+STR_FIGURES = {k for k in FIGURES if k.endswith(("_test", "_ci_reason"))} | {
+    "cost_month_basis",
+    "cost_delta_basis",
+}

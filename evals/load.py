@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from evals.compat_checks import RATE_LIMIT_CODES
 from evals.errors import EvalError
 from evals.outcome import SUCCEEDED_SQL
 from recorder.schema import RESULTS
@@ -487,11 +488,23 @@ def load_outputs(
 
 
 def load_attempts_429(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
-    """Per cell that met a 429 on any attempt: did every 429 advertise a retry delay?"""
+    """Per cell that met a 429 on any attempt: did every 429 advertise a retry delay, and did every
+    one whose body was kept carry one of OpenAI's rate-limit codes (``code_429``; null when no body
+    was kept, as in stores written before attempts kept their error bodies)?"""
+    codes = ", ".join(f"'{c}'" for c in RATE_LIMIT_CODES)
+    has_body = "response_body" in frame(con, "SELECT * FROM attempts LIMIT 0").columns
+    code = (
+        f"""bool_and(CASE WHEN response_body IS NOT NULL
+                     THEN coalesce(json_extract_string(TRY_CAST(response_body AS JSON), '$.error.code') IN ({codes}), false)
+                     END)"""
+        if has_body
+        else "NULL::BOOLEAN"
+    )
     return frame(
         con,
-        """
-        SELECT exchange_id, provider, "repeat", bool_and(retry_after_ms IS NOT NULL) AS advertised_429
+        f"""
+        SELECT exchange_id, provider, "repeat", bool_and(retry_after_ms IS NOT NULL) AS advertised_429,
+               {code} AS code_429
         FROM attempts WHERE run_id = $run AND status = 429 GROUP BY ALL
         """,
         {"run": run},

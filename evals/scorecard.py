@@ -14,30 +14,21 @@ from collections.abc import Sequence
 import polars as pl
 
 from evals import groups
+from evals.compat_checks import (
+    ALPHA,
+    CATALOGUE,
+    CELL_CHECKS,
+    CHECKS,
+    COLD_START_MS,
+    PRODUCTION_ARM,
+    RATE_LIMIT_CODES,
+)
 from evals.load import cell_key
 from evals.outcome import succeeded
 from replayer.facts import COLUMNS as FACTS
 from replayer.facts import stop_hit
 
-ALPHA = 0.05
-COLD_START_MS = 1000.0  # a cold-start penalty below this is not a compatibility failure
-CHECKS: dict[str, str] = {
-    "sdk_valid": "2xx bodies parse through the openai SDK's run-time path with the fields apps read",
-    "stream_terminated": "streams end with data: [DONE] (chat/completions) or a terminal Responses event",
-    "stream_wellformed": "every SSE line is a data:/event:/id:/retry:/comment line and every data payload is JSON",
-    "finish_reason_present": "chat/completions/responses answers carry a finish reason (status for Responses)",
-    "usage_present": "usage is returned (non-streamed always; streamed when stream_options.include_usage)",
-    "tool_args_json": "tool-call arguments are a JSON object",
-    "error_json": "error bodies are OpenAI's {error: {message: str, type: str|null, code: str|null}}",
-    "error_status": "error bodies come with an error status (no 200 + error; rate-limit errors are 429; client errors not 5xx)",
-    "retry_after_429": "every 429 advertises Retry-After or retry-after-ms",
-    "retryable_429": "a 429 is retryable by the SDK's rules (x-should-retry is not false)",
-    "models_listed": "every model sent to the provider is listed by its GET /v1/models",
-    "max_tokens_respected": "completion_tokens never exceed max_tokens / max_completion_tokens / max_output_tokens",
-    "stop_respected": "no requested stop sequence appears in the output",
-    "n_choices": "a request with n > 1 gets n choices",
-    "cold_start": f"the first request after an idle gap is not slower by > {COLD_START_MS:.0f} ms (one-sided MW p < {ALPHA})",
-}
+# (the checks, what they protect and their severity: evals.compat_checks)
 # The load_outputs columns the checks read (the rest are for quality).
 _COLUMNS = (
     *("exchange_id", "provider", "repeat", "endpoint", "stream", "status", "error_type", "provider_model"),
@@ -79,6 +70,9 @@ FACT_INPUTS = (
 )
 _ERROR_COLUMNS = ("error_types", "error_kind", "error_code", "retry_after", "retry_after_ms", "should_retry")
 _KEYS = ["exchange_id", "provider", "repeat"]
+# the wire facts read as they are (null in cells written before they existed)
+_WIRE = ("chk_done", "chk_unnamed_events", "chk_usage_choices", "chk_chunk_keys_missing", "chk_error_keys")
+_WIRE_TYPES = {"chk_done": pl.Boolean, "chk_unnamed_events": pl.Int64, "chk_usage_choices": pl.Int64}
 # an error cell's shape and a 429's headers, as the checks read them (from facts or from bodies)
 _ERROR_FIELDS = ("error_json_ok", "error_kind", "error_code", "retry_advertised", "should_retry")
 
@@ -137,6 +131,7 @@ def _fact_rows(cells: pl.DataFrame, outputs: pl.DataFrame | None) -> pl.DataFram
         pl.col("chk_error_code").alias("error_code"),
         pl.col("chk_retry_after").alias("retry_advertised"),
         pl.col("chk_should_retry").alias("should_retry"),
+        *[pl.col(c) for c in _WIRE],
     )
     if not old.any():
         return f
@@ -164,6 +159,55 @@ def _legacy_rows(
     return df.join(
         sub.select(keys).with_columns(pl.Series("_stop_hit", hits, dtype=pl.Boolean)), on=keys, how="left"
     ).drop("text", "stop")
+
+
+_ERROR_KEYS = ("message", "type", "param", "code")
+
+
+def _transient(col: str) -> pl.Expr:
+    """Statuses that depend on load or luck rather than on the request: 408, 409, 429 and 5xx."""
+    st = pl.col(col)
+    return st.is_in([408, 409, 429]) | (st >= 500)
+
+
+def _missing_wire(df: pl.DataFrame) -> list[pl.Expr]:
+    """The wire facts as null where the cells were written before they existed."""
+    return [pl.lit(None, _WIRE_TYPES.get(c, pl.Utf8)).alias(c) for c in _WIRE if c not in df.columns]
+
+
+def _with_production(df: pl.DataFrame) -> pl.DataFrame:
+    """Each cell with production's answer to the same exchange: its status, error code and type."""
+    prod = (
+        df.filter(pl.col("provider") == PRODUCTION_ARM)
+        .select(
+            "exchange_id",
+            pl.col("status").alias("p_status"),
+            pl.col("error_code").alias("p_code"),
+            pl.col("error_kind").alias("p_type"),
+        )
+        .unique("exchange_id", keep="first")
+    )
+    return df.join(prod, on="exchange_id", how="left")
+
+
+def _as_production(df: pl.DataFrame) -> pl.DataFrame:
+    """A provider is not failed where production's own answer to the exchange fails the same check:
+    its value becomes null there, and ``asprod|<check>`` marks the cell (counted as same_as_production)."""
+    judged = [c for c in CELL_CHECKS if CATALOGUE[c].basis != "production"]
+    prod = (
+        df.filter(pl.col("provider") == PRODUCTION_ARM)
+        .select("exchange_id", *[(pl.col(c) == False).alias(f"p|{c}") for c in judged])  # noqa: E712
+        .unique("exchange_id", keep="first")
+    )
+    if prod.is_empty():
+        return df.with_columns(pl.lit(False).alias(f"asprod|{c}") for c in judged)
+    df = df.join(prod, on="exchange_id", how="left")
+    theirs = pl.col("provider") != PRODUCTION_ARM
+    masks = {c: (theirs & pl.col(f"p|{c}").fill_null(False) & pl.col(c).is_not_null()) for c in judged}
+    return df.with_columns(
+        *[m.alias(f"asprod|{c}") for c, m in masks.items()],
+        *[pl.when(m).then(None).otherwise(pl.col(c)).alias(c) for c, m in masks.items()],
+    ).drop([f"p|{c}" for c in judged])
 
 
 def cell_checks(
@@ -206,16 +250,22 @@ def cell_checks(
     if attempts_429 is not None and not attempts_429.is_empty():
         # a lookup by the cell's hash: a join would copy every column of a million cells
         cell = cell_key()
-        a = attempts_429.select(cell.alias("_h"), "advertised_429")
+        a = attempts_429.select(cell.alias("_h"), "advertised_429", "code_429")
         df = df.with_columns(
-            cell.replace_strict(a["_h"], a["advertised_429"], default=None, return_dtype=pl.Boolean).alias(
-                "advertised_429"
-            )
+            cell.replace_strict(a["_h"], a[c], default=None, return_dtype=pl.Boolean).alias(c)
+            for c in ("advertised_429", "code_429")
         )
     else:
-        df = df.with_columns(pl.lit(None, pl.Boolean).alias("advertised_429"))
+        df = df.with_columns(pl.lit(None, pl.Boolean).alias(c) for c in ("advertised_429", "code_429"))
     final_429 = pl.col("status") == 429
-    return df.with_columns(
+    df = _with_production(df.with_columns(_missing_wire(df)))
+    chat_stream = ok & stream & pl.col("endpoint").is_in(["chat.completions", "completions"])
+    keys_missing = pl.col("chk_chunk_keys_missing")
+    # a 4xx production answered too, and not a transient one: the provider's error is compared with it
+    compared = err & ~_transient("status") & (pl.col("p_status") >= 400) & ~_transient("p_status")
+    compared = compared.fill_null(False) & (pl.col("provider") != PRODUCTION_ARM)
+    code = pl.col("error_code")
+    df = df.with_columns(
         pl.when(ok & pl.col("sdk_valid").is_not_null()).then(pl.col("sdk_valid")).alias("sdk_valid"),
         pl.when(ok & stream)
         .then(pl.col("stream_complete").fill_null(False) | pl.col("raw_terminated").fill_null(False))
@@ -265,10 +315,56 @@ def cell_checks(
         )
         .then(pl.col("n_choices").fill_null(0) >= pl.col("n"))
         .alias("n_choices"),
+        pl.when(
+            ok & stream & (pl.col("endpoint") == "responses") & pl.col("chk_unnamed_events").is_not_null()
+        )
+        .then(pl.col("chk_unnamed_events") == 0)
+        .alias("sse_event_names"),
+        pl.when(
+            chat_stream & pl.col("include_usage").fill_null(False) & pl.col("chk_usage_choices").is_not_null()
+        )
+        .then(pl.col("chk_usage_choices") == 0)
+        .alias("usage_chunk_shape"),
+        pl.when(chat_stream & keys_missing.is_not_null())
+        .then(~keys_missing.str.contains("finish_reason"))
+        .alias("chunk_finish_reason_key"),
+        pl.when(chat_stream & keys_missing.is_not_null())
+        .then(~keys_missing.str.contains("logprobs"))
+        .alias("chunk_logprobs_key"),
+        pl.when(err & pl.col("chk_error_keys").is_not_null())
+        .then(pl.all_horizontal(pl.col("chk_error_keys").str.contains(f"{k}:") for k in _ERROR_KEYS))
+        .alias("error_fields_present"),
+        pl.when(compared).then(pl.col("status") == pl.col("p_status")).alias("error_status_match"),
+        pl.when(compared & pl.col("p_code").is_not_null())
+        .then((code == pl.col("p_code")).fill_null(False))
+        .alias("error_code_match"),
+        pl.when(compared & pl.col("p_type").is_not_null())
+        .then((pl.col("error_kind") == pl.col("p_type")).fill_null(False))
+        .alias("error_type_match"),
+        # the final answer's code (unless production's is its yardstick) and every kept 429's
+        pl.when((err & ~compared) | pl.col("code_429").is_not_null())
+        .then(
+            pl.when(err & ~compared)
+            .then(
+                pl.when(final_429)
+                .then(code.is_in(RATE_LIMIT_CODES).fill_null(False))
+                .otherwise(code.is_null() | code.str.contains(r"^[a-z][a-z0-9_.]*$").fill_null(False))
+            )
+            .otherwise(True)
+            & pl.col("code_429").fill_null(True)
+        )
+        .alias("error_code_known"),
+        pl.when(
+            (pl.col("provider") != PRODUCTION_ARM)
+            & (pl.col("p_status") >= 400).fill_null(False)
+            & ~_transient("p_status").fill_null(True)
+            & pl.col("status").is_not_null()
+            & ~_transient("status").fill_null(True)
+        )
+        .then(pl.col("status") >= 400)
+        .alias("rejects_like_production"),
     )
-
-
-CELL_CHECKS = [c for c in CHECKS if c not in ("models_listed", "cold_start")]
+    return _as_production(df)
 
 
 def scorecard(
@@ -279,6 +375,8 @@ def scorecard(
     counts = [pl.len().alias("_n")]
     for c in CELL_CHECKS:  # a boolean's sum counts its trues; the rest of the non-null ones failed
         counts += [pl.col(c).sum().alias(f"{c}|passed"), pl.col(c).null_count().alias(f"{c}|not_applicable")]
+        if f"asprod|{c}" in cells.columns:
+            counts.append(pl.col(f"asprod|{c}").sum().alias(f"{c}|asprod"))
     n = pl.col("_n").cast(pl.Int64)
     wide = cells.group_by(by).agg(counts)
     wide = wide.with_columns(
@@ -317,18 +415,17 @@ def scorecard(
     for r in wide.iter_rows(named=True):
         for c in CELL_CHECKS:
             detail = r.get("_sdk_error") if c == "sdk_valid" else None
-            rows.append(
-                _row(
-                    r,
-                    by,
-                    c,
-                    r[f"{c}|passed"],
-                    r[f"{c}|failed"],
-                    r[f"{c}|not_applicable"],
-                    r.get(f"{c}|examples"),
-                    detail,
-                )
+            row = _row(
+                r,
+                by,
+                c,
+                r[f"{c}|passed"],
+                r[f"{c}|failed"],
+                r[f"{c}|not_applicable"] - (r.get(f"{c}|asprod") or 0),
+                r.get(f"{c}|examples"),
+                detail,
             )
+            rows.append(row | {"same_as_production": int(r.get(f"{c}|asprod") or 0)})
     rows += _models_listed(sent, config, by)
     if cold is not None:
         rows += _cold(cold, by)
@@ -351,6 +448,9 @@ _SCHEMA = {
     "pass_rate": pl.Float64,
     "examples": pl.List(pl.Utf8),
     "detail": pl.Utf8,
+    "severity": pl.Utf8,
+    "basis": pl.Utf8,
+    "same_as_production": pl.Int64,
 }
 
 
@@ -365,7 +465,8 @@ def _row(
     detail: str | None,
 ) -> dict:
     applicable = passed + failed
-    result = "n/a" if applicable == 0 else ("fail" if failed else "pass")
+    info = CATALOGUE[check].severity == "info"
+    result = "n/a" if applicable == 0 else ("info" if info else "fail") if failed else "pass"
     return {c: key[c] for c in by} | {
         "check": check,
         "result": result,
@@ -375,6 +476,9 @@ def _row(
         "pass_rate": passed / applicable if applicable else None,
         "examples": list(examples or []),
         "detail": detail,
+        "severity": CATALOGUE[check].severity,
+        "basis": CATALOGUE[check].basis,
+        "same_as_production": 0,
     }
 
 
@@ -409,15 +513,31 @@ def _cold(cold: pl.DataFrame, by: list[str]) -> list[dict]:
 
 
 def compat_summary(card: pl.DataFrame, by: Sequence[str] = ("provider",)) -> pl.DataFrame:
-    """compat_score = checks passed / checks applicable; compat_failures = checks failed."""
+    """Per provider: compat_failures = failing checks failed, compat_applicable = failing checks that
+    applied, compat_score = their passed share, compat_info = informational checks that found a
+    difference; and one figure per check, ``compat.<check>`` = the cells (models, providers) that
+    failed it. Each is null where nothing applied: a provider that answered nothing has no
+    compatibility figures, not a clean scorecard."""
     by = list(by)
-    return (
+    failing = pl.col("severity") == "failure"
+    applied = pl.col("result") != "n/a"
+    summary = (
         card.group_by(by)
         .agg(
-            (pl.col("result") == "pass").sum().alias("compat_passed"),
+            (failing & (pl.col("result") == "pass")).sum().alias("compat_passed"),
             (pl.col("result") == "fail").sum().alias("compat_failures"),
-            (pl.col("result") != "n/a").sum().alias("compat_applicable"),
+            (failing & applied).sum().alias("compat_applicable"),
+            (pl.col("result") == "info").sum().alias("compat_info"),
             pl.col("check").filter(pl.col("result") == "fail").alias("compat_failed_checks"),
+        )
+        .with_columns(
+            pl.when(pl.col("compat_applicable") > 0).then(pl.col(c)).alias(c)
+            for c in ("compat_passed", "compat_failures", "compat_info")
         )
         .with_columns((pl.col("compat_passed") / pl.col("compat_applicable")).alias("compat_score"))
     )
+    per_check = card.select(*by, "check", pl.when(applied).then(pl.col("failed")).alias("failed")).pivot(
+        on="check", index=by, values="failed"
+    )
+    per_check = per_check.rename({c: f"compat.{c}" for c in per_check.columns if c not in by})
+    return summary.join(per_check, on=by, how="left", nulls_equal=True)

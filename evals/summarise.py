@@ -98,7 +98,10 @@ def summarise(
     _breakeven(rows, breakeven, baseline)
     qcols = [k for k in FIGURES if k in (quality.columns if quality is not None else [])]
     put(quality, {k: k for k in qcols if k not in ("n_cells", "n_success")})
-    put(compat, {k: k for k in ("compat_score", "compat_failures", "compat_applicable")})
+    put(
+        compat,
+        {k: k for k in FIGURES if k.startswith("compat") and compat is not None and k in compat.columns},
+    )
     put(judge, {k: k for k in FIGURES if k.startswith("judge_")})
     schema = {"provider": pl.Utf8()} | {k: _dtype(k) for k in FIGURES}
     clean = [{k: _clean(r.get(k)) for k in schema} for r in rows.values()]

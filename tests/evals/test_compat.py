@@ -110,27 +110,32 @@ def test_quirky_provider_fails_exactly_what_it_breaks(db, facts):
         "error_json",
         "tool_args_json",
         "max_tokens_respected",
+        "error_code_match",  # an integer 400 where production said "invalid_value"
     }
     quirky = _results(card, "quirky")
     assert {c for c, r in quirky.items() if r == "fail"} == broken
     for arm in ("good", "recorded"):
         res = _results(card, arm)
         assert "fail" not in res.values(), res
-        assert {c for c, r in res.items() if r == "pass"} >= broken | {
+        assert {c for c, r in res.items() if r == "pass"} >= (broken - {"error_code_match"}) | {
             "sdk_valid",
             "stream_wellformed",
             "error_status",
         }
+    # production is the yardstick of the comparisons, not compared with itself
+    assert _results(card, "good")["error_code_match"] == "pass"
+    assert _results(card, "recorded")["error_code_match"] == "n/a"
     row = card.filter((pl.col("provider") == "quirky") & (pl.col("check") == "tool_args_json")).row(
         0, named=True
     )
     assert row["examples"] == ["t"] and row["failed"] == 1
     s = {r["provider"]: r for r in evals.summary(db, "r1").iter_rows(named=True)}
-    assert s["quirky"]["compat_failures"] == 6
+    assert s["quirky"]["compat_failures"] == 7
+    assert s["quirky"]["compat.error_code_match"] == 1 and s["good"]["compat.error_code_match"] == 0
     assert s["good"]["compat_failures"] == 0 and s["good"]["compat_score"] == 1.0
     assert (
         s["quirky"]["compat_score"]
-        == (s["quirky"]["compat_applicable"] - 6) / s["quirky"]["compat_applicable"]
+        == (s["quirky"]["compat_applicable"] - 7) / s["quirky"]["compat_applicable"]
     )
 
 
