@@ -63,6 +63,7 @@ class Evaluation:
             "quality": rows(self.quality),
             "compat": rows(self.compat),
             "judge": rows(self.judge) if self.judge is not None else None,
+            "statistics": stats.PROCEDURES,
         }
 
 

@@ -187,13 +187,16 @@ def render(ev: Evaluation) -> str:
             "p50_ci_low",
             "p50_ci_high",
             "p95",
+            "p95_ci_low",
+            "p95_ci_high",
             "p99",
             "p50_delta",
             "p95_delta_pct",
             "median_diff",
-            "median_diff_ci_low",
-            "median_diff_ci_high",
-            "p_holm",
+            "median_diff_adj_ci_low",
+            "median_diff_adj_ci_high",
+            "adj_ci_level",
+            "p_adjusted",
             "test",
             "slower",
         ],
@@ -254,7 +257,7 @@ def render(ev: Evaluation) -> str:
     parts = [
         head + "\n",
         _show("summary", summary),
-        _show("latency (ms; output_tps in tokens/s)", lat),
+        _show("latency (ms; output_tps in tokens/s)", lat) + latency_notes(ev.latency),
         _show("reliability", rel),
         _show("cost (USD)", cost),
         _show("break-even: flat per-request vs per-token", ev.breakeven),
@@ -264,6 +267,25 @@ def render(ev: Evaluation) -> str:
     if ev.judge is not None:
         parts.append(_show("LLM judge (both orders)", ev.judge))
     return "\n".join(parts)
+
+
+def latency_notes(lat: pl.DataFrame | None) -> str:
+    """What the latency table's intervals are, and why a shown percentile's interval has no bound."""
+    if lat is None or lat.is_empty():
+        return ""
+    lines = [
+        "p50/p95 CIs: 95%, distribution-free, unadjusted. median_diff_adj_ci: the same test's interval "
+        "at adj_ci_level = 1 - 0.05/m (Bonferroni over the family), and slower/faster = p_adjusted < 0.05, "
+        "i.e. that interval excludes 0."
+    ]
+    for p in ("p50", "p95"):
+        col = f"{p}_ci_reason"
+        if col not in lat.columns:
+            continue
+        for r in lat.filter(pl.col(col).is_not_null()).iter_rows(named=True):
+            where = "/".join(str(r[c]) for c in ("provider", "endpoint", "model", "metric") if c in r)
+            lines.append(f"  {where} {p} CI: {r[col]}")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

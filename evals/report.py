@@ -24,6 +24,7 @@ from evals.report_format import fmt_num, fmt_rate, known
 from evals.report_view import (
     anchor,
     chart_set,
+    ci_min_n,
     key_figures,
     latency_table,
     metadata,
@@ -89,6 +90,7 @@ def context(rep: Report) -> dict:
         "charts": ch,
         "key_figures": key_figures(rep),
         "latency_table": latency_table(rep),
+        "ci_min_n": ci_min_n(),
         "reliability": table(
             rep,
             (
@@ -185,7 +187,7 @@ def render_markdown(rep: Report) -> str:
     if n:
         lines += [
             f"{n:,} baseline answers compared. 🟢 significantly better · 🔴 significantly worse · "
-            "⚪ no significant difference (95%, Holm-adjusted)",
+            "⚪ no significant difference (family-wise 95%: the interval shown excludes 0; p95 unadjusted)",
             "",
         ]
     cols = [

@@ -109,17 +109,20 @@ def _one_row(con: duckdb.DuckDBPyConnection, sql: str, params: dict) -> dict:
     return df.row(0, named=True) if df.height else {}
 
 
-def _holm(ps: dict[str, float]) -> dict[str, float]:
+def _bonferroni(ps: dict[str, float]) -> tuple[dict[str, float], int]:
+    """Adjusted p per key and the family size (see ``stats.bonferroni``)."""
     keys = list(ps)
-    adj = stats.holm(np.array([ps[k] for k in keys], dtype=float))
-    return {k: float(a) for k, a in zip(keys, adj, strict=True)}
+    adj, m = stats.bonferroni(np.array([ps[k] for k in keys], dtype=float))
+    return {k: float(a) for k, a in zip(keys, adj, strict=True)}, m
 
 
 def verdict_tests(
     metrics: pl.DataFrame, costs: pl.DataFrame | None, baseline: str
 ) -> dict[str, dict[str, dict]]:
     """Per candidate: exact McNemar test of failures and a test of total cost (ratio of sums), both
-    paired with the baseline's answer to the same exchange; p-values Holm-adjusted over providers."""
+    paired with the baseline's answer to the same exchange; p-values Bonferroni-adjusted over the
+    providers, and the cost's interval at the same adjusted level, so its colour is exactly "the
+    family-wise interval excludes 0"."""
     out: dict[str, dict[str, dict]] = {}
     base_ok = (
         metrics.filter(pl.col("provider") == baseline)
@@ -142,9 +145,10 @@ def verdict_tests(
             "better": better,
             "p_value": p,
         }
-    for prov, p in _holm(err_p).items():
+    adj, _ = _bonferroni(err_p)
+    for prov, p in adj.items():
         t = out[prov]["errors"]
-        t["p_holm"] = p
+        t["p_adjusted"] = p
         t["tone"] = _tone(p, t["better"] - t["worse"])
     if costs is None:
         return out
@@ -152,26 +156,37 @@ def verdict_tests(
     per = ok.group_by("provider", "exchange_id").agg(pl.col("cost_usd").mean().alias("c"))
     b = per.filter(pl.col("provider") == baseline).select("exchange_id", pl.col("c").alias("c_b"))
     cost_p: dict[str, float] = {}
+    pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for (prov,), g in (
         per.filter(pl.col("provider") != baseline)
         .join(b, on="exchange_id")
         .partition_by(["provider"], as_dict=True)
         .items()
     ):
-        r = cost_ratio(g["c"].to_numpy(), g["c_b"].to_numpy())
+        pairs[prov] = (g["c"].to_numpy(), g["c_b"].to_numpy())
+        r = cost_ratio(*pairs[prov])
         if r is not None:
             cost_p[prov] = r["p_value"]
             out.setdefault(prov, {})["cost"] = r
-    for prov, p in _holm(cost_p).items():
+    adj, m = _bonferroni(cost_p)
+    for prov, p in adj.items():
         t = out[prov]["cost"]
-        t["p_holm"] = p
-        t["tone"] = _tone(p, -t["delta_pct"])
+        fw = cost_ratio(*pairs[prov], alpha=ALPHA / max(m, 1))
+        t |= {
+            "p_adjusted": p,
+            "adj_ci_level": 1 - ALPHA / max(m, 1),
+            "delta_pct_adj_ci_low": fw["delta_pct_ci_low"],
+            "delta_pct_adj_ci_high": fw["delta_pct_ci_high"],
+            "adjustment": "bonferroni",
+            "tone": _tone(p, -t["delta_pct"]),
+        }
     return out
 
 
-def cost_ratio(c: np.ndarray, c_b: np.ndarray) -> dict | None:
+def cost_ratio(c: np.ndarray, c_b: np.ndarray, alpha: float = ALPHA) -> dict | None:
     """Total cost over the same exchanges relative to the baseline's: the ratio of sums with a
-    delta-method 95% CI and a two-sided z-test of "no change" (None with < 3 pairs)."""
+    delta-method 1 - alpha CI and the two-sided z-test of "no change" it inverts (the interval
+    excludes 0 exactly when p < alpha; None with < 3 pairs)."""
     n = len(c)
     if n < 3 or c_b.sum() <= 0:
         return None
@@ -182,7 +197,7 @@ def cost_ratio(c: np.ndarray, c_b: np.ndarray) -> dict | None:
         p = float(2 * sps.norm.sf(abs(ratio - 1) / se))
     else:
         p = 0.0 if ratio != 1 else 1.0
-    half = 1.959963984540054 * se
+    half = float(sps.norm.ppf(1 - alpha / 2)) * se
     return {
         "n_pairs": n,
         "delta_pct": (ratio - 1) * 100,

@@ -87,10 +87,13 @@ def fmt_figure(name: str, v: object) -> str:
     return f"{v:,.2f}"
 
 
-def fmt_ci(lo: float | None, hi: float | None, f, unit: str = "") -> str:
+def fmt_ci(
+    lo: float | None, hi: float | None, f, unit: str = "", reason: str | None = None, kind: str = ""
+) -> str:
+    """``kind`` says which interval ("family-wise ", "unadjusted "); ``reason`` why a bound is missing."""
     if not known(lo) or not known(hi):
-        return "CI unbounded"
-    return f"CI {f(lo)} … {f(hi)}{unit}"
+        return f"no {kind}CI: {reason}" if reason else f"no {kind}CI: the sample cannot bound it"
+    return f"{kind}CI {f(lo)} … {f(hi)}{unit}"
 
 
 def ms_number(v: float) -> str:

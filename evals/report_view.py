@@ -10,14 +10,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 
-from evals import charts, spend
+from evals import charts, spend, stats
 from evals.figures import FIGURES
 from evals.outcome import succeeded
 from evals.report_data import MAX_SCATTER, Report
 from evals.report_format import fmt_figure, fmt_ms, fmt_p, fmt_pct, known
 from evals.scorecard import CHECKS
 from evals.summarise import rows as frame_rows
-from evals.verdict import LATENCY, latency_family, latency_median_cell
+from evals.verdict import LATENCY, latency_median_cell
 
 QUALITY_PARTS = (
     ("text_similarity_mean", "text similarity"),
@@ -93,12 +93,18 @@ def latency_table(rep: Report) -> list[dict]:
             for p in ("p50", "p90", "p95", "p99"):
                 row[p] = f(r.get(f"{m}_{p}{u}"))
                 lo, hi = r.get(f"{m}_{p}{u}_ci_low"), r.get(f"{m}_{p}{u}_ci_high")
-                row[f"{p}_ci"] = f"{f(lo)} – {f(hi)}" if known(lo) and known(hi) else "unbounded"
+                reason = r.get(f"{m}_{p}{u}_ci_reason") or "the sample cannot bound it"
+                row[f"{p}_ci"] = f"{f(lo)} – {f(hi)}" if known(lo) and known(hi) else f"no CI: {reason}"
             row["delta"] = (
                 fmt_pct(r.get(f"{m}_p50_delta_pct")) if r["provider"] != rep.ev.baseline else "baseline"
             )
             out.append(row)
     return out
+
+
+def ci_min_n() -> str:
+    """ "6 for p50, 36 for p90, ...": the fewest requests whose 95% percentile interval has both bounds."""
+    return ", ".join(f"{stats.min_n_bounded(q):,} for {stats.pct_name(q)}" for q in stats.QUANTILES)
 
 
 def table(rep: Report, figures: tuple[str, ...]) -> dict:
@@ -179,22 +185,21 @@ def chart_set(rep: Report) -> dict:
         "time per output token (per request)",
     )
     rows = []
-    fam = latency_family(rep.candidates)
     for r in rep.candidates:
         for m_, label, _ in LATENCY:
-            c = latency_median_cell(r, m_, label, fam.get((r["provider"], m_)))
+            c = latency_median_cell(r, m_, label)
             rows.append(
                 (
                     f"{r['provider']} · {label}",
                     r.get(f"{m_}_median_diff_ms"),
-                    r.get(f"{m_}_median_diff_ms_ci_low"),
-                    r.get(f"{m_}_median_diff_ms_ci_high"),
+                    r.get(f"{m_}_median_diff_ms_adj_ci_low"),
+                    r.get(f"{m_}_median_diff_ms_adj_ci_high"),
                     c.tone,
                 )
             )
     out["forest"] = charts.forest(
         rows,
-        "Median paired latency difference vs baseline, 95% CI",
+        "Median paired latency difference vs baseline, family-wise 95% CI (Bonferroni)",
         "difference vs baseline (per request, paired)",
     )
     out["cost"], out["cost_note"] = _cost_chart(rep, col)

@@ -5,14 +5,19 @@ Choices (documented in the README's metric definitions):
   no resampling; the few order statistics read are selected, O(n) per group, not sorted); a bound
   the sample cannot support is null;
 - the paired median difference uses the same interval on the sorted differences (sign-test CI)
-  and the Wilcoxon signed-rank p-value; unpaired falls back to Mann-Whitney U and Kolmogorov-Smirnov;
+  and the sign test's p-value, its exact dual: the 1 - a interval excludes 0 exactly when p < a;
+  unpaired, the MOVER interval of the two medians and the p-value that inverts it (KS beside it);
+- a label and the interval beside it come from one procedure: a family of m comparisons is
+  adjusted by Bonferroni (p x m, interval at 1 - alpha/m), so "significant" is "the adjusted
+  interval excludes 0" (Holm's step-down has no intervals that agree with its decisions);
 - a difference of two percentiles gets a MOVER interval (Zou & Donner) from the two order-statistic CIs;
 - pooled per-token ITL percentiles get Woodruff intervals with a per-request (cluster) variance.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import cache
 
 import numpy as np
 import polars as pl
@@ -44,6 +49,27 @@ def quantile_ranks(n: np.ndarray, q: float, alpha: float = ALPHA) -> tuple[np.nd
     lo_idx = np.where(lo >= 1, lo - 1, n)
     hi_idx = np.where(hi <= n, hi - 1, n)
     return lo_idx, hi_idx
+
+
+@cache
+def min_n_bounded(q: float, alpha: float = ALPHA) -> int:
+    """The fewest values for which ``quantile_ranks`` bounds the q-quantile on both sides.
+
+    The interval [X(l), X(u)] needs l >= 1, i.e. (1 - q)^n < alpha/2, and u <= n, i.e.
+    q^n <= alpha/2: n >= log(alpha/2) / log(max(q, 1 - q)), read off the ranks themselves."""
+    guess = int(np.ceil(np.log(alpha / 2) / np.log(max(q, 1 - q))))
+    n = np.arange(max(1, guess - 3), guess + 4)
+    lo, hi = quantile_ranks(n, q, alpha)
+    return int(n[(lo < n) & (hi < n)][0])
+
+
+def ci_reason(n: int, q: float, alpha: float = ALPHA, unit: str = "requests") -> str | None:
+    """Why the order-statistic interval of the q-quantile of ``n`` values has no bound (None if it has)."""
+    need = min_n_bounded(q, alpha)
+    if n >= need:
+        return None
+    level = f"{(1 - alpha) * 100:.4g}%"
+    return f"{n:,} {unit}: too few for a {level} interval on {pct_name(q)}; need at least {need:,}"
 
 
 def quantile_table(
@@ -182,14 +208,26 @@ def mover_diff(
     return low, high
 
 
+def sign_test_p(d: np.ndarray) -> float:
+    """Two-sided sign test of "median difference = 0", the exact dual of ``median_ci``: its 1 - a
+    interval excludes 0 exactly when this p < a. A zero difference counts against rejection on
+    both sides, as the interval counts it: p = 2 min(P(B <= #(d <= 0)), P(B <= #(d >= 0)))."""
+    n = len(d)
+    if n == 0:
+        return 1.0
+    le = int(np.count_nonzero(d <= 0))
+    ge = int(np.count_nonzero(d >= 0))
+    return float(min(1.0, 2 * sps.binom.cdf(min(le, ge), n, 0.5)))
+
+
 def paired_test(d: np.ndarray, alpha: float = ALPHA, presorted: bool = False) -> dict:
-    """Median of paired differences with sign-test CI, and the Wilcoxon signed-rank p-value.
+    """Median of paired differences with its sign-test CI and the sign test's p (one procedure).
     ``presorted``: ``d`` is finite and sorted (a caller that tests several levels sorts once)."""
     d = np.asarray(d, dtype=float)
     if not presorted:
         d = d[np.isfinite(d)]
     med, low, high = median_ci(d, alpha, presorted)
-    p = wilcoxon_p(d, presorted)
+    p = sign_test_p(d)
     return {
         "n_pairs": len(d),
         "median_diff": med,
@@ -238,8 +276,36 @@ def wilcoxon_p(d: np.ndarray, presorted: bool = False) -> float:
     return float(2 * sps.norm.sf(abs(r_plus - mean) / np.sqrt(var)))
 
 
+def median_diff_ci(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA) -> tuple[float, float]:
+    """MOVER CI of median(a) - median(b) from the two sign-test CIs; ``a`` and ``b`` sorted, finite."""
+    ea, la, ha = median_ci(a, alpha, presorted=True)
+    eb, lb, hb = median_ci(b, alpha, presorted=True)
+    low, high = mover_diff(np.array(ea), np.array(la), np.array(ha), np.array(eb), np.array(lb), np.array(hb))
+    return float(low), float(high)
+
+
+def inverted_p(ci: Callable[[float], tuple[float, float]], floor: float = 1e-12) -> float:
+    """The p-value dual to a family of nested intervals: the smallest a whose 1 - a interval
+    ``ci(a)`` excludes 0 (bisection on log a; an unbounded side never excludes 0)."""
+
+    def excludes(a: float) -> bool:
+        lo, hi = ci(a)
+        return bool((np.isfinite(lo) and lo > 0) or (np.isfinite(hi) and hi < 0))
+
+    if not excludes(1.0 - 1e-9):
+        return 1.0
+    if excludes(floor):
+        return floor
+    lo, hi = np.log(floor), np.log(1.0 - 1e-9)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if excludes(float(np.exp(mid))) else (mid, hi)
+    return float(np.exp(hi))
+
+
 def unpaired_test(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA) -> dict:
-    """Difference of medians (a - b) with a MOVER CI, Mann-Whitney U and two-sample KS p-values."""
+    """Difference of medians (a - b) with a MOVER CI and the p-value that inverts it (the interval
+    at 1 - a excludes 0 exactly when p < a); the two-sample KS p beside it (no label uses KS)."""
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     a = a[np.isfinite(a)]
@@ -253,15 +319,14 @@ def unpaired_test(a: np.ndarray, b: np.ndarray, alpha: float = ALPHA) -> dict:
             "p_value": nan,
             "ks_p_value": nan,
         }
-    ea, la, ha = median_ci(a, alpha)
-    eb, lb, hb = median_ci(b, alpha)
-    low, high = mover_diff(np.array(ea), np.array(la), np.array(ha), np.array(eb), np.array(lb), np.array(hb))
-    p = mann_whitney(a, b)
+    a, b = np.sort(a), np.sort(b)
+    low, high = median_diff_ci(a, b, alpha)
+    p = inverted_p(lambda x: median_diff_ci(a, b, x))
     ks = float(sps.ks_2samp(a, b).pvalue)
     return {
-        "median_diff": ea - eb,
-        "median_diff_ci_low": float(low),
-        "median_diff_ci_high": float(high),
+        "median_diff": median_ci(a, alpha, True)[0] - median_ci(b, alpha, True)[0],
+        "median_diff_ci_low": low,
+        "median_diff_ci_high": high,
         "p_value": p,
         "ks_p_value": ks,
     }
@@ -330,6 +395,17 @@ def holm(p: np.ndarray) -> np.ndarray:
     return out
 
 
+def bonferroni(p: np.ndarray) -> tuple[np.ndarray, int]:
+    """Bonferroni-adjusted p-values min(1, m p) and the family size m (NaN stays NaN, not counted).
+
+    Chosen over Holm where an interval stands beside the label: p x m < alpha exactly when the
+    test's 1 - alpha/m interval excludes 0, and those intervals cover all m effects at once with
+    probability >= 1 - alpha. Holm rejects a little more, but no interval agrees with its decisions."""
+    p = np.asarray(p, dtype=float)
+    m = int(np.count_nonzero(np.isfinite(p)))
+    return np.minimum(1.0, p * max(m, 1)), m
+
+
 def wilson(k: np.ndarray, n: np.ndarray, alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
     """Wilson score interval for k successes out of n (NaN where n == 0)."""
     k = np.asarray(k, dtype=float)
@@ -396,3 +472,26 @@ def clustered_quantiles(
         for (i, side), k in ranks.items():
             (lo if side == "lo" else hi)[i] = part[k]
     return est, lo, hi
+
+
+# What each interval and label of ``parity eval --json`` comes from (its "statistics" key).
+PROCEDURES: dict[str, str] = {
+    "percentile_ci": "{p}_ci_low/_high: 95% distribution-free order-statistic interval (binomial ranks), "
+    "unadjusted, no label; a null bound has {p}_ci_reason (too few values, and the minimum needed: "
+    + ", ".join(f"{min_n_bounded(q)} for {pct_name(q)}" for q in QUANTILES)
+    + ")",
+    "itl_percentile_ci": "pooled per-token ITL: 95% Woodruff interval with requests as clusters, unadjusted",
+    "percentile_delta_ci": "{p}_delta_ci_low/_high: 95% MOVER interval of the difference of two percentiles, "
+    "unadjusted; the report colours a p95 cell when this interval excludes 0 and marks it unadjusted",
+    "median_diff_ci": "median_diff_ci_low/_high: 95% sign-test interval of the median paired difference "
+    "(unpaired: MOVER of the two medians), unadjusted; p_value is the same test's (it excludes 0 "
+    "exactly when p_value < 0.05)",
+    "median_diff_adj_ci": "median_diff_adj_ci_low/_high: the same test's interval at adj_ci_level = "
+    "1 - 0.05/family_size (Bonferroni), simultaneous 95% over the family",
+    "labels": "significant / slower / faster / significant_slower / significant_faster: p_adjusted = "
+    "min(1, family_size x p_value) < 0.05, which is exactly the adjusted interval excluding 0. Family: "
+    "the providers compared on one group, TTFT and E2E together, every other metric on its own",
+    "report_cost_and_errors": "report verdict: cost (ratio of sums, delta-method z interval) and failed "
+    "requests (exact McNemar) are Bonferroni-adjusted over the providers; the cost interval shown is "
+    "the family-wise one, at 1 - 0.05/m",
+}

@@ -12,11 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import polars as pl
+import polars.selectors as cs
 
 from evals import groups, stats
 from evals.errors import EvalError
-from evals.stats import ALPHA, MIN_PAIRS, QUANTILES, pct_name
 from evals.outcome import succeeded
+from evals.stats import ALPHA, MIN_PAIRS, QUANTILES, pct_name
 
 GROUP = ("provider", "endpoint", "model")
 # per-request metric -> True when a larger value is worse (a slowdown)
@@ -74,8 +75,34 @@ def percentiles(
     cols = [*by, "metric", "n"] + [f"{pct_name(q)}{s}" for q in qs for s in ("", "_ci_low", "_ci_high")]
     parts = [p.select(cols) for p in parts if not p.is_empty()]
     if not parts:
-        return pl.DataFrame(schema={c: pl.Utf8 if c in [*by, "metric"] else pl.Float64 for c in cols})
-    return pl.concat(parts, how="vertical_relaxed").sort([*by, "metric"])
+        return pl.DataFrame(
+            schema={c: pl.Utf8 if c in [*by, "metric"] else pl.Float64 for c in cols}
+            | {f"{pct_name(q)}_ci_reason": pl.Utf8 for q in qs}
+        )
+    return ci_reasons(pl.concat(parts, how="vertical_relaxed").sort([*by, "metric"]), qs)
+
+
+def ci_reason(n: int | None, q: float, metric: str) -> str:
+    """Why a percentile's 95% interval has no bound, in words a reader can act on."""
+    if metric == POOLED:  # Woodruff: no closed-form minimum, it depends on the requests' spread
+        return f"{n or 0:,} tokens: too few requests to bound a 95% interval on {pct_name(q)} (requests as clusters)"
+    return stats.ci_reason(n or 0, q) or f"{n or 0:,} requests: the interval on {pct_name(q)} has no bound"
+
+
+def ci_reasons(pct: pl.DataFrame, qs: Sequence[float] = QUANTILES) -> pl.DataFrame:
+    """Add ``{p}_ci_reason`` per percentile: null when both bounds exist, else why not."""
+    cols = {}
+    for q in qs:
+        p = pct_name(q)
+        cols[f"{p}_ci_reason"] = pl.Series(
+            f"{p}_ci_reason",
+            [
+                None if lo is not None and hi is not None else ci_reason(n, q, m)
+                for n, m, lo, hi in pct.select("n", "metric", f"{p}_ci_low", f"{p}_ci_high").iter_rows()
+            ],
+            dtype=pl.Utf8,
+        )
+    return pct.with_columns(**cols)
 
 
 def itl_percentiles(
@@ -142,17 +169,22 @@ def compare(
     baseline: str,
     by: Sequence[str] = GROUP,
     qs: Sequence[float] = QUANTILES,
-    holm_by: Sequence[str] | None = None,
+    family_by: Sequence[str] | None = None,
     pairs: pl.DataFrame | None = None,
     sorted_pairs: dict | None = None,
     grouped: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Each non-baseline group vs the baseline's same group: percentile deltas, paired test, Holm.
+    """Each non-baseline group vs the baseline's same group: percentile deltas, paired test, and
+    the family-wise (Bonferroni) interval and label of the median difference.
 
     Pairs are (exchange, repeat) cells answered by both arms; against ``recorded`` (one repeat)
-    that is each provider's repeat 0. With too few pairs the test is Mann-Whitney (+ KS) instead.
-    ``holm_by`` names the columns that define one family (default: every column of ``by`` but
-    provider, plus metric, i.e. the providers compared on one metric). ``pairs`` is
+    that is each provider's repeat 0. With too few pairs the test is unpaired (MOVER of medians).
+    ``family_by`` names the columns that define one family (default: every column of ``by`` but
+    provider, plus metric, i.e. the providers compared on one metric), with TTFT and E2E counted as
+    one metric (``PRIMARY``: the pair behind ``significant_slower``). In each family of m tests,
+    ``p_adjusted`` = min(1, m p) and ``median_diff_adj_ci_*`` is the 1 - alpha/m interval of the
+    same test, so ``significant`` (p_adjusted < alpha) is exactly "the adjusted interval excludes
+    0"; ``median_diff_ci_*`` is the unadjusted 95% interval. ``pairs`` is
     ``pair_differences(metrics, baseline)`` when the caller compares at several levels, and
     ``sorted_pairs`` a dict shared by those calls, finest level first: each level leaves its sorted
     differences there and a coarser one merges them instead of sorting again. ``grouped`` is
@@ -161,9 +193,9 @@ def compare(
     """
     by = list(by)
     rest = [c for c in by if c != "provider"]
-    holm_by = list(holm_by) if holm_by is not None else [*rest, "metric"]
+    family_by = list(family_by) if family_by is not None else [*rest, "metric"]
     deltas = _percentile_deltas(pct, baseline, rest, qs)
-    tests = _tests(metrics, baseline, by, rest, pairs, sorted_pairs, _value_counts(metrics, by, grouped))
+    tests, cis = _tests(metrics, baseline, by, rest, pairs, sorted_pairs, _value_counts(metrics, by, grouped))
     if tests.is_empty():
         out = deltas
     elif deltas.width == 0:
@@ -176,9 +208,9 @@ def compare(
         out = out.with_columns(
             pl.lit(None, pl.Float64).alias("p_value"), pl.lit(None, pl.Float64).alias("median_diff")
         )
-    out = _holm(out, holm_by)
+    out = _adjust(out, family_by, cis, by)
     worse = pl.col("metric").replace_strict({**METRICS, POOLED: True}, default=True, return_dtype=pl.Boolean)
-    sig = pl.col("p_holm") < ALPHA
+    sig = pl.col("p_adjusted") < ALPHA
     return out.with_columns(
         sig.fill_null(False).alias("significant"),
         (sig & pl.when(worse).then(pl.col("median_diff") > 0).otherwise(pl.col("median_diff") < 0))
@@ -193,8 +225,10 @@ def compare(
 def declare(cmp: pl.DataFrame, metrics: Sequence[str] = PRIMARY, alpha: float = ALPHA) -> pl.DataFrame:
     """Per provider: ``significant_slower`` / ``significant_faster`` on the ``metrics`` comparisons.
 
-    One Holm family over every (provider, metric) row of ``cmp`` (provider-level comparisons), so a
-    CI gate on significant_slower raises a false alarm in at most ``alpha`` of A/A runs.
+    One Bonferroni family over every (provider, metric) row of ``cmp`` (provider-level
+    comparisons; the family ``compare`` adjusts TTFT and E2E in, so its ``slower`` rows, adjusted
+    intervals and this agree), so a CI gate on significant_slower raises a false alarm in at most
+    ``alpha`` of A/A runs.
     """
     schema = {"provider": pl.Utf8, "significant_slower": pl.Boolean, "significant_faster": pl.Boolean}
     if cmp.is_empty() or "p_value" not in cmp.columns:
@@ -202,7 +236,7 @@ def declare(cmp: pl.DataFrame, metrics: Sequence[str] = PRIMARY, alpha: float = 
     fam = cmp.filter(pl.col("metric").is_in(list(metrics)))
     worse = pl.col("metric").replace_strict({**METRICS, POOLED: True}, default=True, return_dtype=pl.Boolean)
     fam = fam.with_columns(
-        pl.Series("_adj", stats.holm(fam["p_value"].cast(pl.Float64).to_numpy())).fill_nan(None)
+        pl.Series("_adj", stats.bonferroni(fam["p_value"].cast(pl.Float64).to_numpy())[0]).fill_nan(None)
     )
     sig = (pl.col("_adj") < alpha).fill_null(False)
     up = pl.col("median_diff") > 0
@@ -213,19 +247,42 @@ def declare(cmp: pl.DataFrame, metrics: Sequence[str] = PRIMARY, alpha: float = 
     )
 
 
-def _holm(df: pl.DataFrame, holm_by: list[str]) -> pl.DataFrame:
-    if not holm_by:
-        return df.with_columns(
-            pl.Series("p_holm", stats.holm(df["p_value"].cast(pl.Float64).to_numpy())).fill_nan(None)
-        )
+ADJUSTMENT = "bonferroni"
+
+
+def _adjust(df: pl.DataFrame, family_by: list[str], cis: dict, by: list[str]) -> pl.DataFrame:
+    """Per family: ``p_adjusted``, ``family_size`` m, and the median difference's interval at
+    1 - alpha/m (``median_diff_adj_ci_*``, level in ``adj_ci_level``) from the test's own
+    interval function in ``cis``; TTFT and E2E share a family (see ``compare``)."""
+    fam = [c if c != "metric" else "_family_metric" for c in family_by]
+    df = df.with_columns(
+        pl.when(pl.col("metric").is_in(list(PRIMARY)))
+        .then(pl.lit("+".join(PRIMARY)))
+        .otherwise(pl.col("metric"))
+        .alias("_family_metric")
+    )
     parts = []
-    for g in df.partition_by(holm_by, maintain_order=True):
+    for g in df.partition_by(fam, maintain_order=True) if fam else [df]:
+        adj, m = stats.bonferroni(g["p_value"].cast(pl.Float64).to_numpy())
+        level = ALPHA / max(m, 1)
+        lows, highs = [], []
+        for r in g.iter_rows(named=True):
+            ci = cis.get(tuple(r[c] for c in [*by, "metric"])) if r["p_value"] is not None else None
+            lo, hi = ci(level) if ci is not None else (None, None)
+            lows.append(lo)
+            highs.append(hi)
+        tested = pl.col("p_value").is_not_null()
         parts.append(
             g.with_columns(
-                pl.Series("p_holm", stats.holm(g["p_value"].cast(pl.Float64).to_numpy())).fill_nan(None)
+                pl.Series("p_adjusted", adj, dtype=pl.Float64).fill_nan(None),
+                pl.when(tested).then(pl.lit(m)).alias("family_size"),
+                pl.when(tested).then(pl.lit(1 - level)).alias("adj_ci_level"),
+                pl.Series("median_diff_adj_ci_low", lows, dtype=pl.Float64).fill_nan(None),
+                pl.Series("median_diff_adj_ci_high", highs, dtype=pl.Float64).fill_nan(None),
+                pl.when(tested).then(pl.lit(ADJUSTMENT)).alias("adjustment"),
             )
         )
-    return pl.concat(parts, how="vertical_relaxed")
+    return pl.concat(parts, how="vertical_relaxed").drop("_family_metric")
 
 
 def _percentile_deltas(
@@ -233,7 +290,7 @@ def _percentile_deltas(
 ) -> pl.DataFrame:
     if pct.is_empty():
         return pl.DataFrame()
-    base = pct.filter(pl.col("provider") == baseline).drop("provider", "n")
+    base = pct.filter(pl.col("provider") == baseline).drop("provider", "n", cs.ends_with("_ci_reason"))
     base = base.rename({c: f"{c}__b" for c in base.columns if c not in [*rest, "metric"]})
     cand = pct.filter(pl.col("provider") != baseline).select("provider", *rest, "metric")
     both = pct.filter(pl.col("provider") != baseline).join(base, on=[*rest, "metric"], how="inner")
@@ -247,13 +304,44 @@ def _percentile_deltas(
         lo, hi = stats.mover_diff(*cols, *bcols)
         with np.errstate(invalid="ignore", divide="ignore"):
             pctd = 100.0 * (cols[0] / bcols[0] - 1.0)
+        reason = both[f"{p}_ci_reason"] if f"{p}_ci_reason" in both.columns else None
+        base_reason = _reasons_of(pct, baseline, rest, both, p)
         out = out.with_columns(
             pl.Series(f"{p}_delta", cols[0] - bcols[0]),
             pl.Series(f"{p}_delta_ci_low", lo),
             pl.Series(f"{p}_delta_ci_high", hi),
             pl.Series(f"{p}_delta_pct", pctd),
+            pl.Series(
+                f"{p}_delta_ci_reason",
+                [
+                    None
+                    if not (a or b)
+                    else "; ".join(
+                        [*([f"this provider: {a}"] if a else []), *([f"baseline: {b}"] if b else [])]
+                    )
+                    for a, b in zip(
+                        reason.to_list() if reason is not None else [None] * both.height,
+                        base_reason,
+                        strict=True,
+                    )
+                ],
+                dtype=pl.Utf8,
+            ),
         )
     return out.fill_nan(None)
+
+
+def _reasons_of(pct: pl.DataFrame, baseline: str, rest: list[str], both: pl.DataFrame, p: str) -> list:
+    """The baseline's ``{p}_ci_reason`` for each row of ``both`` (its group and metric)."""
+    col = f"{p}_ci_reason"
+    if col not in pct.columns:
+        return [None] * both.height
+    base = pct.filter(pl.col("provider") == baseline).select(*rest, "metric", pl.col(col).alias("_r"))
+    return (
+        both.select(*rest, "metric")
+        .join(base, on=[*rest, "metric"], how="left", maintain_order="left")["_r"]
+        .to_list()
+    )
 
 
 def key_column(df: pl.DataFrame) -> str:
@@ -304,15 +392,16 @@ def _tests(
     sorted_pairs: dict | None,
     counts: pl.DataFrame,
 ) -> pl.DataFrame:
-    """The paired (or unpaired) test of every non-baseline group and metric; ``counts``: how many
-    finite values each group has per metric (``_value_counts``)."""
+    """The paired (or unpaired) test of every non-baseline group and metric, and each test's
+    interval at any level, keyed by (``by`` values, metric); ``counts``: how many finite values
+    each group has per metric (``_value_counts``)."""
     names = list(METRICS)
     base_counts = {
         tuple(r[c] for c in rest): r
         for r in counts.filter(pl.col("provider") == baseline).iter_rows(named=True)
     }
     if not base_counts:
-        return pl.DataFrame()
+        return pl.DataFrame(), {}
     if pairs is None or not set(by) <= set(pairs.columns):
         pairs = pair_differences(metrics, baseline, by)
     cols = pairs.select(*by, *groups.keys_of(pairs, by), *names)
@@ -339,13 +428,15 @@ def _tests(
             jobs.append((kd | {"metric": n}, d, cand[n], bc[n], metrics, baseline, rest))
     # numpy's sorts release the GIL: the tests of different groups run on every core
     with ThreadPoolExecutor(max_workers=min(len(jobs), os.cpu_count() or 1) or 1) as pool:
-        rows = [r for r in pool.map(lambda j: _test(*j), jobs) if r is not None]
-    if not rows:
-        return pl.DataFrame()
+        done = [r for r in pool.map(lambda j: _test(*j), jobs) if r is not None]
+    if not done:
+        return pl.DataFrame(), {}
+    rows = [r for r, _ in done]
+    cis = {tuple(r[c] for c in [*by, "metric"]): ci for r, ci in done}
     df = pl.DataFrame(rows, infer_schema_length=None)
     return df.with_columns(
         pl.col(c).cast(pl.Float64) for c in df.columns if c.endswith(("p_value", "diff", "_low", "_high"))
-    )
+    ), cis
 
 
 def _sorted_differences(
@@ -375,20 +466,23 @@ def _sorted_differences(
 
 def _test(
     key: dict, d: np.ndarray, n_a: int, n_b: int, metrics: pl.DataFrame, baseline: str, rest: list[str]
-) -> dict | None:
+) -> tuple[dict, Callable[[float], tuple[float, float]]] | None:
     """Paired test on the differences ``d`` when they cover the arms (``n_a``, ``n_b`` values),
-    else unpaired on the two arms' values (read from ``metrics`` only then)."""
+    else unpaired on the two arms' values (read from ``metrics`` only then); with the function
+    giving the same test's interval at any level (the family-wise one is read from it)."""
     if len(d) >= MIN_PAIRS and len(d) >= 0.5 * min(n_a, n_b):  # d is sorted (_sorted_differences)
-        return key | stats.paired_test(d, presorted=True) | {"test": "wilcoxon", "ks_p_value": None}
+        row = key | stats.paired_test(d, presorted=True) | {"test": "sign", "ks_p_value": None}
+        return row, lambda a: stats.median_ci(d, a, presorted=True)[1:]
     if min(n_a, n_b) >= 3:
         metric = key["metric"]
         arm = pl.all_horizontal(pl.col(c).eq_missing(key[c]) for c in key if c != "metric")
         same = pl.all_horizontal(
             [pl.col("provider") == baseline, *[pl.col(c).eq_missing(key[c]) for c in rest]]
         )
-        a = _finite(metrics.filter(arm)[metric])
-        b = _finite(metrics.filter(same)[metric])
-        return key | stats.unpaired_test(a, b) | {"test": "mann-whitney", "n_pairs": len(d)}
+        a = np.sort(_finite(metrics.filter(arm)[metric]))
+        b = np.sort(_finite(metrics.filter(same)[metric]))
+        row = key | stats.unpaired_test(a, b) | {"test": "mover", "n_pairs": len(d)}
+        return row, lambda x: stats.median_diff_ci(a, b, x)
     return None
 
 

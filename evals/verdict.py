@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import polars as pl
 
-from evals import stats
 from evals.api import Evaluation
 from evals.figures import FIGURES
 from evals.report_data import Report
@@ -28,47 +26,48 @@ class Cell:
     title: str = ""
 
 
-def latency_family(rows: list[dict]) -> dict[tuple[str, str], float]:
-    """Holm-adjusted p of every (provider, ttft/e2e) test as one family: the family behind
-    ``significant_slower`` / ``significant_faster``, so cells and headline agree."""
-    keys = [(r["provider"], m) for r in rows for m, _, _ in LATENCY if known(r.get(f"{m}_p_value"))]
-    ps = [next(r for r in rows if r["provider"] == p)[f"{m}_p_value"] for p, m in keys]
-    adj = stats.holm(np.array(ps, dtype=float)) if ps else []
-    return {k: float(a) for k, a in zip(keys, adj, strict=True)}
-
-
-def latency_median_cell(r: dict, m: str, label: str, p: float | None) -> Cell:
-    """Median paired difference vs baseline with its CI; coloured by the test, ``p`` Holm-adjusted."""
+def latency_median_cell(r: dict, m: str, label: str) -> Cell:
+    """Median paired difference vs baseline with its family-wise CI, coloured by the same test:
+    ``{m}_p_adjusted`` < 0.05 exactly when that interval excludes 0 (see ``timing.compare``)."""
     est = r.get(f"{m}_median_diff_ms")
     if not known(est):
         return Cell("—", "no data", "na", f"no {label} measurements to compare")
-    lo, hi = r.get(f"{m}_median_diff_ms_ci_low"), r.get(f"{m}_median_diff_ms_ci_high")
+    lo, hi = r.get(f"{m}_median_diff_ms_adj_ci_low"), r.get(f"{m}_median_diff_ms_adj_ci_high")
+    p, level = r.get(f"{m}_p_adjusted"), r.get(f"{m}_adj_ci_level")
     sig = known(p) and p < 0.05 and est != 0
     tone = ("worse" if est > 0 else "better") if sig else "same"
+    lvl = f"{level * 100:.4g}%" if known(level) else "—"
     title = (
-        f"{FIGURES[f'{m}_median_diff_ms']}. {r.get(f'{m}_test') or 'test'} p = {fmt_p(r.get(f'{m}_p_value'))}, "
-        f"Holm-adjusted over providers x (TTFT, E2E) = {fmt_p(p)}"
+        f"{FIGURES[f'{m}_median_diff_ms']}. Family-wise 95% over providers x (TTFT, E2E): the {lvl} "
+        f"interval (Bonferroni), coloured when it excludes 0; {r.get(f'{m}_test') or 'test'} "
+        f"p = {fmt_p(r.get(f'{m}_p_value'))}, adjusted = {fmt_p(p)}"
     )
-    return Cell(fmt_ms(est, sign=True), fmt_ci(lo, hi, ms_number, " ms"), tone, title)
+    reason = None if known(lo) and known(hi) else f"too few pairs for the {lvl} interval"
+    return Cell(fmt_ms(est, sign=True), fmt_ci(lo, hi, ms_number, " ms", reason, "family-wise "), tone, title)
 
 
 def latency_p95_cell(r: dict, base: dict, m: str) -> Cell:
-    """p95 relative to the baseline's; significant when the MOVER CI of the difference excludes 0."""
+    """p95 relative to the baseline's; coloured when its unadjusted 95% MOVER CI excludes 0 (the
+    interval shown, marked unadjusted: label and interval are one procedure)."""
     pct = r.get(f"{m}_p95_delta_pct")
     if not known(pct):
         return Cell("—", "no data", "na")
     lo, hi = r.get(f"{m}_p95_delta_ms_ci_low"), r.get(f"{m}_p95_delta_ms_ci_high")
     b = base.get(f"{m}_p95_ms")
+    reason = r.get(f"{m}_p95_delta_ms_ci_reason")
     tone = "same"
     if known(lo) and known(hi):
         tone = "worse" if lo > 0 else "better" if hi < 0 else "same"
     if known(lo) and known(hi) and known(b) and b:
-        sub = fmt_ci(lo / b * 100, hi / b * 100, lambda x: fmt_pct(x))
+        sub = fmt_ci(lo / b * 100, hi / b * 100, lambda x: fmt_pct(x), "", reason, "unadjusted ")
     else:
-        sub = fmt_ci(lo, hi, ms_number, " ms")
-    title = f"{FIGURES[f'{m}_p95_delta_pct']}; p95 {fmt_ms(r.get(f'{m}_p95_ms'))} vs {fmt_ms(b)}"
+        sub = fmt_ci(lo, hi, ms_number, " ms", reason, "unadjusted ")
+    title = (
+        f"{FIGURES[f'{m}_p95_delta_pct']}; p95 {fmt_ms(r.get(f'{m}_p95_ms'))} vs {fmt_ms(b)}. "
+        "Coloured when the unadjusted 95% MOVER interval excludes 0 (no family-wise adjustment)"
+    )
     if not (known(lo) and known(hi)):
-        title += ". Too few requests to bound a 95% interval of p95: not tested"
+        title += f". No interval, so not coloured: {reason or 'the sample cannot bound it'}"
     return Cell(fmt_pct(pct), sub, tone, title)
 
 
@@ -81,7 +80,8 @@ def errors_cell(r: dict, base: dict, test: dict | None) -> Cell:
         return Cell(fmt_rate(rate), sub, "same")
     title = (
         f"{FIGURES['error_rate']}. Paired with the baseline: {test['worse']} failed only here, "
-        f"{test['better']} only on the baseline; exact McNemar p (Holm) = {fmt_p(test.get('p_holm'))}"
+        f"{test['better']} only on the baseline; exact McNemar p = {fmt_p(test.get('p_value'))}, "
+        f"Bonferroni-adjusted over the providers = {fmt_p(test.get('p_adjusted'))}"
     )
     return Cell(fmt_rate(rate), sub, test.get("tone", "same"), title)
 
@@ -96,10 +96,13 @@ def cost_cell(r: dict, test: dict | None) -> Cell:
     tone, title = "same", FIGURES["cost_month_usd"]
     if test:
         tone = test.get("tone", "same")
-        lo, hi = test.get("delta_pct_ci_low"), test.get("delta_pct_ci_high")
+        lo, hi = test.get("delta_pct_adj_ci_low"), test.get("delta_pct_adj_ci_high")
+        level = test.get("adj_ci_level")
         title += (
-            f". Cost of the same exchanges vs the baseline: {fmt_pct(test['delta_pct'])}, 95% CI "
-            f"{fmt_pct(lo)} … {fmt_pct(hi)}, p (Holm) = {fmt_p(test.get('p_holm'))}"
+            f". Cost of the same exchanges vs the baseline: {fmt_pct(test['delta_pct'])}, family-wise "
+            f"95% CI (each at {level * 100:.4g}%, Bonferroni over the providers) {fmt_pct(lo)} … "
+            f"{fmt_pct(hi)}, adjusted p = {fmt_p(test.get('p_adjusted'))}: coloured exactly when this "
+            "interval excludes 0"
         )
     elif not known(delta):
         tone = "info"
@@ -126,11 +129,22 @@ def quality_cell(r: dict) -> Cell:
     return Cell(f"{q:.2f}" if known(q) else "—", sub, tone, title)
 
 
-def compat_cell(r: dict, base: dict, failed: list[str]) -> Cell:
+def compat_counts(r: dict) -> tuple[int, int, int] | None:
+    """(passed, failed, applicable) from the summary's compat figures: the one source of the
+    compatibility cell and its chip (None when no check applied)."""
     n, bad = r.get("compat_applicable"), r.get("compat_failures")
     if not known(n) or not n:
+        return None
+    bad = bad or 0
+    passed = r.get("compat_passed")
+    return (passed if known(passed) else n - bad), bad, n
+
+
+def compat_cell(r: dict, base: dict, failed: list[str]) -> Cell:
+    counts = compat_counts(r)
+    if counts is None:
         return Cell("—", "no checks applied", "na")
-    passed = n - (bad or 0)
+    passed, bad, n = counts
     sub = ("fails " + ", ".join(failed)) if failed else "all applicable checks pass"
     tone = "better" if not bad else "worse" if bad > (base.get("compat_failures") or 0) else "same"
     title = (
@@ -152,25 +166,25 @@ def verdict(rep: Report) -> list[dict]:
     """One row per candidate: headline chips and the verdict cells."""
     base = rep.base_row
     fails = failed_checks(rep.ev)
-    fam = latency_family(rep.candidates)
     out = []
     for r in rep.candidates:
         p = r["provider"]
         tests = rep.samples.tests.get(p, {})
         cells = {}
         for m, label, _ in LATENCY:
-            cells[f"{m}_median"] = latency_median_cell(r, m, label, fam.get((p, m)))
+            cells[f"{m}_median"] = latency_median_cell(r, m, label)
             cells[f"{m}_p95"] = latency_p95_cell(r, base, m)
         cells["errors"] = errors_cell(r, base, tests.get("errors"))
         cells["cost"] = cost_cell(r, tests.get("cost"))
         cells["quality"] = quality_cell(r)
         cells["compat"] = compat_cell(r, base, fails.get(p, []))
-        out.append({"provider": p, "chips": headline(r, cells, fails.get(p, [])), "cells": cells})
+        out.append({"provider": p, "chips": headline(r, cells), "cells": cells})
     return out
 
 
-def headline(r: dict, cells: dict[str, Cell], failed: list[str]) -> list[tuple[str, str]]:
-    """Short (text, tone) phrases: latency, cost, failures, quality, compatibility."""
+def headline(r: dict, cells: dict[str, Cell]) -> list[tuple[str, str]]:
+    """Short (text, tone) phrases: latency, cost, failures, quality, compatibility; each from the
+    figure of the cell beside it."""
     chips = []
     slow, fast = r.get("significant_slower"), r.get("significant_faster")
     if slow and fast:
@@ -197,9 +211,10 @@ def headline(r: dict, cells: dict[str, Cell], failed: list[str]) -> list[tuple[s
     q = cells["quality"]
     if q.text != "—":
         chips.append((f"quality {q.text}" + (f" ({q.sub})" if q.sub else ""), q.tone))
-    if failed:
-        n = len(failed)
-        chips.append((f"{n} compatibility check{'s' if n > 1 else ''} failed", "worse"))
-    elif known(r.get("compat_applicable")) and r.get("compat_applicable"):
-        chips.append(("passes every compatibility check", "better"))
+    counts = compat_counts(r)
+    if counts and counts[1]:
+        _, n, of = counts
+        chips.append((f"{n} of {of} compatibility checks failed", "worse"))
+    elif counts:
+        chips.append((f"passes every compatibility check ({counts[0]}/{counts[2]})", "better"))
     return chips

@@ -135,7 +135,7 @@ def test_provider_30ms_slower_is_found_with_ci_excluding_zero():
     m = _arms(seed=1, n=400, shift_ms=30.0)
     cmp = timing.compare(m, pl.DataFrame(), "recorded", by=["provider"])
     ttft = cmp.filter(pl.col("metric") == "ttft_ms").row(0, named=True)
-    assert ttft["test"] == "wilcoxon"
+    assert ttft["test"] == "sign"
     assert ttft["median_diff_ci_low"] > 0
     assert ttft["median_diff_ci_low"] <= 30.0 <= ttft["median_diff_ci_high"]
     assert ttft["slower"]
@@ -185,7 +185,7 @@ def test_unpaired_fallback_when_exchanges_do_not_overlap():
     )
     cmp = timing.compare(m, pl.DataFrame(), "recorded", by=["provider"])
     row = cmp.filter(pl.col("metric") == "ttft_ms").row(0, named=True)
-    assert row["test"] == "mann-whitney"
+    assert row["test"] == "mover"
     assert row["n_pairs"] == 0
     assert 0.0 <= row["ks_p_value"] <= 1.0
 
