@@ -41,9 +41,16 @@ def latency_figures() -> dict[str, str]:
             out[f"{m}_{p}{u}"] = f"{p} of {what}"
             out[f"{m}_{p}{u}_ci_low"] = f"lower bound of the 95% distribution-free CI of {m}_{p}{u}"
             out[f"{m}_{p}{u}_ci_high"] = f"upper bound of the 95% distribution-free CI of {m}_{p}{u}"
+            out[f"{m}_{p}{u}_ci_reason"] = (
+                f"why a bound of {m}_{p}{u}'s CI is null, e.g. too few requests and the minimum needed; "
+                "null when both bounds exist"
+            )
             out[f"{m}_{p}_delta{u}"] = f"{m}_{p}{u} minus the baseline's (positive = larger than baseline)"
             out[f"{m}_{p}_delta{u}_ci_low"] = f"lower bound of the 95% MOVER CI of {m}_{p}_delta{u}"
             out[f"{m}_{p}_delta{u}_ci_high"] = f"upper bound of the 95% MOVER CI of {m}_{p}_delta{u}"
+            out[f"{m}_{p}_delta{u}_ci_reason"] = (
+                f"why a bound of {m}_{p}_delta{u}'s CI is null (which arm, why)"
+            )
             out[f"{m}_{p}_delta_pct"] = (
                 f"{m}_{p}{u} relative to the baseline's, in percent (+10 = 10% larger)"
             )
@@ -52,14 +59,26 @@ def latency_figures() -> dict[str, str]:
                 f"median over paired requests of ({m} - baseline {m}); unpaired: difference of medians"
             )
             out[f"{m}_median_diff{u}_ci_low"] = (
-                f"lower bound of the 95% CI of {m}_median_diff{u} (sign-test order statistics)"
+                f"lower bound of the unadjusted 95% CI of {m}_median_diff{u} (sign-test order statistics; "
+                "unpaired: MOVER of the medians)"
             )
-            out[f"{m}_median_diff{u}_ci_high"] = f"upper bound of the 95% CI of {m}_median_diff{u}"
+            out[f"{m}_median_diff{u}_ci_high"] = f"upper bound of the unadjusted 95% CI of {m}_median_diff{u}"
+            fam = "providers x {ttft, e2e}" if m in ("ttft", "e2e") else f"providers compared on {m}"
+            out[f"{m}_median_diff{u}_adj_ci_low"] = (
+                f"lower bound of the family-wise CI of {m}_median_diff{u}: the same test's interval at "
+                f"{m}_adj_ci_level = 1 - 0.05/m (Bonferroni, family: {fam}); excludes 0 exactly when "
+                f"{m}_p_adjusted < 0.05"
+            )
+            out[f"{m}_median_diff{u}_adj_ci_high"] = (
+                f"upper bound of the family-wise CI of {m}_median_diff{u}"
+            )
+            out[f"{m}_adj_ci_level"] = f"confidence level of {m}_median_diff{u}_adj_ci_*: 1 - 0.05/m"
             out[f"{m}_p_value"] = (
-                f"two-sided Wilcoxon signed-rank p (paired) or Mann-Whitney p (unpaired) for {m}"
+                f"two-sided p of {m}_median_diff{u} = 0: sign test (paired) or the inverted MOVER interval "
+                "(unpaired); the unadjusted CI excludes 0 exactly when p < 0.05"
             )
-            out[f"{m}_p_holm"] = f"{m}_p_value Holm-adjusted over all providers compared on {m}"
-            out[f"{m}_test"] = f"test behind {m}_p_value: wilcoxon (paired) or mann-whitney (unpaired)"
+            out[f"{m}_p_adjusted"] = f"{m}_p_value x m (Bonferroni, at most 1; family: {fam})"
+            out[f"{m}_test"] = f"test behind {m}_p_value: sign (paired) or mover (unpaired)"
     return out
 
 
@@ -76,8 +95,8 @@ FIGURES: dict[str, str] = {
     "cold_start_delta_ms": "median first-token time (e2e if not streamed) after an idle gap minus the rest",
     "cold_start_p_value": "one-sided Mann-Whitney p that post-idle requests are slower",
     **latency_figures(),
-    "significant_slower": "ttft or e2e median paired difference > 0 with Holm-adjusted p < 0.05 (family: providers x {ttft, e2e})",
-    "significant_faster": "ttft or e2e median paired difference < 0 with Holm-adjusted p < 0.05 (same family)",
+    "significant_slower": "ttft or e2e median paired difference > 0 with Bonferroni-adjusted p < 0.05, i.e. its family-wise CI above 0 (family: providers x {ttft, e2e})",
+    "significant_faster": "ttft or e2e median paired difference < 0 with Bonferroni-adjusted p < 0.05, i.e. its family-wise CI below 0 (same family)",
     "cost_total_usd": "sum of per-request costs of the run (null if any success is unpriced)",
     "cost_per_success_usd": "cost_total_usd / successful cells",
     "cost_month_usd": "cost_per_success_usd x recorded exchanges per 30 days (rate of the selection's time span)",

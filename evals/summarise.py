@@ -66,20 +66,23 @@ def summarise(
         m, u, _ = LATENCY_METRICS[r["metric"]]
         for q in QUANTILES:
             p = pct_name(q)
-            rows[r["provider"]].update({f"{m}_{p}{u}{s}": r[f"{p}{s}"] for s in ("", "_ci_low", "_ci_high")})
+            rows[r["provider"]].update(
+                {f"{m}_{p}{u}{s}": r.get(f"{p}{s}") for s in ("", "_ci_low", "_ci_high", "_ci_reason")}
+            )
     for r in cmp.iter_rows(named=True) if not cmp.is_empty() else []:
         m, u, _ = LATENCY_METRICS[r["metric"]]
         d = rows[r["provider"]]
         for q in QUANTILES:
             p = pct_name(q)
-            for s in ("", "_ci_low", "_ci_high"):
+            for s in ("", "_ci_low", "_ci_high", "_ci_reason"):
                 d[f"{m}_{p}_delta{u}{s}"] = r.get(f"{p}_delta{s}")
             d[f"{m}_{p}_delta_pct"] = r.get(f"{p}_delta_pct")
         if r["metric"] in PAIRABLE:
-            for s in ("", "_ci_low", "_ci_high"):
+            for s in ("", "_ci_low", "_ci_high", "_adj_ci_low", "_adj_ci_high"):
                 d[f"{m}_median_diff{u}{s}"] = r.get(f"median_diff{s}")
+            d[f"{m}_adj_ci_level"] = r.get("adj_ci_level")
             d[f"{m}_p_value"] = r.get("p_value")
-            d[f"{m}_p_holm"] = r.get("p_holm")
+            d[f"{m}_p_adjusted"] = r.get("p_adjusted")
             d[f"{m}_test"] = r.get("test")
     _significance(rows, cmp, baseline)
     put(
