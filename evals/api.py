@@ -44,6 +44,7 @@ class Evaluation:
     compat: pl.DataFrame | None = None
     judge: pl.DataFrame | None = None
     summary: pl.DataFrame | None = None
+    month: spend.MonthBasis | None = None  # the basis of cost_month_usd (None: cost not asked)
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -63,6 +64,9 @@ class Evaluation:
             "quality": rows(self.quality),
             "compat": rows(self.compat),
             "judge": rows(self.judge) if self.judge is not None else None,
+            "cost_month": None
+            if self.month is None
+            else {"basis": self.month.basis, "note": self.month.note, "factor": self.month.factor},
             "statistics": stats.PROCEDURES,
         }
 
@@ -82,6 +86,7 @@ def evaluate(
     itl_sample: int = 10000,
     quality_sample: int | None = 20_000,
     embedding_sample: int = 2_000,
+    monthly_requests: float | None = None,
 ) -> Evaluation:
     """Evaluate ``run`` (None/"latest" = newest) against ``baseline``; see Evaluation for the frames.
 
@@ -89,8 +94,11 @@ def evaluate(
     answer quality at most ``quality_sample`` exchanges (embedding agreement at most
     ``embedding_sample``) and the judge at most ``max_judge_pairs`` pairs per provider
     (deterministic samples by ``sample_key``, the same exchanges for every arm; None = all).
-    Latency, cost and the scorecard always use every cell.
+    Latency, cost and the scorecard always use every cell. ``monthly_requests``: the traffic a
+    month, for ``cost_month_usd`` (``spend.month_basis``).
     """
+    if monthly_requests is not None and not monthly_requests > 0:
+        raise EvalError(f"monthly requests must be a positive number, not {monthly_requests!r}")
     unknown = set(questions) - set(QUESTIONS)
     if unknown:
         raise EvalError(f"unknown question(s) {sorted(unknown)}; known: {', '.join(QUESTIONS)}")
@@ -108,6 +116,7 @@ def evaluate(
         itl_sample,
         quality_sample,
         embedding_sample,
+        monthly_requests,
     )
 
 
@@ -125,6 +134,7 @@ def _evaluate(
     itl_sample: int,
     quality_sample: int | None,
     embedding_sample: int,
+    monthly_requests: float | None = None,
 ) -> Evaluation:
     clock = time.perf_counter()
     secs: dict[str, float] = {}
@@ -192,6 +202,7 @@ def _evaluate(
                     xids,
                     config,
                     baseline,
+                    monthly_requests,
                 )
             metrics = timing.mark_cold(timing.request_metrics(cells), idle_s)
             rel_sums = timing.reliability_sums(metrics, BY_GROUP, slo)  # the provider level is their total
@@ -219,7 +230,7 @@ def _evaluate(
                 lap("compat")
             cost_p = None
             if "cost" in questions:
-                ev.cost, cost_p, ev.breakeven = pre["cost"].result()
+                ev.cost, cost_p, ev.breakeven, ev.month = pre["cost"].result()
                 lap("cost_wait")
             del cells, metrics
             if "bodies" in pre:
@@ -355,8 +366,10 @@ def _cost(
     xids: pl.Series,
     config: dict,
     baseline: str,
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """The cost tables at both levels and the break-even table (runs on the second thread)."""
+    monthly_requests: float | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, spend.MonthBasis]:
+    """The cost tables at both levels, the break-even table and the monthly projection's basis
+    (runs on the second thread)."""
     tables = spend.pricing_map(config)
     priced_units = cells.select(
         pl.col("endpoint").is_in(["images.generations", "audio.transcriptions", "audio.translations"]).sum()
@@ -364,12 +377,13 @@ def _cost(
     extras = load.load_usage_extras(cur, run) if priced_units else None
     traffic = _traffic(load.load_traffic(cur, run, xids), cells)
     costs = spend.request_costs(cells, spend.price_frame(tables, cells), extras)
-    factor = spend.month_factor(traffic)
+    month = spend.month_basis(traffic, len(xids), monthly_requests)
     sums = spend.cost_sums(costs, baseline, BY_GROUP)  # the provider level is their total
     return (
-        spend.cost_rollup(sums, factor, BY_GROUP),
-        spend.cost_rollup(sums, factor, BY_PROVIDER),
+        spend.cost_rollup(sums, month, BY_GROUP),
+        spend.cost_rollup(sums, month, BY_PROVIDER),
         spend.breakeven(tables, config, traffic),
+        month,
     )
 
 
@@ -494,9 +508,11 @@ def reliability(
     return evaluate(db, run, _any_baseline(db, run), slos, questions=(), idle_s=idle_s).reliability
 
 
-def cost(db: Store, run: str | None = None, baseline: str = "recorded") -> pl.DataFrame:
+def cost(
+    db: Store, run: str | None = None, baseline: str = "recorded", *, monthly_requests: float | None = None
+) -> pl.DataFrame:
     """Per provider x endpoint x model: total, per success, per month, delta vs baseline."""
-    return _one(db, run, baseline, "cost").cost
+    return _one(db, run, baseline, "cost", monthly_requests=monthly_requests).cost
 
 
 def breakeven(db: Store, run: str | None = None) -> pl.DataFrame:

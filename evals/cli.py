@@ -11,6 +11,7 @@ import polars as pl
 
 from evals.api import Evaluation, evaluate
 from evals.errors import EvalError
+from evals.report_cli import add_monthly_requests
 
 DESCRIPTION = (
     "Compare every provider of a replay run with a baseline (the recorded production answers by "
@@ -57,6 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=60.0,
         help="seconds of silence before a request counts as cold (default 60)",
     )
+    add_monthly_requests(p)
     p.add_argument("--json", action="store_true", help="print every figure as JSON instead of tables")
 
 
@@ -83,6 +85,7 @@ def handler(args: argparse.Namespace) -> int:
             rubric=rubric,
             max_judge_pairs=args.max_judge_pairs or None,
             idle_s=args.idle_gap,
+            monthly_requests=args.monthly_requests,
         )
     except EvalError as e:
         print(f"parity eval: error: {e}", file=sys.stderr)
@@ -167,6 +170,7 @@ def render(ev: Evaluation) -> str:
             "e2e_p95_delta_pct",
             "significant_slower",
             "goodput_rate",
+            "cost_per_1k_usd",
             "cost_month_usd",
             "cost_delta_pct",
             "quality_score",
@@ -226,9 +230,11 @@ def render(ev: Evaluation) -> str:
             "model",
             "n_success",
             "cost_total_usd",
-            "cost_per_success_usd",
+            "cost_priced_share",
+            "cost_per_1k_usd",
             "cost_month_usd",
             "cost_delta_pct",
+            "cost_delta_basis",
             "cost_estimated_share",
         ],
     )
@@ -259,7 +265,7 @@ def render(ev: Evaluation) -> str:
         _show("summary", summary),
         _show("latency (ms; output_tps in tokens/s)", lat) + latency_notes(ev.latency),
         _show("reliability", rel),
-        _show("cost (USD)", cost),
+        _show("cost (USD)", cost) + _month_line(ev),
         _show("break-even: flat per-request vs per-token", ev.breakeven),
         _show("quality vs baseline", qual),
         _show("compatibility", compat),
@@ -286,6 +292,16 @@ def latency_notes(lat: pl.DataFrame | None) -> str:
             where = "/".join(str(r[c]) for c in ("provider", "endpoint", "model", "metric") if c in r)
             lines.append(f"  {where} {p} CI: {r[col]}")
     return "\n".join(lines) + "\n"
+
+
+def _month_line(ev: Evaluation) -> str:
+    """What cost_month_usd rests on, or why it is null."""
+    m = ev.month
+    if m is None:
+        return ""
+    if m.basis is not None:
+        return f"$/month basis: {m.basis}" + (f" ({m.note})" if m.note else "") + "\n"
+    return f"$/month: none ({m.note}); cost_per_1k_usd is the cost of 1,000 requests of the recorded mix\n"
 
 
 if __name__ == "__main__":

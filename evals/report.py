@@ -16,7 +16,7 @@ from pathlib import Path
 import jinja2
 import polars as pl
 
-from evals import load
+from evals import cost_text, load
 from evals.api import Evaluation, evaluate
 from evals.load import Store
 from evals.report_data import Report, appendix, gather
@@ -52,10 +52,19 @@ def build(
     worst: int = 3,
     judge: str | None = None,
     providers: str | os.PathLike | None = None,
+    monthly_requests: float | None = None,
 ) -> Report:
     """Evaluate ``run`` against ``baseline`` and gather the report's samples (``worst`` diffs per provider)."""
     ev = evaluate(
-        db, run, baseline, slos, judge=judge, providers=providers, idle_s=idle_s, itl_sample=itl_sample
+        db,
+        run,
+        baseline,
+        slos,
+        judge=judge,
+        providers=providers,
+        idle_s=idle_s,
+        itl_sample=itl_sample,
+        monthly_requests=monthly_requests,
     )
     with load.open_store(db) as con:
         samples = gather(con, ev, idle_s=idle_s, itl_sample=itl_sample, worst=worst)
@@ -64,6 +73,14 @@ def build(
         )
         samples.appendix = appendix(con, ev.run, ids, baseline)
     return Report(ev=ev, samples=samples, idle_s=idle_s)
+
+
+def cost_lines(rep: Report) -> list[str]:
+    """The $/month basis (or why there is none) and each partial cost, as sentences."""
+    ev = rep.ev
+    out = [cost_text.month_sentence(ev.month)] if ev.month is not None else []
+    out += [t for r in rep.summary if (t := cost_text.partial_sentence(r, ev.baseline))]
+    return [t for t in out if t]
 
 
 def _compat_example_ids(ev: Evaluation) -> list[str]:
@@ -110,15 +127,19 @@ def context(rep: Report) -> dict:
             rep,
             (
                 "cost_total_usd",
+                "cost_priced_share",
                 "cost_per_success_usd",
+                "cost_per_1k_usd",
                 "cost_month_usd",
                 "cost_delta_pct",
+                "cost_delta_basis",
                 "cost_estimated_share",
                 "breakeven_prompt_tokens",
                 "breakeven_traffic_share",
             ),
         ),
         "breakeven": frame_rows(ev.breakeven.head(30)) if ev.breakeven is not None else [],
+        "cost_notes": cost_lines(rep),
         "quality_table": table(
             rep,
             (
@@ -211,6 +232,9 @@ def render_markdown(rep: Report) -> str:
             sub = f" ({_md(c.sub)})" if c.sub and k in ("ttft_median", "e2e_median", "cost") else ""
             cells.append(f"{mark} {_md(c.text)}{sub}".strip())
         lines.append(f"| **{_md(v['provider'])}** | {chips} | " + " | ".join(cells) + " |")
+    notes = cost_lines(rep)
+    if notes:
+        lines += ["", *(f"Cost: {_md(n)}" for n in notes)]
     card = ev.compat
     lines += ["", "### Compatibility failures", ""]
     fails = card.filter(pl.col("result") == "fail") if card is not None and not card.is_empty() else None

@@ -24,6 +24,28 @@ CHECK_DESCRIPTION = (
 )
 
 
+def monthly_requests(text: str) -> float:
+    """``--monthly-requests``: a positive request count (1000000, 1e6 or 1_000_000)."""
+    try:
+        n = float(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        n = float("nan")
+    if not n > 0 or n == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of requests per month, not {text!r}")
+    return n
+
+
+def add_monthly_requests(p: argparse.ArgumentParser) -> None:
+    """``--monthly-requests N``, shared by eval, report and check."""
+    p.add_argument(
+        "--monthly-requests",
+        type=monthly_requests,
+        metavar="N",
+        help="requests per month, for cost_month_usd (N x the mean cost per recorded request, the mix "
+        "as recorded); without it $/month needs a recording spanning at least 24 h",
+    )
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", required=True, help="store path (the .duckdb file given to parity record/replay)")
     p.add_argument("--run", default="latest", help="run id (default: the newest run)")
@@ -47,6 +69,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--providers", type=Path, help="providers TOML to find the judge (default: the run config)"
     )
+    add_monthly_requests(p)
 
 
 def add_report_arguments(p: argparse.ArgumentParser) -> None:
@@ -123,6 +146,7 @@ def report_handler(args: argparse.Namespace) -> int:
             worst=args.worst,
             judge=args.judge,
             providers=args.providers,
+            monthly_requests=args.monthly_requests,
         )
         if out == "-":
             sys.stdout.write(report.render(rep, fmt))
@@ -161,6 +185,7 @@ def check_handler(args: argparse.Namespace) -> int:
             judge=args.judge if needs_judge else None,
             providers=args.providers,
             idle_s=args.idle_gap,
+            monthly_requests=args.monthly_requests,
         )
     except (EvalError, OSError) as e:
         print(f"parity check: error: {e}", file=sys.stderr)

@@ -31,7 +31,7 @@ QUALITY_PARTS = (
 )
 KEY_FIGURES = (
     "n_cells", "error_rate", "rate_429", "retry_rate", "goodput_rate", "ttft_p50_ms", "ttft_p95_ms", "e2e_p50_ms",
-    "e2e_p95_ms", "itl_p50_ms", "tpot_p50_ms", "output_tps_p50", "cold_start_delta_ms", "cost_per_success_usd",
+    "e2e_p95_ms", "itl_p50_ms", "tpot_p50_ms", "output_tps_p50", "cold_start_delta_ms", "cost_per_1k_usd",
     "cost_month_usd", "cost_delta_pct", "breakeven_prompt_tokens", "quality_score", "text_similarity_mean",
     "judge_win_rate", "compat_score", "compat_failures",
 )  # fmt: skip
@@ -41,7 +41,8 @@ LABELS = {
     "no_response_rate": "no response", "retry_rate": "retried", "goodput_rate": "goodput",
     "tokens_estimated_rate": "tokens estimated", "cold_start_delta_ms": "cold-start Δ", "cold_start_p_value": "cold-start p",
     "cost_total_usd": "run total", "cost_per_success_usd": "per success", "cost_month_usd": "per month",
-    "cost_delta_pct": "vs baseline", "cost_estimated_share": "estimated", "breakeven_prompt_tokens": "break-even prompt",
+    "cost_delta_pct": "vs baseline", "cost_estimated_share": "estimated", "cost_per_1k_usd": "per 1,000 requests",
+    "cost_priced_share": "priced", "cost_delta_basis": "delta over", "breakeven_prompt_tokens": "break-even prompt",
     "breakeven_traffic_share": "traffic cheaper flat", "quality_score": "quality score",
     "text_similarity_mean": "text similarity", "exact_match_rate": "exact match", "length_ratio_median": "length ratio",
     "finish_reason_agreement": "finish reason agrees", "refusal_rate": "refusals", "new_refusal_rate": "new refusals",

@@ -2,12 +2,18 @@
 
 The per-request formula is ``replayer.pricing.request_cost`` written as polars expressions (a test
 checks they agree), so a million cells cost one vectorised pass instead of a million calls.
+
+A cost is never a silent $0: a success whose model has no price, or which lacks the units its price
+bills (``replayer.costs.units_known``), has no cost (null). A group with some such cells shows a
+partial total over its priced cells (``cost_priced_share``); the delta vs the baseline is taken
+over the exchanges priced in both arms (``cost_delta_basis``). A cost is *estimated* only when it
+bills tokens the replayer estimated. The monthly projection needs a stated basis (``MonthBasis``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 import polars as pl
@@ -15,13 +21,14 @@ import polars as pl
 from evals import groups
 from evals.errors import EvalError
 from evals.load import USAGE_COLUMNS
+from evals.outcome import succeeded
 from evals.timing import key_column
 from replayer.config import PricingTable
 from replayer.pricing import Pricing, breakeven_prompt_tokens
 
 MONTH_S = 30 * 24 * 3600.0  # a "month" is 30 days
+MIN_SPAN_S = 24 * 3600.0  # a shorter recording says nothing about a month's traffic
 PRICE_FIELDS = [f.name for f in fields(Pricing) if f.name != "as_of"]
-from evals.outcome import succeeded
 _SCHEMA = {"provider": pl.Utf8, "provider_model": pl.Utf8} | {f: pl.Float64 for f in PRICE_FIELDS}
 
 
@@ -80,6 +87,10 @@ def request_costs(
     keys = ["exchange_id", "provider", "repeat"]
     df = cells
     if extras is not None and not extras.is_empty():
+        # every arm was sent the same audio: a length one arm reports serves the arms that omit it
+        extras = extras.with_columns(
+            pl.col("audio_seconds").fill_null(pl.col("audio_seconds").max().over("exchange_id"))
+        )
         df = df.join(extras, on=keys, how="left")
     else:
         df = df.with_columns(
@@ -115,45 +126,83 @@ def request_costs(
     )
     priced = pl.col("_priced")
     return df.with_columns(
-        pl.when(pl.col("_priced"))
-        .then(pl.when(ok).then(computed).otherwise(0.0))
+        pl.when(priced)
+        .then(pl.when(~ok).then(0.0).when(known).then(computed))
         .otherwise(pl.col("cost_usd"))
         .alias("cost_usd"),
-        pl.when(pl.col("_priced"))
+        pl.when(priced & (~ok | known))
         .then(pl.lit("pricing"))
-        .when(pl.col("cost_usd").is_not_null())
+        .when(~priced & pl.col("cost_usd").is_not_null())
         .then(pl.lit("replayer"))
         .alias("cost_source"),
-        pl.when(pl.col("_priced"))
-        .then(ok & (pl.col("tokens_estimated").fill_null(False) | audio_unknown))
-        .otherwise(pl.col("cost_estimated").fill_null(False) | pl.col("tokens_estimated").fill_null(False))
+        pl.when(priced)
+        .then(
+            pl.when(~ok)
+            .then(False)
+            .when(known)
+            .then(pl.col("tokens_estimated").fill_null(False) & tokens_billed)
+        )
+        .when(pl.col("cost_usd").is_not_null())
+        .then(pl.col("cost_estimated").fill_null(False))
         .alias("cost_estimated"),
     ).drop("_priced", *PRICE_FIELDS)
 
 
-def month_factor(traffic: pl.DataFrame) -> float | None:
-    """Requests per month / requests in the selection, from the recorded exchanges' time span."""
-    if traffic.is_empty() or traffic.height < 2:
-        return None
-    t = traffic["recorded_at"].drop_nulls()
+@dataclass(frozen=True)
+class MonthBasis:
+    """How requests per month are known: ``factor`` = requests per month / requests recorded."""
+
+    factor: float | None
+    basis: str | None  # "monthly_requests=N" or "recording span 3.2 days"; None when there is none
+    note: str | None = None  # why there is no projection
+
+
+def recording_span_s(traffic: pl.DataFrame) -> float | None:
+    """Seconds between the first and the last recorded exchange (None with fewer than two)."""
+    t = traffic["recorded_at"].drop_nulls() if "recorded_at" in traffic.columns else pl.Series([])
     if len(t) < 2:
         return None
-    span = (t.max() - t.min()).total_seconds()
-    return MONTH_S / span if span > 0 else None
+    return (t.max() - t.min()).total_seconds()
+
+
+def month_basis(traffic: pl.DataFrame, n_requests: int, monthly_requests: float | None = None) -> MonthBasis:
+    """The monthly projection's basis: ``monthly_requests`` (N x the mean cost per recorded request,
+    the mix as recorded), else the recording's own rate when it spans at least 24 hours, else none."""
+    if monthly_requests is not None:
+        if not monthly_requests > 0:
+            raise EvalError(f"monthly requests must be a positive number, not {monthly_requests!r}")
+        n = f"{monthly_requests:.15g}"
+        if n_requests <= 0:
+            return MonthBasis(None, f"monthly_requests={n}", "no recorded request to take the mean cost of")
+        return MonthBasis(monthly_requests / n_requests, f"monthly_requests={n}")
+    span = recording_span_s(traffic)
+    hint = "pass --monthly-requests N for a monthly projection"
+    if span is None or span <= 0:
+        return MonthBasis(None, None, f"the recording's time span is unknown; {hint}")
+    if span < MIN_SPAN_S:
+        return MonthBasis(None, None, f"the recording spans {_duration(span)}, under 24 h; {hint}")
+    return MonthBasis(MONTH_S / span, f"recording span {span / 86400:.1f} days")
+
+
+def _duration(s: float) -> str:
+    if s < 120:
+        return f"{s:.0f} s"
+    return f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
 def cost_table(
-    costs: pl.DataFrame, baseline: str, factor: float | None, by: Sequence[str] = ("provider",)
+    costs: pl.DataFrame, baseline: str, month: MonthBasis | None = None, by: Sequence[str] = ("provider",)
 ) -> pl.DataFrame:
     """Per group: totals, cost per success, monthly projection and the paired cost delta vs baseline."""
-    return cost_rollup(cost_sums(costs, baseline, by), factor, by)
+    return cost_rollup(cost_sums(costs, baseline, by), month, by)
 
 
 def cost_sums(costs: pl.DataFrame, baseline: str, by: Sequence[str] = ("provider",)) -> pl.DataFrame:
     """Per group, the sums every cost figure is a ratio of (so coarser groups are sums of these).
 
-    The paired delta sets each candidate cell against the baseline's mean cost for the same
-    exchange (over its repeats), over the exchanges both arms answered successfully.
+    The paired delta sets each priced candidate cell against the baseline's mean cost for the same
+    exchange (over its priced repeats), over the exchanges both arms answered successfully and both
+    priced; ``n_cost_pairs_answered`` counts the pairs both answered, priced or not.
     """
     by = list(by)
     ok = succeeded()
@@ -161,12 +210,13 @@ def cost_sums(costs: pl.DataFrame, baseline: str, by: Sequence[str] = ("provider
     base = (
         costs.filter(ok & (pl.col("provider") == baseline))
         .group_by(k)
-        .agg(pl.col("cost_usd").mean().alias("_c_b"))
+        .agg(pl.col("cost_usd").mean().alias("_c_b"), pl.lit(True).alias("_b_ok"))
     )
     # joined on the key column alone: a join of the frame would copy every column of every cell
-    c_b = costs.select(k).join(base, on=k, how="left", maintain_order="left")["_c_b"]
-    df = costs.with_columns(c_b)
-    paired = ok & (pl.col("provider") != baseline) & pl.col("_c_b").is_not_null()
+    b = costs.select(k).join(base, on=k, how="left", maintain_order="left")
+    df = costs.with_columns(b["_c_b"], b["_b_ok"])
+    answered = ok & (pl.col("provider") != baseline) & pl.col("_b_ok").fill_null(False)
+    paired = answered & pl.col("_c_b").is_not_null() & pl.col("cost_usd").is_not_null()
 
     # masks (when/then), not filters: a filter gathers a new column per aggregate
     def of_ok(c: str) -> pl.Expr:
@@ -182,6 +232,7 @@ def cost_sums(costs: pl.DataFrame, baseline: str, by: Sequence[str] = ("provider
             pl.col("cost_usd").sum().alias("_cost"),
             of_ok("cost_usd").sum().alias("_cost_ok"),
             (ok & pl.col("cost_usd").is_null()).sum().alias("_unpriced"),
+            (ok & pl.col("cost_usd").is_not_null()).sum().alias("_priced_ok"),
             of_ok("cost_estimated").sum().alias("_est"),
             (ok & pl.col("cost_estimated").is_not_null()).sum().alias("_est_n"),
             of_ok("prompt_tokens").sum().alias("prompt_tokens"),
@@ -191,32 +242,56 @@ def cost_sums(costs: pl.DataFrame, baseline: str, by: Sequence[str] = ("provider
             pl.when(paired).then(pl.col("cost_usd")).sum().alias("_pair_cost"),
             pl.when(paired).then(pl.col("_c_b")).sum().alias("_pair_base"),
             paired.sum().alias("n_cost_pairs"),
+            answered.sum().alias("n_cost_pairs_answered"),
         ).sort(by)  # group order fixed, so coarser totals add the same floats in the same order
     )
 
 
-def cost_rollup(sums: pl.DataFrame, factor: float | None, by: Sequence[str] = ("provider",)) -> pl.DataFrame:
-    """The cost table at ``by`` (the sums' groups or coarser) from ``cost_sums``."""
+def cost_rollup(
+    sums: pl.DataFrame, month: MonthBasis | None = None, by: Sequence[str] = ("provider",)
+) -> pl.DataFrame:
+    """The cost table at ``by`` (the sums' groups or coarser) from ``cost_sums``.
+
+    Totals and means are over the priced cells: with some successes unpriced the total is partial
+    (``cost_partial``, ``cost_priced_share`` < 1), with none priced it is null, never $0.
+    """
     by = list(by)
+    month = month or MonthBasis(None, None)
     counts = ["n_cells", "n_success", "n_exchanges", "prompt_tokens", "completion_tokens", "cached_tokens"]
-    extra = ["_cost", "_cost_ok", "_unpriced", "_est", "_est_n", "_replayer", "_pair_cost", "_pair_base"]
-    g = sums.group_by(by).agg(pl.col(c).sum() for c in [*counts, *extra, "n_cost_pairs"])
-    # an arm with unpriced successes gets no total rather than an understated one
-    priced = pl.col("_unpriced") == 0
-    per_success = pl.when(priced & (pl.col("n_success") > 0)).then(pl.col("_cost_ok") / pl.col("n_success"))
+    extra = ["_cost", "_cost_ok", "_unpriced", "_priced_ok", "_est", "_est_n", "_replayer"]
+    pairs = ["_pair_cost", "_pair_base", "n_cost_pairs", "n_cost_pairs_answered"]
+    g = sums.group_by(by).agg(pl.col(c).sum() for c in [*counts, *extra, *pairs])
+    n_priced, n_success = pl.col("_priced_ok"), pl.col("n_success")
+    per_success = pl.when(n_priced > 0).then(pl.col("_cost_ok") / n_priced)
+    has_pairs = pl.col("n_cost_pairs") > 0
     out = g.with_columns(
-        pl.when(priced).then(pl.col("_cost")).alias("cost_total_usd"),
+        pl.when((n_priced > 0) | (n_success == 0)).then(pl.col("_cost")).alias("cost_total_usd"),
         per_success.alias("cost_per_success_usd"),
+        (per_success * 1000).alias("cost_per_1k_usd"),
+        pl.when(n_success > 0).then(n_priced / n_success).alias("cost_priced_share"),
+        ((pl.col("_unpriced") > 0) & (n_priced > 0)).alias("cost_partial"),
         pl.when(pl.col("_est_n") > 0).then(pl.col("_est") / pl.col("_est_n")).alias("cost_estimated_share"),
         (pl.col("_replayer") > 0).alias("uses_replayer_cost"),
         (pl.col("_unpriced") > 0).alias("cost_missing"),
-        (per_success * pl.col("n_exchanges") * pl.lit(factor, pl.Float64)).alias("cost_month_usd"),
-        pl.when(pl.col("n_cost_pairs") > 0)
+        (per_success * pl.col("n_exchanges") * pl.lit(month.factor, pl.Float64)).alias("cost_month_usd"),
+        pl.lit(month.basis, pl.Utf8).alias("cost_month_basis"),
+        pl.lit(month.note, pl.Utf8).alias("cost_month_note"),
+        pl.when(has_pairs)
         .then((pl.col("_pair_cost") / pl.col("_pair_base") - 1) * 100)
         .alias("cost_delta_pct"),
+        pl.when(has_pairs)
+        .then(
+            pl.when(pl.col("n_cost_pairs") == pl.col("n_cost_pairs_answered"))
+            .then(pl.lit("all_pairs"))
+            .otherwise(pl.lit("priced_common_subset"))
+        )
+        .alias("cost_delta_basis"),
     ).with_columns(
         pl.col("cost_delta_pct").fill_nan(None),
-        pl.when(pl.col("n_cost_pairs") > 0).then(pl.col("n_cost_pairs")).alias("n_cost_pairs"),
+        pl.when(has_pairs).then(pl.col("n_cost_pairs")).alias("n_cost_pairs"),
+        pl.when(pl.col("n_cost_pairs_answered") > 0)
+        .then(pl.col("n_cost_pairs_answered"))
+        .alias("n_cost_pairs_answered"),
     )
     return out.select(
         *by,
@@ -225,6 +300,9 @@ def cost_rollup(sums: pl.DataFrame, factor: float | None, by: Sequence[str] = ("
         "n_exchanges",
         "cost_total_usd",
         "cost_per_success_usd",
+        "cost_per_1k_usd",
+        "cost_priced_share",
+        "cost_partial",
         "cost_estimated_share",
         "prompt_tokens",
         "completion_tokens",
@@ -232,8 +310,12 @@ def cost_rollup(sums: pl.DataFrame, factor: float | None, by: Sequence[str] = ("
         "uses_replayer_cost",
         "cost_missing",
         "cost_month_usd",
+        "cost_month_basis",
+        "cost_month_note",
         "cost_delta_pct",
+        "cost_delta_basis",
         "n_cost_pairs",
+        "n_cost_pairs_answered",
     ).sort(by)
 
 

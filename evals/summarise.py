@@ -92,8 +92,12 @@ def summarise(
             for k in (
                 "cost_total_usd",
                 "cost_per_success_usd",
+                "cost_per_1k_usd",
+                "cost_priced_share",
                 "cost_month_usd",
+                "cost_month_basis",
                 "cost_delta_pct",
+                "cost_delta_basis",
                 "cost_estimated_share",
             )
         },

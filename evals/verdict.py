@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from evals import cost_text
 from evals.api import Evaluation
 from evals.figures import FIGURES
 from evals.report_data import Report
-from evals.report_format import fmt_ci, fmt_ms, fmt_p, fmt_pct, fmt_rate, fmt_usd, known, ms_number
+from evals.report_format import fmt_ci, fmt_ms, fmt_p, fmt_pct, fmt_rate, known, ms_number
 
 LATENCY = (("ttft", "TTFT", "time to first token"), ("e2e", "E2E", "end-to-end latency"))
 
@@ -87,13 +88,13 @@ def errors_cell(r: dict, base: dict, test: dict | None) -> Cell:
 
 
 def cost_cell(r: dict, test: dict | None) -> Cell:
-    month, per = r.get("cost_month_usd"), r.get("cost_per_success_usd")
     delta = r.get("cost_delta_pct")
-    if not known(month) and not known(per):
+    text = cost_text.headline(r)  # $/month with a basis, else per 1,000 requests; partial is said
+    if text is None:
         return Cell("—", "no pricing", "na", "no price for this provider's model(s) in the run config")
-    text = f"{fmt_usd(month)}/mo" if known(month) else f"{fmt_usd(per)}/req"
-    sub = f"{fmt_pct(delta)} vs baseline" if known(delta) else ""
-    tone, title = "same", FIGURES["cost_month_usd"]
+    sub = "; ".join(cost_text.notes(r))
+    fig = "cost_month_usd" if known(r.get("cost_month_usd")) else "cost_per_1k_usd"
+    tone, title = "same", FIGURES[fig]
     if test:
         tone = test.get("tone", "same")
         lo, hi = test.get("delta_pct_adj_ci_low"), test.get("delta_pct_adj_ci_high")

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import evals
 from evals import spend
+from replayer.costs import units_known
 from replayer.pricing import Pricing, breakeven_prompt_tokens, request_cost
 
 TOKEN = {"default": {"input_per_1m": 3.0, "cached_input_per_1m": 1.5, "output_per_1m": 12.0}}
@@ -203,10 +204,11 @@ def test_vectorised_cost_equals_request_cost(p, c, cached, inp, cin, out, req, o
             "provider": ["x"],
             "repeat": [0],
             "provider_model": ["m"],
+            "endpoint": ["chat.completions"],
             "status": [200 if ok else 500],
+            "error_type": [None if ok else "server_error"],
             "prompt_tokens": [p],
             "completion_tokens": [c],
-            "error_type": [None if ok else "server_error"],
             "cached_tokens": [cached],
             "tokens_estimated": [False],
             "cost_usd": [None],
