@@ -136,6 +136,7 @@ FIGURES: dict[str, str] = {
     "compat_score": "failing-severity compatibility checks passed / such checks applicable (null if none applied)",
     "compat_failures": "number of compatibility checks failed (null when none applied: nothing answered)",
     "compat_applicable": "number of failing-severity compatibility checks that applied",
+    "compat_passed": "number of failing-severity compatibility checks passed (compat_applicable - compat_failures)",
     "compat_info": "number of informational checks that found a difference that breaks nobody",
     **{
         f"compat.{c.name}": f"cells (models for models_listed, 1 for cold_start) failing {c.name}: {c.what}"
@@ -146,7 +147,15 @@ FIGURES: dict[str, str] = {
 }
 BOOL_FIGURES = {"is_baseline", "significant_slower", "significant_faster"}
 INT_FIGURES = {
-    *("n_cells", "n_success", "judge_n", "compat_failures", "compat_applicable", "compat_info"),
+    *(
+        "n_cells",
+        "n_success",
+        "judge_n",
+        "compat_failures",
+        "compat_applicable",
+        "compat_passed",
+        "compat_info",
+    ),
     *(f"compat.{c}" for c in CATALOGUE),
 }
 STR_FIGURES = {k for k in FIGURES if k.endswith(("_test", "_ci_reason"))} | {
