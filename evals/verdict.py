@@ -59,10 +59,11 @@ def latency_p95_cell(r: dict, base: dict, m: str) -> Cell:
     tone = "same"
     if known(lo) and known(hi):
         tone = "worse" if lo > 0 else "better" if hi < 0 else "same"
+    short = "too few requests"  # the whole reason (how many, how many needed) is in the title
     if known(lo) and known(hi) and known(b) and b:
-        sub = fmt_ci(lo / b * 100, hi / b * 100, lambda x: fmt_pct(x), "", reason, "unadjusted ")
+        sub = fmt_ci(lo / b * 100, hi / b * 100, lambda x: fmt_pct(x), "", short, "unadjusted ")
     else:
-        sub = fmt_ci(lo, hi, ms_number, " ms", reason, "unadjusted ")
+        sub = fmt_ci(lo, hi, ms_number, " ms", short, "unadjusted ")
     title = (
         f"{FIGURES[f'{m}_p95_delta_pct']}; p95 {fmt_ms(r.get(f'{m}_p95_ms'))} vs {fmt_ms(b)}. "
         "Coloured when the unadjusted 95% MOVER interval excludes 0 (no family-wise adjustment)"
