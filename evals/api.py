@@ -66,7 +66,7 @@ class Evaluation:
             "judge": rows(self.judge) if self.judge is not None else None,
             "cost_month": None
             if self.month is None
-            else {"basis": self.month.basis, "note": self.month.note, "factor": self.month.factor},
+            else {"basis": self.month.basis, "note": self.month.note, "requests_per_month": self.month.requests},
             "statistics": stats.PROCEDURES,
         }
 

@@ -150,9 +150,9 @@ def request_costs(
 
 @dataclass(frozen=True)
 class MonthBasis:
-    """How requests per month are known: ``factor`` = requests per month / requests recorded."""
+    """How many requests a month the projection assumes, and on what basis."""
 
-    factor: float | None
+    requests: float | None  # requests per month (None: no projection)
     basis: str | None  # "monthly_requests=N" or "recording span 3.2 days"; None when there is none
     note: str | None = None  # why there is no projection
 
@@ -174,14 +174,14 @@ def month_basis(traffic: pl.DataFrame, n_requests: int, monthly_requests: float 
         n = f"{monthly_requests:.15g}"
         if n_requests <= 0:
             return MonthBasis(None, f"monthly_requests={n}", "no recorded request to take the mean cost of")
-        return MonthBasis(monthly_requests / n_requests, f"monthly_requests={n}")
+        return MonthBasis(monthly_requests, f"monthly_requests={n}")
     span = recording_span_s(traffic)
     hint = "pass --monthly-requests N for a monthly projection"
     if span is None or span <= 0:
         return MonthBasis(None, None, f"the recording's time span is unknown; {hint}")
     if span < MIN_SPAN_S:
         return MonthBasis(None, None, f"the recording spans {_duration(span)}, under 24 h; {hint}")
-    return MonthBasis(MONTH_S / span, f"recording span {span / 86400:.1f} days")
+    return MonthBasis(n_requests * MONTH_S / span, f"recording span {span / 86400:.1f} days")
 
 
 def _duration(s: float) -> str:
@@ -264,6 +264,8 @@ def cost_rollup(
     n_priced, n_success = pl.col("_priced_ok"), pl.col("n_success")
     per_success = pl.when(n_priced > 0).then(pl.col("_cost_ok") / n_priced)
     has_pairs = pl.col("n_cost_pairs") > 0
+    n_ex = pl.col("n_exchanges").sum()
+    provider_n = n_ex.over("provider") if "provider" in by else n_ex
     out = g.with_columns(
         pl.when((n_priced > 0) | (n_success == 0)).then(pl.col("_cost")).alias("cost_total_usd"),
         per_success.alias("cost_per_success_usd"),
@@ -273,7 +275,11 @@ def cost_rollup(
         pl.when(pl.col("_est_n") > 0).then(pl.col("_est") / pl.col("_est_n")).alias("cost_estimated_share"),
         (pl.col("_replayer") > 0).alias("uses_replayer_cost"),
         (pl.col("_unpriced") > 0).alias("cost_missing"),
-        (per_success * pl.col("n_exchanges") * pl.lit(month.factor, pl.Float64)).alias("cost_month_usd"),
+        # a group's share of its provider's requests x the month's requests: a provider's figure is
+        # month.requests x its mean cost per request, its groups add up to it
+        (per_success * pl.col("n_exchanges") / provider_n * pl.lit(month.requests, pl.Float64)).alias(
+            "cost_month_usd"
+        ),
         pl.lit(month.basis, pl.Utf8).alias("cost_month_basis"),
         pl.lit(month.note, pl.Utf8).alias("cost_month_note"),
         pl.when(has_pairs)

@@ -162,6 +162,8 @@ def _cost_run(db, span: timedelta, n: int = 4) -> float:
             for a in ("recorded", "cand")
         ]
         total += (p * 1.0 + k * 4.0) / 1e6
+    # one exchange the candidate was never sent (e.g. an unmapped model): its $/month still covers N
+    rows.append(make_result(exchange_id="only-recorded", provider="recorded", started_at=T0))
     cfg = run_config({"cand": {"base_url": "http://c/v1", "models": {"*": "*"}, "pricing": CAND}}, RECORDED)
     write_run(db, rows, cfg, exchanges=exch)
     return total / n
@@ -193,7 +195,7 @@ def test_a_recording_of_three_days_extrapolates_its_own_rate(db):
     mean = _cost_run(db, timedelta(days=3))
     c = _by(evals.summary(db, "r1", questions=("cost",)), "provider")["cand"]
     assert c["cost_month_basis"] == "recording span 3.0 days"
-    assert c["cost_month_usd"] == pytest.approx(mean * 4 * 30 / 3)
+    assert c["cost_month_usd"] == pytest.approx(mean * 5 * 30 / 3)  # 5 recorded requests in 3 days
 
 
 def test_cli_monthly_requests_on_eval_report_and_check(db, tmp_path, capsys):
