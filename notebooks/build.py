@@ -279,24 +279,32 @@ COST = [
         "# Cost projection\n\n"
         "What the recorded traffic would cost per month on each provider, where a flat per-request price beats a "
         "per-token one, and how the answer moves with traffic volume and prompt length. Prices come from the "
-        "run's config (the providers file at replay time)."
+        "run's config (the providers file at replay time). $/month needs a basis: `MONTHLY_REQUESTS` (N x the "
+        "mean cost per recorded request) or a recording spanning at least 24 hours; otherwise the cost of "
+        "1,000 requests is shown."
     ),
-    new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
+    new_code_cell(
+        PARAMETERS
+        + '\nMONTHLY_REQUESTS = float(os.environ["PARITY_MONTHLY_REQUESTS"]) if os.environ.get("PARITY_MONTHLY_REQUESTS") else None',
+        metadata={"tags": ["parameters"]},
+    ),
     new_code_cell(SETUP + "\nimport json\n\nimport evals"),
     new_code_cell(RESOLVE_RUN),
     new_markdown_cell("## The run's cost figures (`evals.cost`, `evals.breakeven`)"),
     new_code_cell(
         """\
-cost = evals.cost(con, RUN)
-cost.group_by("provider").agg(
-    pl.col("n_success").sum(), pl.col("cost_total_usd").sum(), pl.col("cost_month_usd").sum(),
-).sort("provider")"""
+ev = evals.evaluate(con, RUN, questions=("cost",), monthly_requests=MONTHLY_REQUESTS)
+print("$/month basis:", ev.month.basis or f"none ({ev.month.note})")
+ev.summary.select(
+    "provider", "n_success", "cost_total_usd", "cost_priced_share", "cost_per_1k_usd", "cost_month_usd",
+    "cost_delta_pct", "cost_delta_basis", "cost_estimated_share",
+)"""
     ),
     new_code_cell("""evals.breakeven(con, RUN)"""),
     new_markdown_cell(
         "## What-if: every arm's default price on the recorded traffic\n\n"
         "Cost = prompt × input price + completion × output price + per-request price, for each recorded request; "
-        "scaled to 30 days by the recorded time span."
+        "scaled to a month by the same basis as above (none: the cost of 1,000 requests instead)."
     ),
     new_code_cell(
         """\
@@ -309,8 +317,9 @@ traffic = sql(
        FROM exchanges WHERE id IN (SELECT exchange_id FROM results WHERE run_id = $run) AND status = 200\"\"\",
     run=RUN,
 )
-span_s = (traffic["recorded_at"].max() - traffic["recorded_at"].min()).total_seconds() if traffic.height > 1 else 0
-month = 30 * 24 * 3600 / span_s if span_s else float("nan")
+# requests a month / requests recorded (evals.spend.month_basis); no basis: per 1,000 requests
+month = (ev.month.requests or 1000) / max(traffic.height, 1)
+per = "cost_month_usd" if ev.month.requests else "cost_per_1k_usd"
 
 
 def per_request(price: dict, p, c):
@@ -320,11 +329,11 @@ def per_request(price: dict, p, c):
 whatif = pl.DataFrame(
     [{"arm": arm, "requests": traffic.height,
       "cost_selection_usd": float(per_request(price, traffic["p"], traffic["c"]).sum()),
-      "cost_month_usd": float(per_request(price, traffic["p"], traffic["c"]).sum()) * month}
+      per: float(per_request(price, traffic["p"], traffic["c"]).sum()) * month}
      for arm, price in prices.items()],
-    schema={"arm": pl.Utf8, "requests": pl.Int64, "cost_selection_usd": pl.Float64, "cost_month_usd": pl.Float64},
+    schema={"arm": pl.Utf8, "requests": pl.Int64, "cost_selection_usd": pl.Float64, per: pl.Float64},
 )
-whatif.sort("cost_month_usd")"""
+whatif.sort(per)"""
     ),
     new_markdown_cell("## Monthly cost against traffic volume"),
     new_code_cell(
@@ -332,11 +341,11 @@ whatif.sort("cost_month_usd")"""
 volume = np.array([0.25, 0.5, 1, 2, 4, 8])
 fig, ax = plt.subplots(figsize=(8, 4))
 for row in whatif.iter_rows(named=True):
-    ax.plot(volume, row["cost_month_usd"] * volume, marker="o", label=row["arm"])
+    ax.plot(volume, row[per] * volume, marker="o", label=row["arm"])
 ax.set_xscale("log", base=2)
 ax.set_yscale("log")
-ax.set_xlabel("traffic volume (x today's)")
-ax.set_ylabel("USD per month")
+ax.set_xlabel("traffic volume (x the month's)" if per == "cost_month_usd" else "thousands of requests")
+ax.set_ylabel("USD per month" if per == "cost_month_usd" else "USD per 1,000 requests")
 ax.legend(fontsize=8)
 plt.show()"""
     ),
