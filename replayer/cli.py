@@ -57,7 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--since", help="recorded at or after (ISO date/time, UTC by default)")
     s.add_argument("--until", help="recorded before (ISO date/time)")
     s.add_argument(
-        "--status", choices=("ok", "all"), default="ok", help="recorded status: ok = 2xx only (default)"
+        "--status",
+        choices=("ok", "all"),
+        default="all",
+        help="recorded status: all (default: production's errors too, so each provider's error handling "
+        "is compared with production's) or ok = 2xx only",
     )
     s.add_argument("--limit", type=int, help="at most N exchanges (oldest first)")
     s.add_argument("--sample", type=int, help="a random sample of N exchanges (reproducible with --seed)")

@@ -127,6 +127,8 @@ def build_result(
     """The results row, the attempts rows and a small summary for progress, for one capture."""
     final: Attempt = cap.attempts[-1]
     t0 = final.t0
+    # the body as sent: the sender keeps the recorded bytes unparsed when no change applies
+    sent = prep.request if prep.request is not None else _json(prep.sent_json)
     hdrs = header_dict(final.raw_headers)
     status = final.status
     ok = status is not None and 200 <= status < 300 and final.error_type is None
@@ -178,7 +180,7 @@ def build_result(
             if prep.stream:
                 sdk_error = "stream requested but the response is not text/event-stream"
             else:
-                sdk_error = check_body(x.endpoint, body, raw_text, prep.request)
+                sdk_error = check_body(x.endpoint, body, raw_text, sent)
             if body is None and not (x.endpoint.startswith("audio.") and sdk_error is None):
                 error_type, error_message = "invalid_json", f"2xx body is not JSON ({len(body_bytes)} bytes)"
                 ok = False
@@ -224,7 +226,7 @@ def build_result(
         **cell_facts(
             x.endpoint,
             body,
-            prep.request,
+            sent,
             row.get("response_raw") if prep.stream else None,
             prep.stream,
             sse_events,
