@@ -51,7 +51,9 @@ class UnknownFigure(RuleError):
         self.name = name
         self.suggestions = difflib.get_close_matches(name, list(FIGURES), n=5, cutoff=0.6)
         hint = f"; did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
-        super().__init__(f"unknown figure {name!r} in rule {rule!r}{hint} (all names: evals.FIGURES)")
+        super().__init__(
+            f"unknown figure {name!r} in rule {rule!r}{hint} (all names: parity check --list-figures)"
+        )
 
 
 @dataclass(frozen=True)

@@ -259,7 +259,7 @@ def render_markdown(rep: Report) -> str:
             lines.append(f"| `{f['figure']}` | " + " | ".join(_md(x) for x in f["values"]) + " |")
     lines += [
         "",
-        f"<sub>parity report · figure definitions: `evals.FIGURES` · generated "
+        f"<sub>parity report · figure definitions: `parity check --list-figures` · generated "
         f"{rep.generated_at:%Y-%m-%d %H:%M} UTC</sub>",
         "",
     ]

@@ -18,9 +18,19 @@ CHECK_DESCRIPTION = (
     "Fail a CI build when a provider's figures break a rule. A rule is '<figure> <op> <value>' with "
     "op one of > >= < <= == !=, value a number or true/false, joined with and / or and parentheses, "
     "e.g. --fail-if 'ttft_p95_delta_pct > 20' --fail-if 'compat_failures > 0'. Figures are the names "
-    "of evals.FIGURES (parity report --format json lists every value). Exit 1 with one FAIL line per "
+    "listed by --list-figures (parity report --format json lists every value). Exit 1 with one FAIL line per "
     "broken rule, 0 with ok lines, 2 for a bad rule or store. A figure without data fails its rule "
-    "unless --allow-missing."
+    "unless --allow-missing. Without --fail-if, the default gates apply: 'error_rate >= 1' (a provider "
+    "that answered nothing) and 'compat_failures > 0'. --list-figures lists every figure, including one "
+    "per compatibility check (e.g. --fail-if 'compat.retry_after_429 > 0')."
+)
+
+
+# The gates `parity check` applies when no --fail-if is given: a provider that answered nothing, and
+# one whose answers break the SDKs or common app code.
+DEFAULT_GATES = (
+    ("error_rate >= 1", "the provider answered no request successfully"),
+    ("compat_failures > 0", "a compatibility check failed: some answer breaks the SDKs or app code"),
 )
 
 
@@ -46,8 +56,10 @@ def add_monthly_requests(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", required=True, help="store path (the .duckdb file given to parity record/replay)")
+def _common(p: argparse.ArgumentParser, db_required: bool = True) -> None:
+    p.add_argument(
+        "--db", required=db_required, help="store path (the .duckdb file given to parity record/replay)"
+    )
     p.add_argument("--run", default="latest", help="run id (default: the newest run)")
     p.add_argument(
         "--baseline", default="recorded", help="arm every provider is compared with (default: recorded)"
@@ -88,13 +100,18 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_check_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``parity check``."""
-    _common(p)
+    _common(p, db_required=False)
     p.add_argument(
         "--fail-if",
         action="append",
-        required=True,
         metavar="RULE",
-        help="rule that fails the check when it holds (repeatable)",
+        help="rule that fails the check when it holds (repeatable); without any, the default gates: "
+        + "; ".join(f"{r!r} ({why})" for r, why in DEFAULT_GATES),
+    )
+    p.add_argument(
+        "--list-figures",
+        action="store_true",
+        help="list every figure a rule can name, with its definition, and exit",
     )
     p.add_argument(
         "--provider",
@@ -163,10 +180,21 @@ def check_handler(args: argparse.Namespace) -> int:
     """Evaluate the run, apply the rules; 0 all ok, 1 a rule failed, 2 a usage or store error."""
     from evals import check
     from evals.api import evaluate
+    from evals.figures import FIGURES
     from evals.summarise import rows
 
+    if args.list_figures:
+        width = max(map(len, FIGURES))
+        for name, what in FIGURES.items():
+            print(f"{name:<{width}}  {what}")
+        return 0
+    if not args.db:
+        print("parity check: error: --db is required (the store to check)", file=sys.stderr)
+        return 2
+    if not args.fail_if:
+        print("parity check: no --fail-if given: applying the default gates", file=sys.stderr)
     try:
-        rules = [check.parse(r) for r in args.fail_if]
+        rules = [check.parse(r) for r in (args.fail_if or [r for r, _ in DEFAULT_GATES])]
     except check.RuleError as e:
         print(f"parity check: error: {e}", file=sys.stderr)
         return 2

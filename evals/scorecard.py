@@ -407,9 +407,11 @@ def scorecard(
     if extra:
         wide = wide.join(cells.group_by(by).agg(extra), on=by, how="left", nulls_equal=True)
     pm = [*by, "provider_model"]  # the models sent: distinct pairs by one hashed key, then listed
-    pairs = groups.agg(
-        groups.with_key(cells.select(pm).filter(pl.col("provider_model").is_not_null()), pm), pm
-    )
+    # a model is expected in the listing when production served its request (not one it rejected)
+    served = pl.col("provider_model").is_not_null()
+    if "p_status" in cells.columns:
+        served = served & ~(pl.col("p_status") >= 400).fill_null(False)
+    pairs = groups.agg(groups.with_key(cells.select(*pm, served.alias("_s")).filter("_s").drop("_s"), pm), pm)
     sent = pairs.group_by(by).agg(pl.col("provider_model").sort())
     rows = []
     for r in wide.iter_rows(named=True):

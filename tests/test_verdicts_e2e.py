@@ -1,0 +1,142 @@
+"""The verdicts a user acts on, end to end: real traffic recorded through ``parity record`` with the
+openai SDK, replayed to a clean OpenAI-shaped control, to one fake gateway per known deviation and
+to a provider that is down, then ``parity eval --json`` and ``parity check``.
+
+The control must show zero failed checks; every deviation must fail at least the check that
+protects the code it breaks; a broken stream is a failed request; a dead provider is loud.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import pytest
+
+from parity.cli import main
+from parity.workload import run_workload
+from replayer.fake.profiles import OPENAI_MODEL_PATTERNS, get_profile
+from replayer.fake.server import FakeProvider
+
+pytestmark = pytest.mark.timeout(300)
+
+# deviation profile -> the checks that must fail for it (each protects the code the deviation breaks)
+DEVIATIONS = {
+    "usage-chunk-choices": {"usage_chunk_shape"},
+    "chunk-keys-omitted": {"chunk_finish_reason_key"},
+    "error-envelope": {"error_code_known"},
+    "unknown-model-400": {"error_status_match"},
+    "responses-no-event-lines": {"sse_event_names"},
+    "zero-usage": {"usage_present"},
+}
+PRICES = "input_per_1m = 0.15\noutput_per_1m = 0.60\n"
+
+
+@pytest.fixture(scope="module")
+def trial(tmp_path_factory: pytest.TempPathFactory, proc_kit) -> Iterator[dict]:
+    tmp = tmp_path_factory.mktemp("trial")
+    db = tmp / "parity.duckdb"
+    fast = {"time_scale": 0.05}
+    with ExitStack() as stack:
+        # production rejects models OpenAI does not have with 404 model_not_found, as OpenAI does
+        prod = stack.enter_context(
+            FakeProvider.running(get_profile("openai-like", models=OPENAI_MODEL_PATTERNS, **fast))
+        )
+        port = proc_kit.free_port()
+        rec = proc_kit.start_proxy(
+            proc_kit.record_argv(prod.url, db, port), port, tmp / "recorder.log", db=db
+        )
+        try:
+            asyncio.run(run_workload(f"http://127.0.0.1:{port}/v1", n=60, concurrency=6))
+            time.sleep(0.8)  # one flush interval
+        finally:
+            assert rec.stop() == 0, rec.log()[-2000:]
+        fakes = {"control": stack.enter_context(FakeProvider.running(get_profile("openai-like", **fast)))}
+        fakes["breaks"] = stack.enter_context(FakeProvider.running(get_profile("stream-breaks", **fast)))
+        for name in DEVIATIONS:
+            fakes[name] = stack.enter_context(FakeProvider.running(get_profile(name, **fast)))
+        dead = proc_kit.free_port()  # nothing listens there
+        toml = "[recorded.pricing]\n" + PRICES
+        for name, fp in fakes.items():
+            toml += f'\n["{name}"]\nbase_url = "{fp.base_url}"\nmodels = {{ "*" = "*" }}\n'
+            toml += f'["{name}".pricing]\n{PRICES}'
+        toml += (
+            f'\n[dead]\nbase_url = "http://127.0.0.1:{dead}/v1"\nmodels = {{ "*" = "*" }}\nmax_retries = 0\n'
+        )
+        providers = tmp / "providers.toml"
+        providers.write_text(toml)
+        replay_rc = main(
+            ["replay", "--db", str(db), "--providers", str(providers), "--run", "t", "--no-progress"]
+        )
+    yield {"db": db, "replay_rc": replay_rc, "tmp": tmp}
+
+
+def _eval(trial: dict, capsys, *extra: str) -> dict:
+    capsys.readouterr()
+    assert main(["eval", "--db", str(trial["db"]), "--run", "t", "--json", *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _failed(ev: dict, provider: str) -> set[str]:
+    return {r["check"] for r in ev["compat"] if r["provider"] == provider and r["result"] == "fail"}
+
+
+def test_the_control_fails_nothing_and_every_deviation_fails_its_check(trial, capsys):
+    ev = _eval(trial, capsys)
+    assert _failed(ev, "control") == set(), [
+        r for r in ev["compat"] if r["provider"] == "control" and r["result"] == "fail"
+    ]
+    assert ev["providers"]["control"]["compat_failures"] == 0
+    for name, must in DEVIATIONS.items():
+        got = _failed(ev, name)
+        assert must <= got, (name, got)
+        assert ev["providers"][name]["compat_failures"] >= len(must)
+        for check in must:
+            assert ev["providers"][name][f"compat.{check}"] > 0
+            row = next(r for r in ev["compat"] if r["provider"] == name and r["check"] == check)
+            assert row["examples"], (name, check)
+
+
+def test_a_broken_stream_is_a_failed_request_not_shape_failures(trial, capsys):
+    ev = _eval(trial, capsys)
+    figures = ev["providers"]
+    assert figures["breaks"]["error_rate"] > 0 and figures["control"]["error_rate"] == 0
+    # the broken streams are not also counted as framing, usage or finish-reason failures
+    assert _failed(ev, "breaks") & {"stream_terminated", "usage_present", "finish_reason_present"} == set()
+
+
+def test_a_dead_provider_is_loud(trial, capsys):
+    assert trial["replay_rc"] == 3  # documented: a provider answered no request
+    ev = _eval(trial, capsys)
+    assert ev["providers"]["dead"]["error_rate"] == 1
+    assert ev["providers"]["dead"]["compat_failures"] is None  # nothing applied: not a clean scorecard
+    capsys.readouterr()
+    rc = main(
+        ["check", "--db", str(trial["db"]), "--run", "t", "--provider", "dead", "--provider", "control"]
+    )
+    out = capsys.readouterr()
+    assert rc == 1
+    assert "FAIL dead" in out.out and "FAIL control" not in out.out
+    rc = main(
+        [
+            "check",
+            "--db",
+            str(trial["db"]),
+            "--run",
+            "t",
+            "--provider",
+            "dead",
+            "--fail-if",
+            "compat_failures > 0",
+        ]
+    )
+    assert rc == 1  # no data is not a pass
+
+
+def test_single_checks_are_gateable_figures(trial, capsys):
+    args = ["check", "--db", str(trial["db"]), "--run", "t", "--provider"]
+    assert main([*args, "usage-chunk-choices", "--fail-if", "compat.usage_chunk_shape > 0"]) == 1
+    assert main([*args, "control", "--fail-if", "compat.usage_chunk_shape > 0"]) == 0
