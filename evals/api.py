@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import duckdb
 import polars as pl
 
-from evals import answers, groups, judging, load, scorecard, spend, stats, timing
+from evals import answers, evidence, groups, judging, load, scorecard, spend, stats, timing
 from evals.embeddings import embedding_cells
 from evals.errors import EvalError
-from evals.outcome import succeeded
 from evals.load import Store
+from evals.outcome import succeeded
 from evals.summarise import rows, summarise
 
 QUESTIONS = ("latency", "cost", "quality", "compat")
@@ -64,10 +64,14 @@ class Evaluation:
             "quality": rows(self.quality),
             "compat": rows(self.compat),
             "judge": rows(self.judge) if self.judge is not None else None,
+            "statistics": stats.PROCEDURES,
             "cost_month": None
             if self.month is None
-            else {"basis": self.month.basis, "note": self.month.note, "requests_per_month": self.month.requests},
-            "statistics": stats.PROCEDURES,
+            else {
+                "basis": self.month.basis,
+                "note": self.month.note,
+                "requests_per_month": self.month.requests,
+            },
         }
 
 
@@ -248,6 +252,9 @@ def _evaluate(
                     pairs = _judge_pairs(con, run, baseline, got["compared"], max_judge_pairs)
                     ev.judge = run_judge(con, db, run, baseline, judge, config, pairs, providers, rubric)
                     lap("judge")
+            if ev.compat is not None and not ev.compat.is_empty():  # both sides of every finding
+                ev.compat = evidence.attach(con, run, ev.compat)
+                lap("evidence")
         finally:
             for f in pre.values():
                 f.cancel()

@@ -132,7 +132,8 @@ def _pick(df: pl.DataFrame | None, cols: list[str]) -> pl.DataFrame | None:
 
 
 def scorecard_table(card: pl.DataFrame | None) -> pl.DataFrame | None:
-    """One row per check, one column per provider: "pass 300/300", "FAIL 2/300: id1, id2" or "n/a"."""
+    """One row per check, one column per provider: "pass 300/300", "FAIL 2/300: id1, id2", "differs
+    1/300: id" (informational) or "n/a"."""
     if card is None or card.is_empty():
         return None
     cell = (
@@ -140,7 +141,11 @@ def scorecard_table(card: pl.DataFrame | None) -> pl.DataFrame | None:
         .then(pl.lit("n/a"))
         .otherwise(
             pl.concat_str(
-                pl.when(pl.col("result") == "fail").then(pl.lit("FAIL ")).otherwise(pl.lit("pass ")),
+                pl.when(pl.col("result") == "fail")
+                .then(pl.lit("FAIL "))
+                .when(pl.col("result") == "info")
+                .then(pl.lit("differs "))
+                .otherwise(pl.lit("pass ")),
                 pl.col("passed").cast(pl.Utf8),
                 pl.lit("/"),
                 (pl.col("passed") + pl.col("failed")).cast(pl.Utf8),

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import jinja2
+import markupsafe
 import polars as pl
 
 from evals import cost_text, load
@@ -174,14 +176,22 @@ def context(rep: Report) -> dict:
     }
 
 
+def _ticks(text: str) -> markupsafe.Markup:
+    """Our own prose with `code` spans: escaped first, then the backtick pairs become <code>."""
+    escaped = str(markupsafe.escape(text))
+    return markupsafe.Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped))
+
+
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,  # model output is untrusted: everything is escaped, nothing is |safe
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["ticks"] = _ticks  # for the check catalogue's prose only, never for answers
+    return env
 
 
 def render_html(rep: Report) -> str:

@@ -11,11 +11,11 @@ from urllib.parse import urlsplit, urlunsplit
 import polars as pl
 
 from evals import charts, spend, stats
+from evals.compat_checks import CATALOGUE, CHECKS
 from evals.figures import FIGURES
 from evals.outcome import succeeded
 from evals.report_data import MAX_SCATTER, Report
 from evals.report_format import fmt_figure, fmt_ms, fmt_p, fmt_pct, known
-from evals.scorecard import CHECKS
 from evals.summarise import rows as frame_rows
 from evals.verdict import LATENCY, latency_median_cell
 
@@ -129,15 +129,17 @@ def anchor(exchange_id: str) -> str:
 
 
 def scorecard(rep: Report) -> dict:
-    """Checks x providers: result, counts and example links (an example not in the appendix stays text)."""
+    """Checks x providers: result, counts and example links (an example not in the appendix stays
+    text), then every finding with what it breaks and both sides of its examples."""
     card = rep.ev.compat
     if card is None or card.is_empty():
-        return {"providers": [], "rows": []}
+        return {"providers": [], "rows": [], "findings": []}
     linked = {a["exchange_id"] for a in rep.samples.appendix}
     provs = [r["provider"] for r in rep.summary if r["provider"] in set(card["provider"].to_list())]
     cells = {(r["check"], r["provider"]): r for r in card.iter_rows(named=True)}
-    rows = []
+    rows, findings = [], []
     for check, what in CHECKS.items():
+        info = CATALOGUE[check]
         line = []
         for p in provs:
             c = cells.get((check, p))
@@ -146,12 +148,30 @@ def scorecard(rep: Report) -> dict:
                 continue
             applicable = c["passed"] + c["failed"]
             text = "n/a" if c["result"] == "n/a" else f"{c['passed']}/{applicable}"
+            if c.get("same_as_production"):
+                text += f" (+{c['same_as_production']} as production)"
             ex = [{"id": e, "href": "#" + anchor(e) if e in linked else None} for e in c["examples"] or []]
             line.append({"result": c["result"], "text": text, "examples": ex, "detail": c["detail"]})
+            if c["result"] in ("fail", "info"):
+                findings.append(
+                    {
+                        "provider": p,
+                        "check": check,
+                        "result": c["result"],
+                        "failed": c["failed"],
+                        "applicable": applicable,
+                        "what": what,
+                        "protects": info.protects,
+                        "basis": info.basis,
+                        "detail": c["detail"],
+                        "evidence": c.get("evidence") or [],
+                    }
+                )
         if any(x["result"] != "n/a" for x in line):
-            rows.append({"check": check, "what": what, "cells": line})
+            rows.append({"check": check, "what": what, "severity": info.severity, "cells": line})
     na = [c for c in CHECKS if c not in {r["check"] for r in rows}]
-    return {"providers": provs, "rows": rows, "not_applicable": na}
+    findings.sort(key=lambda f: (f["result"] != "fail", f["provider"], list(CHECKS).index(f["check"])))
+    return {"providers": provs, "rows": rows, "not_applicable": na, "findings": findings}
 
 
 def chart_set(rep: Report) -> dict:

@@ -208,9 +208,9 @@ def stream_facts(
         if not (chat and isinstance(obj, dict)):
             continue
         choices = obj.get("choices")
-        if obj.get("usage") is not None:
+        if obj.get("usage") is not None:  # the usage chunk: its shape is judged on its own
             usage_choices = max(usage_choices or 0, len(choices) if isinstance(choices, list) else 0)
-        if isinstance(choices, list):
+        elif isinstance(choices, list):
             for c in choices:
                 if isinstance(c, dict) and ("delta" in c or "text" in c):
                     missing.update(k for k in CHUNK_CHOICE_KEYS if k not in c)

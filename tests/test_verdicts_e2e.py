@@ -140,3 +140,33 @@ def test_single_checks_are_gateable_figures(trial, capsys):
     args = ["check", "--db", str(trial["db"]), "--run", "t", "--provider"]
     assert main([*args, "usage-chunk-choices", "--fail-if", "compat.usage_chunk_shape > 0"]) == 1
     assert main([*args, "control", "--fail-if", "compat.usage_chunk_shape > 0"]) == 0
+
+
+def _row(ev: dict, provider: str, check: str) -> dict:
+    return next(r for r in ev["compat"] if r["provider"] == provider and r["check"] == check)
+
+
+def test_every_finding_shows_both_sides(trial, capsys):
+    ev = _eval(trial, capsys)
+    usage = _row(ev, "usage-chunk-choices", "usage_chunk_shape")["evidence"][0]
+    assert '"choices":[]' in usage["production"] and '"choices":[{"index":0,"delta":{}}]' in usage["provider"]
+    model = _row(ev, "unknown-model-400", "error_status_match")["evidence"][0]
+    assert "HTTP 404" in model["production"] and "model_not_found" in model["production"]
+    assert "HTTP 400" in model["provider"]
+    # a 429 the replay retried past is shown with its status, headers and body
+    retried = _row(ev, "error-envelope", "error_code_known")["evidence"][0]["retried"]
+    assert (
+        retried and "HTTP 429" in retried[0] and "retry-after" in retried[0] and '"code":"429"' in retried[0]
+    )
+    # passing checks carry no evidence
+    assert _row(ev, "control", "usage_chunk_shape")["evidence"] == []
+
+
+def test_the_report_shows_the_findings(trial, capsys):
+    out = trial["tmp"] / "report.html"
+    assert main(["report", "--db", str(trial["db"]), "--run", "t", "--out", str(out)]) == 0
+    html = out.read_text()
+    assert 'id="findings"' in html and "usage_chunk_shape" in html
+    assert (
+        "&#34;choices&#34;:[{&#34;index&#34;:0" in html or "&quot;choices&quot;:[{&quot;index&quot;:0" in html
+    )
