@@ -80,7 +80,7 @@ def fmt_figure(name: str, v: object) -> str:
         return f"{v:,.0f}"
     if name.startswith("output_tps"):
         return f"{v:,.1f} tok/s"
-    if name.endswith(("_p_value", "_p_holm")):
+    if name.endswith(("_p_value", "_p_adjusted")):
         return fmt_p(v)
     if isinstance(v, int):
         return f"{v:,}"

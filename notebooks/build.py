@@ -149,14 +149,14 @@ COMPARE = [
 ev = evals.evaluate(con, RUN)  # baseline: "recorded"; every evals function takes the store path or `con`
 BASELINE = ev.baseline
 ev.summary.select(
-    "provider", "n_cells", "error_rate", "ttft_p50_ms", "ttft_median_diff_ms", "ttft_p_holm", "e2e_p95_delta_pct",
+    "provider", "n_cells", "error_rate", "ttft_p50_ms", "ttft_median_diff_ms", "ttft_p_adjusted", "e2e_p95_delta_pct",
     "significant_slower", "significant_faster", "cost_month_usd", "cost_delta_pct", "quality_score", "compat_failures",
 )"""
     ),
     new_markdown_cell("What each figure means (`evals.FIGURES`):"),
     new_code_cell(
         """\
-for name in ("ttft_median_diff_ms", "ttft_p_holm", "e2e_p95_delta_pct", "significant_slower", "quality_score"):
+for name in ("ttft_median_diff_ms", "ttft_p_adjusted", "e2e_p95_delta_pct", "significant_slower", "quality_score"):
     print(f"{name:22} {evals.FIGURES[name]}")"""
     ),
     new_markdown_cell("## Latency distributions"),
@@ -217,7 +217,7 @@ paired.group_by("provider").agg(pl.col("ttft_diff").median(), pl.col("e2e_diff")
         """\
 ev.latency.filter(pl.col("metric").is_in(["ttft_ms", "e2e_ms"])).select(
     "provider", "endpoint", "model", "metric", "n", "p50", "p50_ci_low", "p50_ci_high", "p95", "p95_delta_pct",
-    "median_diff", "p_holm",
+    "median_diff", "p_adjusted",
 ).sort("metric", "endpoint", "model", "provider")"""
     ),
     new_markdown_cell("## Reliability"),
