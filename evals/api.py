@@ -65,6 +65,7 @@ class Evaluation:
             "compat": rows(self.compat),
             "judge": rows(self.judge) if self.judge is not None else None,
             "statistics": stats.PROCEDURES,
+            "unsupported_endpoints": unsupported_endpoints(self.config),
             "cost_month": None
             if self.month is None
             else {
@@ -73,6 +74,22 @@ class Evaluation:
                 "requests_per_month": self.month.requests,
             },
         }
+
+
+def unsupported_endpoints(config: dict) -> list[dict]:
+    """Endpoints a provider does not serve (every request 404/405 while another endpoint worked), as
+    the replay diagnosed them: reported apart, with the providers.toml line that skips them."""
+    return list(((config.get("failures") or {}).get("unsupported_endpoints")) or [])
+
+
+def _served(cells: pl.DataFrame, config: dict) -> pl.DataFrame:
+    """The cells less those sent to an endpoint their provider does not serve: a configuration fact
+    reported apart (``unsupported_endpoints``), not a measure of the provider's reliability."""
+    gone = unsupported_endpoints(config)
+    if not gone:
+        return cells
+    key = pl.concat_str("provider", pl.lit("\x1f"), "endpoint")
+    return cells.filter(~key.is_in([f"{u['provider']}\x1f{u['endpoint']}" for u in gone]).fill_null(True))
 
 
 def evaluate(
@@ -167,7 +184,7 @@ def _evaluate(
             early = root is not None and run not in (None, "", "latest")
             scanned = load.scan_cells(root, run) if early else None
             con, cur, run, config, key = opened.result()
-            cells = load.load_cells(con, run, root, scanned)
+            cells = _served(load.load_cells(con, run, root, scanned), config)
             del scanned
             arms = sorted(cells["provider"].unique().drop_nulls().to_list())
             if baseline not in arms:

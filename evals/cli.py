@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from evals.api import Evaluation, evaluate
+from evals.api import Evaluation, evaluate, unsupported_endpoints
 from evals.errors import EvalError
 from evals.report_cli import add_monthly_requests
 
@@ -273,11 +273,22 @@ def render(ev: Evaluation) -> str:
         _show("cost (USD)", cost) + _month_line(ev),
         _show("break-even: flat per-request vs per-token", ev.breakeven),
         _show("quality vs baseline", qual),
-        _show("compatibility", compat),
+        _show("compatibility", compat) + _unsupported_lines(ev),
     ]
     if ev.judge is not None:
         parts.append(_show("LLM judge (both orders)", ev.judge))
     return "\n".join(parts)
+
+
+def _unsupported_lines(ev: Evaluation) -> str:
+    """Endpoints a provider does not serve: left out of every figure above, listed with the fix."""
+    gone = unsupported_endpoints(ev.config)
+    if not gone:
+        return ""
+    lines = ["unsupported endpoints (left out of the figures above; the provider does not serve them):"]
+    lines += [f"  {u['provider']}: {u['endpoint']}: {u['cells']} requests got {u['reason']}" for u in gone]
+    lines.append("  to stop sending them, list the endpoints to send in providers.toml: endpoints = [...]")
+    return "\n".join(lines) + "\n"
 
 
 def latency_notes(lat: pl.DataFrame | None) -> str:

@@ -19,7 +19,7 @@ import markupsafe
 import polars as pl
 
 from evals import cost_text, load
-from evals.api import Evaluation, evaluate
+from evals.api import Evaluation, evaluate, unsupported_endpoints
 from evals.load import Store
 from evals.report_data import Report, appendix, gather
 from evals.report_format import fmt_num, fmt_rate, known
@@ -102,6 +102,7 @@ def context(rep: Report) -> dict:
     return {
         "run": ev.run,
         "baseline": ev.baseline,
+        "unsupported": unsupported_endpoints(ev.config),
         "n_exchanges": n_ex,
         "providers": provs,
         "colours": ch["colours"],

@@ -169,6 +169,14 @@ def test_dead_provider_wrong_base_url_and_unsupported_endpoint(
     reliability = {(r["provider"], r["endpoint"]): r for r in report["reliability"]}
     assert reliability[("dead", "chat.completions")]["n_ok"] == 0
     assert reliability[("good", "chat.completions")]["n_ok"] == N_CHAT
+    # evals reports the unsupported endpoint apart and leaves its cells out of the figures
+    assert report["unsupported_endpoints"] == failures["unsupported_endpoints"]
+    assert ("noemb", "embeddings") not in reliability and ("good", "embeddings") in reliability
+    assert report["providers"]["noemb"]["error_rate"] == 0
+    assert main(["eval", "--db", str(db), "--run", "loud"]) == 0
+    text = capsys.readouterr().out
+    assert "unsupported endpoints (left out of the figures above" in text
+    assert f"noemb: embeddings: {N_EMB} requests got 404 Invalid URL" in text
 
 
 def test_endpoints_option_skips_and_a_healthy_run_exits_0(
