@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
+from pathlib import Path
 
 import pytest
 
@@ -170,3 +171,11 @@ def test_the_report_shows_the_findings(trial, capsys):
     assert (
         "&#34;choices&#34;:[{&#34;index&#34;:0" in html or "&quot;choices&quot;:[{&quot;index&quot;:0" in html
     )
+
+
+def test_every_check_is_documented_with_what_it_protects():
+    from evals.compat_checks import CATALOGUE
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    for c in CATALOGUE.values():
+        assert f"| `{c.name}` | {c.what} | {c.protects} |" in docs, c.name
