@@ -3,7 +3,8 @@
 Results reach Parquet segments through a batch writer that flushes every ~0.5 s (and
 the post-processor may lag behind the sender), so after a kill the store alone can miss
 the last completed cells. The sender therefore appends to
-``<store>.d/journal/<run_id>.<pid>.jsonl`` (opened in append mode, each line handed to
+``<store>.d/journal/<run_id>.<pid>-<random>.jsonl`` (a new file for every process and every start,
+so a resume that happens to get the same process id never re-reads its own earlier lines; opened in append mode, each line handed to
 the kernel by one ``write`` at once; no fsync: a written line is in the page cache, which
 survives the death of the process — we protect against the process dying, not the machine):
 
@@ -28,6 +29,7 @@ import base64
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,8 +128,8 @@ class Journal:
     def __init__(self, root: Path, run_id: str) -> None:
         d = journal_dir(root)
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path = d / f"{run_id}.{os.getpid()}.jsonl"
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.path = d / f"{run_id}.{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl"
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         self._size = os.fstat(self._fd).st_size
 
     def _write(self, line: bytes) -> None:

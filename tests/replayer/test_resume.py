@@ -190,3 +190,19 @@ def test_ctrl_c_stops_cleanly_and_resumes(db: Path, tmp_path: Path, fakes, capsy
     finally:
         con.close()
     assert counts[0] == counts[1] == 16 and counts[2] <= 2
+
+
+def test_each_start_journals_to_a_new_file(tmp_path: Path) -> None:
+    """A resume that gets the same process id (one process running main() twice, or pid 1 in a
+    container) must not append to, and then re-read, the earlier start's journal."""
+    from replayer.journal import Journal, load
+
+    first, second = Journal(tmp_path, "r"), Journal(tmp_path, "r")
+    try:
+        assert first.path != second.path and first.path.parent == second.path.parent
+        first.dispatched(("x1", "p", 0))
+        second.dispatched(("x2", "p", 0))
+    finally:
+        first.close()
+        second.close()
+    assert load(tmp_path, "r").dispatched == {("x1", "p", 0), ("x2", "p", 0)}
