@@ -39,13 +39,15 @@ def _ids(db: Path, **kw) -> list[str]:
 
 
 def test_filters(store: Path, tmp_path: Path) -> None:
-    assert len(_ids(store)) == 12  # status ok by default, duplicates collapsed
-    assert "err" in _ids(store, status="all")
+    assert len(_ids(store)) == 13  # production's errors too by default, duplicates collapsed
+    assert (
+        "err" in _ids(store) and "err" not in _ids(store, status="ok") and len(_ids(store, status="ok")) == 12
+    )
     assert _ids(store, endpoints=["embeddings"]) == ["emb"]
     assert _ids(store, models=["gpt-4o*"], status="all")[-2:] == ["err", "big"]
     assert _ids(store, tags=["batch"]) == ["emb", "big"]
-    assert _ids(store, since="2026-11-20T14:00Z") == ["emb", "big"]  # inclusive
-    assert _ids(store, since="2026-11-20T14:30Z") == ["big"]
+    assert _ids(store, since="2026-11-20T14:00Z") == ["emb", "err", "big"]  # inclusive
+    assert _ids(store, since="2026-11-20T14:30Z", status="ok") == ["big"]
     assert _ids(store, until="2026-11-20T12:01:00+00:00") == ["first"]
     assert _ids(store, limit=2)[0] == "first" and len(_ids(store, limit=2)) == 2
     ids = tmp_path / "ids.txt"
@@ -57,7 +59,7 @@ def test_sample_is_reproducible(store: Path) -> None:
     a = _ids(store, sample=5, seed=7)
     assert a == _ids(store, sample=5, seed=7) and len(a) == 5
     assert a != _ids(store, sample=5, seed=8)
-    assert len(_ids(store, sample=50)) == 12
+    assert len(_ids(store, sample=50)) == 13
 
 
 def test_bad_selections(store: Path, tmp_path: Path) -> None:
