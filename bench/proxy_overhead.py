@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     PY,
                     "-m",
-                    "recorder.cli",
+                    "parity.recorder.cli",
                     "record",
                     "--upstream",
                     upstream,
@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             "targets <= 1 ms / <= 5 ms)"
         )
         stored = subprocess.run(
-            [PY, "-m", "recorder.cli", "ls", "--db", str(tmp / "bench.duckdb")],
+            [PY, "-m", "parity.recorder.cli", "ls", "--db", str(tmp / "bench.duckdb")],
             capture_output=True,
             text=True,
             cwd=REPO,

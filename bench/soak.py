@@ -2,8 +2,8 @@
 
 Everything runs on 127.0.0.1 and every process is started and stopped here, by PID:
 
-- upstream: the fake provider (``replayer.fake.server``, profile ``instant``, short answers);
-- proxy: ``parity record --flush-interval 0.5 --spill-dir ...`` (``python -m recorder.cli record``);
+- upstream: the fake provider (``parity.replayer.fake.server``, profile ``instant``, short answers);
+- proxy: ``parity record --flush-interval 0.5 --spill-dir ...`` (``python -m parity.recorder.cli record``);
 - client: an aiohttp closed loop (``--concurrency``, default 32) sending chat requests, one third
   with ``stream: true``. Each request carries a unique id in its ``user`` field, so what was sent,
   what the client got back and what the store holds can be matched one by one.
@@ -22,7 +22,7 @@ Faults, all counted:
   client completed in the 2 x flush interval (1 s) before the kill: the proxy hands its queue to its
   writer process once per flush interval, and a SIGKILL loses what was not handed over.
 
-At the end the recorder is stopped gracefully and the store is read through ``recorder.store.connect``.
+At the end the recorder is stopped gracefully and the store is read through ``parity.recorder.store.connect``.
 Exit code 0 when every check holds, 1 otherwise.
 
 Usage: ``python bench/soak.py [--requests 100000] [--max-seconds 600] [--concurrency 32]``.
@@ -81,7 +81,7 @@ def start_upstream(work: Path) -> tuple[subprocess.Popen, str]:
     argv = [
         PY,
         "-m",
-        "replayer.fake.server",
+        "parity.replayer.fake.server",
         "--port",
         "0",
         "--profile",
@@ -123,7 +123,7 @@ def recorder_argv(port: int, db: Path, upstream: str, spill: Path, work: Path, f
     return [
         PY,
         "-m",
-        "recorder.cli",
+        "parity.recorder.cli",
         "record",
         "--listen",
         f"127.0.0.1:{port}",
@@ -407,7 +407,7 @@ class Soak:
 
 
 def read_store(db: Path, run: str) -> tuple[dict[str, tuple], int]:
-    from recorder.store import connect
+    from parity.recorder.store import connect
 
     con = connect(db)
     try:

@@ -25,11 +25,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recorder.capture import Capture  # noqa: E402
-from recorder.redact import BUILTIN, RedactionSpec, Redactor, Rule  # noqa: E402
-from recorder.segments import segment_root  # noqa: E402
-from recorder.store import connect, init_catalog  # noqa: E402
-from recorder.writer import BatchWriter  # noqa: E402
+from parity.recorder.capture import Capture  # noqa: E402
+from parity.recorder.redact import BUILTIN, RedactionSpec, Redactor, Rule  # noqa: E402
+from parity.recorder.segments import segment_root  # noqa: E402
+from parity.recorder.store import connect, init_catalog  # noqa: E402
+from parity.recorder.writer import BatchWriter  # noqa: E402
 
 WORDS = "the of and to in is you that it he was for on are as with his they at be this have from".split()
 

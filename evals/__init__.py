@@ -1,6 +1,6 @@
 """Evaluate a replay run: latency, cost, quality and compatibility per provider, vs a baseline.
 
-Public API (every function takes a store path or an open ``recorder.store.connect`` connection)::
+Public API (every function takes a store path or an open ``parity.recorder.store.connect`` connection)::
 
     evaluate(db, run=None, baseline="recorded", slos=None, *, questions, judge, providers, rubric) -> Evaluation
     latency(db, run, baseline)      reliability(db, run, slos)     cost(db, run, baseline)
@@ -16,7 +16,7 @@ The pure functions behind them (``timing``, ``spend``, ``answers``, ``embeddings
 Errors: every failure evals reports is an ``EvalError``.
 """
 
-from evals.api import (
+from parity.evals.api import (
     QUESTIONS,
     Evaluation,
     breakeven,
@@ -31,8 +31,8 @@ from evals.api import (
     summary,
     summary_dict,
 )
-from evals.errors import EvalError
-from evals.figures import FIGURES
+from parity.evals.errors import EvalError
+from parity.evals.figures import FIGURES
 
 __all__ = [
     "FIGURES",

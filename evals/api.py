@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 import duckdb
 import polars as pl
 
-from evals import answers, evidence, groups, judging, load, scorecard, spend, stats, timing
-from evals.embeddings import embedding_cells
-from evals.errors import EvalError
-from evals.load import Store
-from evals.outcome import succeeded
-from evals.summarise import rows, summarise
+from parity.evals import answers, evidence, groups, judging, load, scorecard, spend, stats, timing
+from parity.evals.embeddings import embedding_cells
+from parity.evals.errors import EvalError
+from parity.evals.load import Store
+from parity.evals.outcome import succeeded
+from parity.evals.summarise import rows, summarise
 
 QUESTIONS = ("latency", "cost", "quality", "compat")
 BY_GROUP = list(timing.GROUP)
@@ -485,7 +485,7 @@ def run_judge(
     rubric: str | None = None,
 ) -> pl.DataFrame:
     """Judge every pair in both orders, asking only for verdicts not yet cached; returns the rates."""
-    from recorder.segments import write_segment
+    from parity.recorder.segments import write_segment
 
     j = judging.resolve_judge(spec, config, providers)
     rubric = rubric or judging.DEFAULT_RUBRIC

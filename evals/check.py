@@ -28,8 +28,8 @@ import math
 import re
 from dataclasses import dataclass
 
-from evals.errors import EvalError
-from evals.figures import BOOL_FIGURES, FIGURES, STR_FIGURES
+from parity.evals.errors import EvalError
+from parity.evals.figures import BOOL_FIGURES, FIGURES, STR_FIGURES
 
 OPS = (">=", "<=", "==", "!=", ">", "<")
 _TOKEN = re.compile(

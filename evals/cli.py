@@ -9,9 +9,9 @@ from pathlib import Path
 
 import polars as pl
 
-from evals.api import Evaluation, evaluate, unsupported_endpoints
-from evals.errors import EvalError
-from evals.report_cli import add_monthly_requests
+from parity.evals.api import Evaluation, evaluate, unsupported_endpoints
+from parity.evals.errors import EvalError
+from parity.evals.report_cli import add_monthly_requests
 
 DESCRIPTION = (
     "Compare every provider of a replay run with a baseline (the recorded production answers by "
@@ -101,7 +101,7 @@ def handler(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point (``python -m evals.cli``)."""
+    """Standalone entry point (``python -m parity.evals.cli``)."""
     p = argparse.ArgumentParser(prog="parity eval", description=DESCRIPTION)
     add_arguments(p)
     return handler(p.parse_args(argv))

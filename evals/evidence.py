@@ -15,8 +15,8 @@ import json
 import duckdb
 import polars as pl
 
-from evals.compat_checks import PRODUCTION_ARM
-from evals.load import frame, results_text
+from parity.evals.compat_checks import PRODUCTION_ARM
+from parity.evals.load import frame, results_text
 
 EXCERPT_CHARS = 700  # per excerpt; the part a check is about is kept whole up to this
 SSE_CHECKS = {

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from evals import stats
-from evals.errors import EvalError
+from parity.evals import stats
+from parity.evals.errors import EvalError
 
 DEFAULT_RUBRIC = """You compare two AI assistant answers to the same request.
 Judge which answer serves the user better: correct, complete, follows the instructions and the
@@ -55,8 +55,8 @@ def resolve_judge(spec: str, config: dict, providers: str | os.PathLike | None =
     name, _, model = spec.partition(":")
     entry: dict = {}
     if providers:
-        from replayer.config import load_config
-        from replayer.errors import ConfigError
+        from parity.replayer.config import load_config
+        from parity.replayer.errors import ConfigError
 
         try:
             cfg = load_config(providers)
@@ -210,6 +210,6 @@ def judge_table(outcomes: pl.DataFrame) -> pl.DataFrame:
 
 def store_root(db: str | os.PathLike) -> Path:
     """Segment folder of the store at ``db`` (judgments are appended there)."""
-    from recorder.segments import segment_root
+    from parity.recorder.segments import segment_root
 
     return segment_root(db)

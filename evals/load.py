@@ -16,13 +16,13 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from evals.compat_checks import RATE_LIMIT_CODES
-from evals.errors import EvalError
-from evals.outcome import SUCCEEDED_SQL
-from recorder.schema import RESULTS
-from recorder.segments import SEGMENT_GLOB, segment_root, segment_state, table_dir
-from recorder.store import StoreError, connect, sql_string, table_scan
-from replayer.facts import COLUMNS as FACTS
+from parity.evals.compat_checks import RATE_LIMIT_CODES
+from parity.evals.errors import EvalError
+from parity.evals.outcome import SUCCEEDED_SQL
+from parity.recorder.schema import RESULTS
+from parity.recorder.segments import SEGMENT_GLOB, segment_root, segment_state, table_dir
+from parity.recorder.store import StoreError, connect, sql_string, table_scan
+from parity.replayer.facts import COLUMNS as FACTS
 
 Store = str | os.PathLike | duckdb.DuckDBPyConnection
 # The store's views cast JSON columns to DuckDB's JSON type, which parses every document once
@@ -30,7 +30,7 @@ Store = str | os.PathLike | duckdb.DuckDBPyConnection
 RAW_RESULTS = "evals_results_text"
 RAW_META = "evals_results_footers"  # the results segments' Parquet metadata (row groups, null counts)
 TEXT_ENDPOINTS = ("chat.completions", "responses", "completions")
-# A cell's place in the samples (0 .. 999,999): the stored key (replayer.sampling), or for runs
+# A cell's place in the samples (0 .. 999,999): the stored key (parity.replayer.sampling), or for runs
 # with cells written before it existed, DuckDB's hash of the exchange id (same for every arm).
 KEYED_SAMPLE = "sample_key"
 LEGACY_SAMPLE = "(hash(exchange_id) % 1000000)"
@@ -116,7 +116,7 @@ def run_config(con: duckdb.DuckDBPyConnection, run: str) -> dict:
         raise EvalError(f"run {run!r} has an unreadable config: {e}") from e
 
 
-# A cell's token counts and the replayer's cost of it (evals.spend prices cells from these).
+# A cell's token counts and the replayer's cost of it (parity.evals.spend prices cells from these).
 USAGE_COLUMNS = (
     "prompt_tokens",
     "completion_tokens",
@@ -390,7 +390,7 @@ def load_outputs(
     answer text, tool calls, schemas, and embedding vectors for the ``emb_thr`` sample) and, with
     ``for_scorecard``, the cells whose facts do not answer the scorecard (``NEEDS_BODY``): cells
     written without ``chk_*`` facts (every scorecard column, derived here in SQL the way
-    ``replayer.facts`` derives them) and older rows' error cells (error shape, retry headers).
+    ``parity.replayer.facts`` derives them) and older rows' error cells (error shape, retry headers).
     Without it (no such cell in the run) the query asks for the sample alone, which DuckDB reads
     from compacted files without decompressing the other bodies.
 

@@ -18,12 +18,12 @@ import jinja2
 import markupsafe
 import polars as pl
 
-from evals import cost_text, load
-from evals.api import Evaluation, evaluate, unsupported_endpoints
-from evals.load import Store
-from evals.report_data import Report, appendix, gather
-from evals.report_format import fmt_num, fmt_rate, known
-from evals.report_view import (
+from parity.evals import cost_text, load
+from parity.evals.api import Evaluation, evaluate, unsupported_endpoints
+from parity.evals.load import Store
+from parity.evals.report_data import Report, appendix, gather
+from parity.evals.report_format import fmt_num, fmt_rate, known
+from parity.evals.report_view import (
     anchor,
     chart_set,
     ci_min_n,
@@ -33,9 +33,9 @@ from evals.report_view import (
     scorecard,
     table,
 )
-from evals.scorecard import CHECKS
-from evals.summarise import rows as frame_rows
-from evals.verdict import verdict
+from parity.evals.scorecard import CHECKS
+from parity.evals.summarise import rows as frame_rows
+from parity.evals.verdict import verdict
 
 FORMATS = ("html", "md", "json")
 TEMPLATES = Path(__file__).parent / "templates"

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from evals.errors import EvalError
+from parity.evals.errors import EvalError
 
 REPORT_DESCRIPTION = (
     "Write the report of a replay run: a verdict table per provider (latency deltas with confidence "
@@ -149,7 +149,7 @@ def _format(args: argparse.Namespace) -> str:
 
 def report_handler(args: argparse.Namespace) -> int:
     """Build and write the report; errors become one line on stderr and exit code 2."""
-    from evals import report
+    from parity.evals import report
 
     fmt = _format(args)
     out = args.out or ("report.html" if fmt == "html" else "-")
@@ -178,10 +178,10 @@ def report_handler(args: argparse.Namespace) -> int:
 
 def check_handler(args: argparse.Namespace) -> int:
     """Evaluate the run, apply the rules; 0 all ok, 1 a rule failed, 2 a usage or store error."""
-    from evals import check
-    from evals.api import evaluate
-    from evals.figures import FIGURES
-    from evals.summarise import rows
+    from parity.evals import check
+    from parity.evals.api import evaluate
+    from parity.evals.figures import FIGURES
+    from parity.evals.summarise import rows
 
     if args.list_figures:
         width = max(map(len, FIGURES))

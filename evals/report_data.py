@@ -1,6 +1,6 @@
 """What the report shows beyond the summary figures: per-request samples for the charts, the tests
 behind the verdict colours of error rate and cost, the worst answer disagreements and the
-request/response snippets of the appendix. Read-only, through ``evals.load``'s queries.
+request/response snippets of the appendix. Read-only, through ``parity.evals.load``'s queries.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from evals import answers, load, spend, stats, timing
-from evals.api import Evaluation
-from evals.errors import EvalError
-from evals.outcome import succeeded
-from evals.summarise import rows as frame_rows
+from parity.evals import answers, load, spend, stats, timing
+from parity.evals.api import Evaluation
+from parity.evals.errors import EvalError
+from parity.evals.outcome import succeeded
+from parity.evals.summarise import rows as frame_rows
 
 ALPHA = 0.05
 TEXT_LIMIT = 3000  # characters of an answer shown (and diffed) side by side

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from evals import groups
-from evals.compat_checks import (
+from parity.evals import groups
+from parity.evals.compat_checks import (
     ALPHA,
     CATALOGUE,
     CELL_CHECKS,
@@ -23,12 +23,12 @@ from evals.compat_checks import (
     PRODUCTION_ARM,
     RATE_LIMIT_CODES,
 )
-from evals.load import cell_key
-from evals.outcome import succeeded
-from replayer.facts import COLUMNS as FACTS
-from replayer.facts import stop_hit
+from parity.evals.load import cell_key
+from parity.evals.outcome import succeeded
+from parity.replayer.facts import COLUMNS as FACTS
+from parity.replayer.facts import stop_hit
 
-# (the checks, what they protect and their severity: evals.compat_checks)
+# (the checks, what they protect and their severity: parity.evals.compat_checks)
 # The load_outputs columns the checks read (the rest are for quality).
 _COLUMNS = (
     *("exchange_id", "provider", "repeat", "endpoint", "stream", "status", "error_type", "provider_model"),
@@ -50,7 +50,7 @@ _CLIENT_TYPES = ["invalid_request_error", "authentication_error", "permission_er
 
 
 def _stop_hit(text: str | None, stop: str | None) -> bool | None:
-    """``replayer.facts.stop_hit`` for the ``stop`` SQL extracted as text (a list arrives as JSON)."""
+    """``parity.replayer.facts.stop_hit`` for the ``stop`` SQL extracted as text (a list arrives as JSON)."""
     if stop is None:
         return None
     seqs: object = stop
@@ -90,7 +90,7 @@ def _error_fields(df: pl.DataFrame) -> pl.DataFrame:
     """``_ERROR_FIELDS`` from the columns ``load_outputs`` extracts from error bodies and headers.
 
     An error cell whose body is not JSON at all has no error types: it fails the shape check,
-    as ``replayer.facts`` has it.
+    as ``parity.replayer.facts`` has it.
     """
     et = pl.col("error_types")
     shape = (
@@ -108,7 +108,7 @@ def _error_fields(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _fact_rows(cells: pl.DataFrame, outputs: pl.DataFrame | None) -> pl.DataFrame:
-    """The scorecard columns of the cells that carry ``chk_*`` facts (``replayer.facts``); the
+    """The scorecard columns of the cells that carry ``chk_*`` facts (``parity.replayer.facts``); the
     error shape and retry headers of error cells written before the error facts come from
     ``outputs``."""
     f = cells if cells["chk_error"].null_count() == 0 else cells.filter(pl.col("chk_error").is_not_null())

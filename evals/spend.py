@@ -1,10 +1,10 @@
 """Cost: per-request cost from each arm's pricing and usage, totals, monthly projection, break-even.
 
-The per-request formula is ``replayer.pricing.request_cost`` written as polars expressions (a test
+The per-request formula is ``parity.replayer.pricing.request_cost`` written as polars expressions (a test
 checks they agree), so a million cells cost one vectorised pass instead of a million calls.
 
 A cost is never a silent $0: a success whose model has no price, or which lacks the units its price
-bills (``replayer.costs.units_known``), has no cost (null). A group with some such cells shows a
+bills (``parity.replayer.costs.units_known``), has no cost (null). A group with some such cells shows a
 partial total over its priced cells (``cost_priced_share``); the delta vs the baseline is taken
 over the exchanges priced in both arms (``cost_delta_basis``). A cost is *estimated* only when it
 bills tokens the replayer estimated. The monthly projection needs a stated basis (``MonthBasis``).
@@ -18,13 +18,13 @@ from dataclasses import dataclass, fields
 import numpy as np
 import polars as pl
 
-from evals import groups
-from evals.errors import EvalError
-from evals.load import USAGE_COLUMNS
-from evals.outcome import succeeded
-from evals.timing import key_column
-from replayer.config import PricingTable
-from replayer.pricing import Pricing, breakeven_prompt_tokens
+from parity.evals import groups
+from parity.evals.errors import EvalError
+from parity.evals.load import USAGE_COLUMNS
+from parity.evals.outcome import succeeded
+from parity.evals.timing import key_column
+from parity.replayer.config import PricingTable
+from parity.replayer.pricing import Pricing, breakeven_prompt_tokens
 
 MONTH_S = 30 * 24 * 3600.0  # a "month" is 30 days
 MIN_SPAN_S = 24 * 3600.0  # a shorter recording says nothing about a month's traffic
@@ -67,7 +67,7 @@ def price_frame(tables: dict[str, PricingTable], cells: pl.DataFrame) -> pl.Data
     return pl.DataFrame(rows, schema=_SCHEMA)
 
 
-# The cell columns request_costs and cost_sums read (the group columns of evals.api included, and
+# The cell columns request_costs and cost_sums read (the group columns of parity.evals.api included, and
 # started_at for the traffic rate when the store has no exchanges).
 COST_INPUTS = (
     *("exchange_id", "xid", "provider", "repeat", "endpoint", "model", "provider_model", "status"),
@@ -113,7 +113,7 @@ def request_costs(
         + pl.col("audio_seconds").fill_null(0) / 60.0 * pl.col("per_audio_minute")
     )
     ok = succeeded()
-    # replayer.costs.units_known: does the answer report what its price bills?
+    # parity.replayer.costs.units_known: does the answer report what its price bills?
     tokens_billed = (pl.col("input_per_1m").fill_null(0) > 0) | (pl.col("output_per_1m").fill_null(0) > 0)
     has_tokens = (pl.col("prompt_tokens").fill_null(0) > 0) | (pl.col("completion_tokens").fill_null(0) > 0)
     endpoint = pl.col("endpoint").fill_null("")

@@ -7,9 +7,9 @@ from datetime import date, datetime
 
 import polars as pl
 
-from evals.figures import BOOL_FIGURES, FIGURES, INT_FIGURES, LATENCY_METRICS, PAIRABLE, STR_FIGURES
-from evals.stats import QUANTILES, pct_name
-from evals.timing import declare
+from parity.evals.figures import BOOL_FIGURES, FIGURES, INT_FIGURES, LATENCY_METRICS, PAIRABLE, STR_FIGURES
+from parity.evals.stats import QUANTILES, pct_name
+from parity.evals.timing import declare
 
 
 def _dtype(name: str) -> pl.DataType:

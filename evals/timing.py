@@ -1,6 +1,6 @@
 """Latency: per-request metrics, percentiles with CIs, paired comparison to a baseline, reliability.
 
-Pure functions over the frames that ``evals.load`` returns, so notebooks can call them on any
+Pure functions over the frames that ``parity.evals.load`` returns, so notebooks can call them on any
 selection. Only successful cells (status 200) enter latency distributions; the rest are rates.
 """
 
@@ -14,10 +14,10 @@ import numpy as np
 import polars as pl
 import polars.selectors as cs
 
-from evals import groups, stats
-from evals.errors import EvalError
-from evals.outcome import succeeded
-from evals.stats import ALPHA, MIN_PAIRS, QUANTILES, pct_name
+from parity.evals import groups, stats
+from parity.evals.errors import EvalError
+from parity.evals.outcome import succeeded
+from parity.evals.stats import ALPHA, MIN_PAIRS, QUANTILES, pct_name
 
 GROUP = ("provider", "endpoint", "model")
 # per-request metric -> True when a larger value is worse (a slowdown)

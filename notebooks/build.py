@@ -2,8 +2,8 @@
 
 Edit the cells here, not in Jupyter, so the committed notebooks stay output-free and reviewable.
 Every notebook starts with a ``parameters`` cell (papermill) reading the store path and run id
-from ``PARITY_DB`` / ``PARITY_RUN``, and uses only the public ``evals`` API and DuckDB SQL over
-the documented views of ``recorder.store.connect``. ``tests/report/test_notebooks.py`` runs them.
+from ``PARITY_DB`` / ``PARITY_RUN``, and uses only the public ``parity.evals`` API and DuckDB SQL over
+the documented views of ``parity.recorder.store.connect``. ``tests/report/test_notebooks.py`` runs them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 
-from recorder.store import connect
+from parity.recorder.store import connect
 
 pl.Config.set_tbl_rows(30)
 pl.Config.set_tbl_cols(20)
@@ -139,10 +139,10 @@ COMPARE = [
         "# Compare providers\n\n"
         "Every provider of a replay run against the baseline (the recorded production answers): latency "
         "distributions and paired differences, reliability, answer quality and the compatibility scorecard. "
-        "The figures come from the public `evals` API; the plots from SQL over the store's views."
+        "The figures come from the public `parity.evals` API; the plots from SQL over the store's views."
     ),
     new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
-    new_code_cell(SETUP + "\nfrom matplotlib.ticker import FuncFormatter, NullFormatter\n\nimport evals"),
+    new_code_cell(SETUP + "\nfrom matplotlib.ticker import FuncFormatter, NullFormatter\n\nfrom parity import evals"),
     new_code_cell(RESOLVE_RUN),
     new_code_cell(
         """\
@@ -288,7 +288,7 @@ COST = [
         + '\nMONTHLY_REQUESTS = float(os.environ["PARITY_MONTHLY_REQUESTS"]) if os.environ.get("PARITY_MONTHLY_REQUESTS") else None',
         metadata={"tags": ["parameters"]},
     ),
-    new_code_cell(SETUP + "\nimport json\n\nimport evals"),
+    new_code_cell(SETUP + "\nimport json\n\nfrom parity import evals"),
     new_code_cell(RESOLVE_RUN),
     new_markdown_cell("## The run's cost figures (`evals.cost`, `evals.breakeven`)"),
     new_code_cell(
@@ -317,7 +317,7 @@ traffic = sql(
        FROM exchanges WHERE id IN (SELECT exchange_id FROM results WHERE run_id = $run) AND status = 200\"\"\",
     run=RUN,
 )
-# requests a month / requests recorded (evals.spend.month_basis); no basis: per 1,000 requests
+# requests a month / requests recorded (parity.evals.spend.month_basis); no basis: per 1,000 requests
 month = (ev.month.requests or 1000) / max(traffic.height, 1)
 per = "cost_month_usd" if ev.month.requests else "cost_per_1k_usd"
 

@@ -11,17 +11,17 @@ import sys
 # Only the module of the command being run is imported, so ``parity record`` never pays for
 # (or depends on) the evaluation stack.
 COMMANDS = {
-    "record": "recorder.cli",
-    "import": "recorder.cli",
-    "ls": "recorder.cli",
-    "stats": "recorder.cli",
-    "export": "recorder.export_cli",
-    "compact": "recorder.export_cli",
-    "replay": "replayer.cli",
-    "fake-provider": "replayer.fake.cli",
-    "eval": "evals.cli",
-    "report": "evals.report_cli",
-    "check": "evals.report_cli",
+    "record": "parity.recorder.cli",
+    "import": "parity.recorder.cli",
+    "ls": "parity.recorder.cli",
+    "stats": "parity.recorder.cli",
+    "export": "parity.recorder.export_cli",
+    "compact": "parity.recorder.export_cli",
+    "replay": "parity.replayer.cli",
+    "fake-provider": "parity.replayer.fake.cli",
+    "eval": "parity.evals.cli",
+    "report": "parity.evals.report_cli",
+    "check": "parity.evals.report_cli",
     "demo": "parity.demo",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))

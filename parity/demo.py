@@ -135,7 +135,7 @@ def _fake(procs: Processes, out: Path, name: str, profile: str, overrides: dict[
     args = [
         sys.executable,
         "-m",
-        "replayer.fake.server",
+        "parity.replayer.fake.server",
         "--host",
         "127.0.0.1",
         "--port",

@@ -1,13 +1,14 @@
 """The mitmproxy addon: capture OpenAI API exchanges without touching them.
 
 Works inside ``parity record`` and under plain ``mitmdump -s recorder/addon.py --set parity_db=...``.
-Hooks only take references and timestamps and hand a :class:`~recorder.capture.Capture`
+Hooks only take references and timestamps and hand a :class:`~parity.recorder.capture.Capture`
 to the background writer; every hook swallows its own errors, so a recorder bug can
 never fail or delay the traffic it watches.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
@@ -17,18 +18,20 @@ from pathlib import Path
 
 from mitmproxy import ctx, http
 
-if __package__ in (None, ""):  # loaded by path with ``mitmdump -s``: make the package importable
+if __package__ in (None, "") and importlib.util.find_spec("parity") is None:
+    # loaded by path from a checkout with ``mitmdump -s recorder/addon.py``, parity not installed:
+    # the checkout's root holds the ``parity`` package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recorder.capture import Capture
-from recorder.endpoints import classify
-from recorder.recordings import recording_row, without_userinfo
-from recorder.redact import RedactionError, Redactor
-from recorder.redact import build as build_redactor
-from recorder.segments import segment_root, store_salt
-from recorder.store import init_catalog
-from recorder.writer import BatchWriter
-from recorder.writer_proc import ProcessWriter
+from parity.recorder.capture import Capture
+from parity.recorder.endpoints import classify
+from parity.recorder.recordings import recording_row, without_userinfo
+from parity.recorder.redact import RedactionError, Redactor
+from parity.recorder.redact import build as build_redactor
+from parity.recorder.segments import segment_root, store_salt
+from parity.recorder.store import init_catalog
+from parity.recorder.writer import BatchWriter
+from parity.recorder.writer_proc import ProcessWriter
 
 log = logging.getLogger("parity.recorder")
 _perf = time.perf_counter

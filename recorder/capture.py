@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from recorder.endpoints import classify
-from recorder.reassemble import dumps, extract_usage, finish_reason, reassemble
-from recorder.sse import parse_all
+from parity.recorder.endpoints import classify
+from parity.recorder.reassemble import dumps, extract_usage, finish_reason, reassemble
+from parity.recorder.sse import parse_all
 
 # Headers worth keeping. Everything else, credentials above all, never reaches disk.
 REQUEST_HEADERS_KEPT = (

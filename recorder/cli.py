@@ -140,7 +140,7 @@ async def _run_proxy(args, host: str, port: int, mode: str) -> int:
     from mitmproxy import options
     from mitmproxy.tools.dump import DumpMaster
 
-    from recorder.addon import Recorder
+    from parity.recorder.addon import Recorder
 
     if args.quiet:  # parity's own lines (spills, the exit summary) stay; mitmproxy's per-connection ones go
         logging.getLogger("mitmproxy").setLevel(logging.WARNING)
@@ -192,9 +192,9 @@ def cmd_record(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from recorder.importers import ImportError_, import_files
-    from recorder.redact import RedactionError
-    from recorder.redact import build as build_redactor
+    from parity.recorder.importers import ImportError_, import_files
+    from parity.recorder.redact import RedactionError
+    from parity.recorder.redact import build as build_redactor
 
     try:
         redactor = build_redactor(args.redact or None, _builtin(args), args.redact_hook or None)
@@ -217,7 +217,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_ls(args) -> int:
-    from recorder.store import StoreError, connect
+    from parity.recorder.store import StoreError, connect
 
     try:
         con = connect(args.db)
@@ -257,7 +257,7 @@ def cmd_ls(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m recorder.cli record|import|ls``: the recorder's commands alone (starts faster)."""
+    """``python -m parity.recorder.cli record|import|ls``: the recorder's commands alone (starts faster)."""
     parser = argparse.ArgumentParser(prog="parity", description="parity recorder commands")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     register(parser.add_subparsers(dest="command", metavar="COMMAND"))

@@ -1,7 +1,7 @@
 """``parity import``: HAR files and mitmproxy flow files into the store.
 
-Both formats become :class:`~recorder.capture.Capture` objects and go through
-:func:`~recorder.capture.build_row`, the same parser the live proxy uses, so an imported
+Both formats become :class:`~parity.recorder.capture.Capture` objects and go through
+:func:`~parity.recorder.capture.build_row`, the same parser the live proxy uses, so an imported
 exchange has the same columns as a recorded one. What these formats cannot give is left
 null rather than guessed: neither has per-event arrival times, so ``chunk_offsets_ms`` and
 ``ttft_ms`` are null for imported streams (``ttfb_ms`` and ``latency_ms`` come from the
@@ -27,11 +27,11 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from recorder.capture import Capture, build_row
-from recorder.recordings import recording_row
-from recorder.redact import Redactor, withhold
-from recorder.segments import rows_to_table, segment_root, store_salt, write_segment
-from recorder.writer import sanitized
+from parity.recorder.capture import Capture, build_row
+from parity.recorder.recordings import recording_row
+from parity.recorder.redact import Redactor, withhold
+from parity.recorder.segments import rows_to_table, segment_root, store_salt, write_segment
+from parity.recorder.writer import sanitized
 
 BATCH = 5000
 
@@ -309,7 +309,7 @@ def read_flows(path: Path, result: FileResult) -> Iterator[Capture]:
 
 
 def _existing_ids(db: Path) -> set[str]:
-    from recorder.store import connect
+    from parity.recorder.store import connect
 
     con = connect(db)
     try:
@@ -326,7 +326,7 @@ def import_files(
 
     With a ``redactor`` every row is redacted before it is written (see recorder/redact.py).
     """
-    from recorder.store import init_catalog
+    from parity.recorder.store import init_catalog
 
     db = Path(db)
     root = segment_root(db)

@@ -59,7 +59,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from recorder.reassemble import dumps
+from parity.recorder.reassemble import dumps
 
 log = logging.getLogger("parity.redact")
 

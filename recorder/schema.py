@@ -144,7 +144,7 @@ RESULTS = pa.schema(
         ("chk_usage_choices", pa.int32()),
         ("chk_chunk_keys_missing", pa.string()),
         ("chk_error_keys", pa.string()),
-        ("sample_key", pa.int32()),  # replayer.sampling.sample_key(exchange_id); null in older rows
+        ("sample_key", pa.int32()),  # parity.replayer.sampling.sample_key(exchange_id); null in older rows
     ]
 )
 

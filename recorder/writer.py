@@ -20,8 +20,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recorder.redact import Redactor, withhold
-from recorder.segments import import_spill, remove_stale_temps, rows_to_table, write_segment
+from parity.recorder.redact import Redactor, withhold
+from parity.recorder.segments import import_spill, remove_stale_temps, rows_to_table, write_segment
 
 log = logging.getLogger("parity.writer")
 SLICE = 64  # rows per Arrow conversion call (see BatchWriter._to_arrow)
@@ -66,7 +66,7 @@ def _spilled_rows(spill_dir: Path, tables) -> int:
 
 def sanitized(table: str, row: dict) -> dict:
     """``row`` with text made valid UTF-8 and values of the wrong type dropped (noted in error_type)."""
-    from recorder.schema import TABLES
+    from parity.recorder.schema import TABLES
 
     types = {f.name: f.type for f in TABLES[table]}
     out: dict = {}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from replayer.errors import ReplayError
-from replayer.pacing import Pacing
-from replayer.run import RunOptions, replay
-from replayer.select import Selection
+from parity.replayer.errors import ReplayError
+from parity.replayer.pacing import Pacing
+from parity.replayer.run import RunOptions, replay
+from parity.replayer.select import Selection
 
 EXAMPLE = """\
 example:

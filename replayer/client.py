@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from recorder.capture import REDACTED
-from replayer.config import ProviderConfig
-from replayer.mapping import Prepared, build_headers
-from replayer.retry import retry_delay_s, server_delay_s, should_retry
-from replayer.transport import describe
+from parity.recorder.capture import REDACTED
+from parity.replayer.config import ProviderConfig
+from parity.replayer.mapping import Prepared, build_headers
+from parity.replayer.retry import retry_delay_s, server_delay_s, should_retry
+from parity.replayer.transport import describe
 
 _DONE_TAILS = (b"[DONE]\n\n", b"[DONE]\r\n\r\n", b"[DONE]\r\r")
 
@@ -39,7 +39,7 @@ class Attempt:
     times: list[int] = field(default_factory=list)  # arrival of each read
     chunks: list[bytes] = field(default_factory=list)
     error_type: str | None = None  # client-side failure: connection_error, timeout, stream_broken
-    error_message: str | None = None  # transport failures: replayer.transport.describe
+    error_message: str | None = None  # transport failures: parity.replayer.transport.describe
     retry_after_ms: float | None = None
     waited_ms: float | None = None  # backoff slept after this attempt
 

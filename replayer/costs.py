@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from replayer.config import PricingTable
-from replayer.pricing import Pricing, request_cost
+from parity.replayer.config import PricingTable
+from parity.replayer.pricing import Pricing, request_cost
 
 
 def audio_seconds(body: object, fallback: object = None) -> float | None:
@@ -53,7 +53,7 @@ def units_known(
 
     Audio priced per minute needs its length; images priced per image need nothing more; any other
     answer under a per-token price needs a token count (0 prompt and 0 completion tokens is no
-    count: every request has a prompt). ``evals.spend.request_costs`` applies the same rule.
+    count: every request has a prompt). ``parity.evals.spend.request_costs`` applies the same rule.
     """
     if endpoint.startswith("audio.") and price.per_audio_minute:
         return seconds is not None

@@ -18,9 +18,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from recorder.store import connect
-from replayer.config import ProviderConfig
-from replayer.transport import reason_of
+from parity.recorder.store import connect
+from parity.replayer.config import ProviderConfig
+from parity.replayer.transport import reason_of
 
 EXIT_PROVIDER_DEAD = 3
 UNSUPPORTED = "unsupported_endpoint"

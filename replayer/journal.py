@@ -33,7 +33,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from replayer.client import Attempt, Capture
+from parity.replayer.client import Attempt, Capture
 
 Key = tuple[str, str, int]
 

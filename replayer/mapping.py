@@ -13,10 +13,10 @@ import json
 from dataclasses import dataclass, field
 
 from parity import __version__
-from recorder.endpoints import REPLAYABLE, api_path, has_side_effects
-from replayer.config import ProviderConfig
-from replayer.multipart import field_value, replace_field
-from replayer.select import Exchange
+from parity.recorder.endpoints import REPLAYABLE, api_path, has_side_effects
+from parity.replayer.config import ProviderConfig
+from parity.replayer.multipart import field_value, replace_field
+from parity.replayer.select import Exchange
 
 USER_AGENT = f"parity/{__version__}"
 _MISSING = object()

@@ -7,12 +7,12 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from recorder.reassemble import output_text
-from replayer.config import Config, ProviderConfig
-from replayer.costs import cost_of
-from replayer.mapping import exchange_skip_reason, provider_skip_reason, recorded_model
-from replayer.select import Exchange
-from replayer.tokens import estimate_tokens
+from parity.recorder.reassemble import output_text
+from parity.replayer.config import Config, ProviderConfig
+from parity.replayer.costs import cost_of
+from parity.replayer.mapping import exchange_skip_reason, provider_skip_reason, recorded_model
+from parity.replayer.select import Exchange
+from parity.replayer.tokens import estimate_tokens
 
 Key = tuple[str, str, int]
 

@@ -13,18 +13,25 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from recorder.capture import RESPONSE_HEADERS_KEPT
-from recorder.reassemble import StreamResult, dumps, extract_usage, finish_reason, output_text, reassemble
-from recorder.sse import SSEEvent, parse_all
-from replayer.client import Attempt, Capture, header_dict
-from replayer.config import PricingTable
-from replayer.costs import cost_estimated, cost_of
-from replayer.facts import cell_facts
-from replayer.mapping import Prepared, recorded_model
-from replayer.sampling import sample_key
-from replayer.select import Exchange
-from replayer.tokens import answer_text, estimate_tokens, mean, per_token_itl
-from replayer.validate import check_body, check_stream
+from parity.recorder.capture import RESPONSE_HEADERS_KEPT
+from parity.recorder.reassemble import (
+    StreamResult,
+    dumps,
+    extract_usage,
+    finish_reason,
+    output_text,
+    reassemble,
+)
+from parity.recorder.sse import SSEEvent, parse_all
+from parity.replayer.client import Attempt, Capture, header_dict
+from parity.replayer.config import PricingTable
+from parity.replayer.costs import cost_estimated, cost_of
+from parity.replayer.facts import cell_facts
+from parity.replayer.mapping import Prepared, recorded_model
+from parity.replayer.sampling import sample_key
+from parity.replayer.select import Exchange
+from parity.replayer.tokens import answer_text, estimate_tokens, mean, per_token_itl
+from parity.replayer.validate import check_body, check_stream
 
 STREAM_FAMILIES = (
     "chat.completions",
@@ -60,7 +67,7 @@ def error_of(status: int | None, body: object, raw: str | None) -> tuple[str | N
 
 def _tokens(endpoint: str, ok: bool, body: object, prompt_fallback: int | None) -> tuple:
     """(prompt, completion, cached, estimated): the usage, estimated where it is missing or says 0
-    for a non-empty answer (``replayer.tokens``); the prompt falls back to the recorded count."""
+    for a non-empty answer (``parity.replayer.tokens``); the prompt falls back to the recorded count."""
     u = extract_usage(body if isinstance(body, dict) else None)
     prompt, completion, estimated = u.prompt, u.completion, False
     if ok and endpoint in GENERATIVE:

@@ -1,9 +1,9 @@
 """``parity replay`` end to end: plan, send (paced, limited, journaled), store, summarise.
 
 Process layout: this process runs one asyncio loop that only sends and stamps (see
-``replayer.client``); a post-processor process (``replayer.worker``) builds and writes
+``parity.replayer.client``); a post-processor process (``parity.replayer.worker``) builds and writes
 every row. Run states in ``run_events``: started | resumed | finished | stopped | failed.
-Resume semantics are documented in ``replayer.journal``.
+Resume semantics are documented in ``parity.replayer.journal``.
 """
 
 from __future__ import annotations
@@ -24,22 +24,22 @@ from typing import TextIO
 import aiohttp
 
 from parity import __version__
-from recorder.export import compact_store
-from recorder.segments import segment_root, write_segment
-from replayer import journal as journal_mod
-from replayer.config import Config, load_config
-from replayer.costs import cost_of
-from replayer.errors import ReplayError, RunStateError, SelectionError
-from replayer.failures import EXIT_PROVIDER_DEAD, Diagnosis, diagnose, load_outcomes
-from replayer.journal import Journal
-from replayer.mapping import recorded_model
-from replayer.pacing import Pacing
-from replayer.plan import Group, Plan, build_plan, format_plan
-from replayer.progress import Progress, ProviderStats, percentile, summary_table
-from replayer.resume import RunState, load_plan, run_state, save_plan
-from replayer.runner import Runner
-from replayer.select import Selection, by_ids, select
-from replayer.worker import PostProcessor, WorkerInit
+from parity.recorder.export import compact_store
+from parity.recorder.segments import segment_root, write_segment
+from parity.replayer import journal as journal_mod
+from parity.replayer.config import Config, load_config
+from parity.replayer.costs import cost_of
+from parity.replayer.errors import ReplayError, RunStateError, SelectionError
+from parity.replayer.failures import EXIT_PROVIDER_DEAD, Diagnosis, diagnose, load_outcomes
+from parity.replayer.journal import Journal
+from parity.replayer.mapping import recorded_model
+from parity.replayer.pacing import Pacing
+from parity.replayer.plan import Group, Plan, build_plan, format_plan
+from parity.replayer.progress import Progress, ProviderStats, percentile, summary_table
+from parity.replayer.resume import RunState, load_plan, run_state, save_plan
+from parity.replayer.runner import Runner
+from parity.replayer.select import Selection, by_ids, select
+from parity.replayer.worker import PostProcessor, WorkerInit
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 LAG_WARN_MS = 10.0

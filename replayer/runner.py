@@ -1,7 +1,7 @@
 """The sending side of a run: one asyncio loop that paces, limits, sends, stamps and journals.
 
 Per cell the loop only: waits for the provider's slot and rpm/tpm budget, journals the
-dispatch, sends (``replayer.client``), journals the raw capture (which the post-processor
+dispatch, sends (``parity.replayer.client``), journals the raw capture (which the post-processor
 follows), then frees the slot. Summaries come back asynchronously and feed the
 progress display and the spend count; a cell's cost estimate stays reserved until its
 summary arrives, so ``--max-cost`` is never passed by more than the in-flight estimates.
@@ -15,14 +15,14 @@ import signal
 import time
 from collections.abc import Callable
 
-from replayer.client import Capture, ProviderClient
-from replayer.config import Config
-from replayer.journal import Journal, Key
-from replayer.mapping import Prepared, prepare
-from replayer.pacing import Gate, Pacing, offsets
-from replayer.plan import Cell, Group
-from replayer.progress import Progress
-from replayer.worker import PostProcessor, WorkerInit
+from parity.replayer.client import Capture, ProviderClient
+from parity.replayer.config import Config
+from parity.replayer.journal import Journal, Key
+from parity.replayer.mapping import Prepared, prepare
+from parity.replayer.pacing import Gate, Pacing, offsets
+from parity.replayer.plan import Cell, Group
+from parity.replayer.progress import Progress
+from parity.replayer.worker import PostProcessor, WorkerInit
 
 
 class Runner:

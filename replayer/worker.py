@@ -8,10 +8,10 @@ nice 19), so under full load it falls behind and catches up when the sender and 
 providers idle, instead of taking their CPU. It owns a ``BatchWriter`` on the same segment root (segments allow any number of
 writers) and answers each capture with a one-line summary (for progress and spend).
 
-Transport: ``python -m replayer.worker IN_FD OUT_FD`` (not ``multiprocessing``, whose
+Transport: ``python -m parity.replayer.worker IN_FD OUT_FD`` (not ``multiprocessing``, whose
 spawn mode re-imports the caller's ``__main__`` and breaks scripts and notebooks). The
 sender writes one length-prefixed pickle (the run's :class:`WorkerInit`) to the pipe;
-after that the worker *follows the sender's journal file* (``replayer.journal``), which
+after that the worker *follows the sender's journal file* (``parity.replayer.journal``), which
 already holds every dispatch and every raw capture, so the sender does no extra work per
 request and a lagging worker's backlog waits in the page cache, not in the sender's
 memory. The worker answers with JSON-line summaries. ``close`` carries the journal's final
@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from recorder.writer import BatchWriter
-from replayer.client import Capture
-from replayer.config import PricingTable, ProviderConfig
-from replayer.errors import ReplayError
-from replayer.journal import decode_capture
-from replayer.mapping import Prepared, prepare
-from replayer.select import Exchange
+from parity.recorder.writer import BatchWriter
+from parity.replayer.client import Capture
+from parity.replayer.config import PricingTable, ProviderConfig
+from parity.replayer.errors import ReplayError
+from parity.replayer.journal import decode_capture
+from parity.replayer.mapping import Prepared, prepare
+from parity.replayer.select import Exchange
 
 log = logging.getLogger("parity.replay")
 _LEN = struct.Struct("<Q")
@@ -85,7 +85,7 @@ class _Context:
 
     def process(self, cap: Capture) -> tuple[dict, list[dict], dict]:
         """One capture -> (results row, attempts rows, summary); never raises."""
-        from replayer.results import build_result  # the SDK is heavy: only the worker imports it
+        from parity.replayer.results import build_result  # the SDK is heavy: only the worker imports it
 
         x = self.init.exchanges[cap.exchange_id]
         p = self.init.providers[cap.provider]
@@ -166,7 +166,7 @@ def _control(fh, end: list[int | None], journal: str) -> None:
 
 def worker_main(fd_in: int, fd_out: int) -> None:
     """Post-processor process entry point."""
-    import replayer.results  # noqa: F401  (load the SDK before saying ready)
+    import parity.replayer.results  # noqa: F401  (load the SDK before saying ready)
 
     fin = os.fdopen(fd_in, "rb")
     fout = os.fdopen(fd_out, "wb")
@@ -192,7 +192,7 @@ def worker_main(fd_in: int, fd_out: int) -> None:
 
     def recorded_batch(n: int) -> None:
         """Write up to ``n`` production-arm rows."""
-        from replayer.results import recorded_result
+        from parity.replayer.results import recorded_result
 
         for _ in range(min(n, len(pending))):
             x = init.exchanges[pending.pop()]
@@ -311,7 +311,7 @@ class PostProcessor:
         src = str(Path(__file__).resolve().parents[1])
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "replayer.worker", str(to_r), str(from_w)],
+            [sys.executable, "-m", "parity.replayer.worker", str(to_r), str(from_w)],
             pass_fds=(to_r, from_w),
             env=env,
             stdin=subprocess.DEVNULL,

@@ -118,13 +118,13 @@ def record_argv(
 ) -> list[str]:
     """Command line of ``parity record`` on 127.0.0.1:``port`` (reverse mode when upstream is given).
 
-    Runs ``python -m recorder.cli record``: the same command as ``parity record`` without
+    Runs ``python -m parity.recorder.cli record``: the same command as ``parity record`` without
     importing the replayer and evals packages, which takes seconds per start.
     """
     argv = [
         PYTHON,
         "-m",
-        "recorder.cli",
+        "parity.recorder.cli",
         "record",
         "--listen",
         f"127.0.0.1:{port}",
@@ -203,7 +203,7 @@ def proc_kit() -> SimpleNamespace:
 @pytest.fixture
 def migrated_store(tmp_path: Path) -> Path:
     """Path of a fresh store (``.duckdb`` catalog + segment folders) with all migrations applied."""
-    from recorder.store import init_catalog
+    from parity.recorder.store import init_catalog
 
     db = tmp_path / "store" / "parity.duckdb"
     db.parent.mkdir()

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from parity.cli import main
+from parity.replayer.fake.profiles import OPENAI_MODEL_PATTERNS, get_profile
+from parity.replayer.fake.server import FakeProvider
 from parity.workload import run_workload
-from replayer.fake.profiles import OPENAI_MODEL_PATTERNS, get_profile
-from replayer.fake.server import FakeProvider
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -174,7 +174,7 @@ def test_the_report_shows_the_findings(trial, capsys):
 
 
 def test_every_check_is_documented_with_what_it_protects():
-    from evals.compat_checks import CATALOGUE
+    from parity.evals.compat_checks import CATALOGUE
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
     for c in CATALOGUE.values():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recorder.segments import segment_root, write_segment
+from parity.recorder.segments import segment_root, write_segment
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 JSON_COLS = ("response_headers", "response_body", "sent_body", "changes", "request_body", "config")
@@ -136,12 +136,12 @@ def run_config(
 
 
 def with_facts(rows: list[dict]) -> list[dict]:
-    """The rows as the replayer writes them today: with the ``chk_*`` facts of ``replayer.facts``.
+    """The rows as the replayer writes them today: with the ``chk_*`` facts of ``parity.replayer.facts``.
 
     Rows without them are what older stores hold; evals derives the same facts from the bodies.
     """
-    from replayer.facts import cell_facts
-    from replayer.sampling import sample_key
+    from parity.replayer.facts import cell_facts
+    from parity.replayer.sampling import sample_key
 
     def parsed(v):
         return json.loads(v) if isinstance(v, str) else v

@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from evals import report_data, stats, timing
-from evals.verdict import cost_cell, latency_median_cell
+from parity.evals import report_data, stats, timing
+from parity.evals.verdict import cost_cell, latency_median_cell
 
 ALPHA = stats.ALPHA
 
@@ -61,7 +61,7 @@ def test_latency_label_and_interval_agree_where_only_the_unadjusted_interval_exc
         assert r["median_diff_adj_ci_low"] <= 0 <= r["median_diff_adj_ci_high"]
     assert not any(timing.declare(cmp)["significant_slower"])
     # the report cell reads the same figures: grey, with the family-wise interval
-    from evals.summarise import summarise
+    from parity.evals.summarise import summarise
 
     rel = pl.DataFrame({"provider": ["recorded", *[f"c{i}" for i in range(k)]]})
     s = {r["provider"]: r for r in summarise("recorded", pl.DataFrame(), cmp, rel).iter_rows(named=True)}

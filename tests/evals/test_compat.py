@@ -15,7 +15,7 @@ from evalhelpers import (
     write_run,
 )
 
-import evals
+from parity import evals
 
 DONE_SSE = 'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\ndata: {"choices":[],"usage":{}}\n\ndata: [DONE]\n\n'
 CUT_SSE = 'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\n\n'

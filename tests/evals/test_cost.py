@@ -1,4 +1,4 @@
-"""Cost against hand-computed figures, and the vectorised formula against replayer.pricing."""
+"""Cost against hand-computed figures, and the vectorised formula against parity.replayer.pricing."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from evalhelpers import T0, make_exchange, make_result, run_config, write_run
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import evals
-from evals import spend
-from replayer.costs import units_known
-from replayer.pricing import Pricing, breakeven_prompt_tokens, request_cost
+from parity import evals
+from parity.evals import spend
+from parity.replayer.costs import units_known
+from parity.replayer.pricing import Pricing, breakeven_prompt_tokens, request_cost
 
 TOKEN = {"default": {"input_per_1m": 3.0, "cached_input_per_1m": 1.5, "output_per_1m": 12.0}}
 FLAT = {"default": {"per_request": 0.002}}

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from evalhelpers import T0, chat_body, make_exchange, make_result, run_config, write_run
 
-import evals
+from parity import evals
 from parity.cli import main
 
 AUDIO_TOKENS = {"default": {"input_per_1m": 0.88, "output_per_1m": 0.88, "per_audio_minute": 0.0015}}

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 from evalhelpers import chat_body, make_result, run_config, write_run
 
-import evals
-from recorder.store import query
+from parity import evals
+from parity.recorder.store import query
 
 
 class FakeJudge:

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from evalhelpers import T0, latency_arms, make_result, run_config, write_run
 
-import evals
-from evals.timing import parse_slos
+from parity import evals
+from parity.evals.timing import parse_slos
 
 
 def test_slower_provider_found_and_identical_one_not(db):

@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from evalhelpers import WEATHER_TOOL, chat_body, chat_request, make_result, run_config, tool_call, write_run
 
-import evals
-from evals.answers import check_json, check_tools
-from evals.embeddings import embedding_pairs
+from parity import evals
+from parity.evals.answers import check_json, check_tools
+from parity.evals.embeddings import embedding_pairs
 
 SCHEMA = {
     "type": "object",

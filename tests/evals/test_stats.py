@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from evals import load, stats, timing
+from parity.evals import load, stats, timing
 
 
 def test_quantile_table_matches_numpy_and_covers():

@@ -8,8 +8,8 @@ import json
 import pytest
 from evalhelpers import latency_arms, make_exchange, run_config, write_run
 
-import evals
-from evals import cli
+from parity import evals
+from parity.evals import cli
 
 
 @pytest.fixture

@@ -35,12 +35,12 @@ import zstandard
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from recorder.capture import Capture, build_row, decode_body, decode_chunks
-from recorder.endpoints import ENDPOINTS
-from recorder.reassemble import output_text
-from recorder.schema import JSON_COLUMNS
-from recorder.segments import rows_to_table
-from recorder.sse import parse_all
+from parity.recorder.capture import Capture, build_row, decode_body, decode_chunks
+from parity.recorder.endpoints import ENDPOINTS
+from parity.recorder.reassemble import output_text
+from parity.recorder.schema import JSON_COLUMNS
+from parity.recorder.segments import rows_to_table
+from parity.recorder.sse import parse_all
 
 _DUCK = duckdb.connect()
 WALL = 1_767_225_600.0  # 2026-01-01
@@ -763,8 +763,8 @@ def test_hostile_json_is_stored_queryable(prop_count, endpoint, stream, req, res
 def test_lone_surrogate_request_keeps_select_star_working(prop_count, tmp_path) -> None:
     """The consequence of the bug above, end to end: one such exchange made ``SELECT *`` fail."""
     prop_count()
-    from recorder.segments import segment_root, write_segment
-    from recorder.store import connect, init_catalog
+    from parity.recorder.segments import segment_root, write_segment
+    from parity.recorder.store import connect, init_catalog
 
     db = tmp_path / "p.duckdb"
     init_catalog(db)

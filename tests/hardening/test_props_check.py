@@ -16,8 +16,8 @@ import math
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from evals.check import OPS, BoolOp, Compare, Rule, RuleError, check, evaluate, explain, parse
-from evals.figures import BOOL_FIGURES, FIGURES, STR_FIGURES
+from parity.evals.check import OPS, BoolOp, Compare, Rule, RuleError, check, evaluate, explain, parse
+from parity.evals.figures import BOOL_FIGURES, FIGURES, STR_FIGURES
 
 NUM_FIGURES = sorted(set(FIGURES) - BOOL_FIGURES - STR_FIGURES)
 TOKENS = [*OPS, "(", ")", "and", "or", "AND", "Or", "true", "FALSE", "1", "-5", "0.05", "1e-3", ".5", "+2",

@@ -25,9 +25,9 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from recorder.reassemble import output_text
-from recorder.sse import parse_all
-from recorder.store import connect
+from parity.recorder.reassemble import output_text
+from parity.recorder.sse import parse_all
+from parity.recorder.store import connect
 
 
 class SSEUpstream:
@@ -193,6 +193,9 @@ def test_sse_through_a_real_recorder(prop_count, module_recorders) -> None:
         else:
             assert row["error_type"] is not None, (key, kind)
             if kind == "error_event":
-                assert (row["error_type"], row["error_message"]) == ("in_stream_error", "overloaded mid-stream")
+                assert (row["error_type"], row["error_message"]) == (
+                    "in_stream_error",
+                    "overloaded mid-stream",
+                )
             if kind == "no_done":
                 assert row["error_type"] == "stream_broken" and not row["stream_complete"]

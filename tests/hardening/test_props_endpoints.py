@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from recorder.endpoints import ENDPOINTS, REPLAYABLE, api_path, classify, has_side_effects
+from parity.recorder.endpoints import ENDPOINTS, REPLAYABLE, api_path, classify, has_side_effects
 
 SUFFIXES = {
     "/chat/completions": "chat.completions",

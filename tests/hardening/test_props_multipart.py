@@ -17,8 +17,8 @@ from __future__ import annotations
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from recorder.capture import Capture, build_row
-from replayer.multipart import boundary_of, field_value, replace_field
+from parity.recorder.capture import Capture, build_row
+from parity.replayer.multipart import boundary_of, field_value, replace_field
 
 BCHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=? "
 TSPECIALS = set('()<>@,;:\\"/[]?= ')

@@ -24,8 +24,8 @@ import json
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from recorder.reassemble import Usage, dumps, extract_usage, finish_reason, output_text, reassemble
-from recorder.sse import SSEEvent
+from parity.recorder.reassemble import Usage, dumps, extract_usage, finish_reason, output_text, reassemble
+from parity.recorder.sse import SSEEvent
 
 ENDPOINTS = ["chat.completions", "completions", "responses", "audio.transcriptions"]
 

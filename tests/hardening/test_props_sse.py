@@ -23,7 +23,7 @@ import json
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from recorder.sse import SSEEvent, SSEParser, parse_all
+from parity.recorder.sse import SSEEvent, SSEParser, parse_all
 
 BOM = b"\xef\xbb\xbf"
 

@@ -35,8 +35,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from parity.cli import main as parity_main
-from recorder.store import connect
-from replayer.fake.server import FakeProvider
+from parity.recorder.store import connect
+from parity.replayer.fake.server import FakeProvider
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = "sweep"
@@ -215,7 +215,7 @@ def test_needles_find_the_encodings_they_claim() -> None:
 
 def test_replay_scrubs_its_key_even_split_between_reads() -> None:
     """The replayer's own fix for echoed provider keys, on reads that cut the key anywhere."""
-    from replayer.client import Attempt, scrub_attempt
+    from parity.replayer.client import Attempt, scrub_attempt
 
     key = PROV["p-bearer"].encode()
     body = b'data: {"error": "bad key ' + key + b'"}\n\nmore ' + key + b" end"

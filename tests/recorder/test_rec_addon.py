@@ -10,8 +10,8 @@ from mitmproxy import exceptions
 from mitmproxy.http import Request, Response
 from mitmproxy.test import taddons, tflow
 
-from recorder.addon import Recorder
-from recorder.store import connect
+from parity.recorder.addon import Recorder
+from parity.recorder.store import connect
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 

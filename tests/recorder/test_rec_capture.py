@@ -12,8 +12,8 @@ import pytest
 import zstandard
 from mitmproxy.http import Headers
 
-from recorder.capture import Capture, build_row, clean_query, decode_chunks, header_dict
-from recorder.schema import EXCHANGES
+from parity.recorder.capture import Capture, build_row, clean_query, decode_chunks, header_dict
+from parity.recorder.schema import EXCHANGES
 
 SECRET = "sk-DISTINCTIVE-secret-4242"
 CHAT_REQ = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from parity.cli import COMMAND_MODULES
-from recorder import cli
-from recorder.segments import segment_root, write_segment
+from parity.recorder import cli
+from parity.recorder.segments import segment_root, write_segment
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -23,7 +23,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 def test_every_command_and_option_has_help() -> None:
     cmds = subcommands()
     assert set(cmds) == {"record", "import", "ls", "stats"}
-    assert "recorder.cli" in COMMAND_MODULES
+    assert "parity.recorder.cli" in COMMAND_MODULES
     for name, p in cmds.items():
         assert p.description or p.format_usage(), name
         for action in p._actions:

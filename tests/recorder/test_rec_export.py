@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 
 from parity.cli import main
-from recorder.segments import list_segments, segment_root, write_segment
-from recorder.store import query
+from parity.recorder.segments import list_segments, segment_root, write_segment
+from parity.recorder.store import query
 
 
 def _rows(n: int, day: datetime) -> list[dict]:

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from rec_corpus import expected_from_sse, load_corpus, reassembled_view, request_bytes, sample, url_path
 
-from recorder.importers import import_files
-from recorder.store import connect
+from parity.recorder.importers import import_files
+from parity.recorder.store import connect
 
 SECRET = "sk-HAR-secret-777"
 CHAT_REQ = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -186,7 +186,16 @@ def test_cli_import_reports_each_file(tmp_path: Path, migrated_store: Path) -> N
     bad = tmp_path / "bad.har"
     bad.write_text('{"log": {"entries": [')
     out = subprocess.run(
-        [sys.executable, "-m", "recorder.cli", "import", str(ok), str(bad), "--db", str(migrated_store)],
+        [
+            sys.executable,
+            "-m",
+            "parity.recorder.cli",
+            "import",
+            str(ok),
+            str(bad),
+            "--db",
+            str(migrated_store),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -255,7 +264,7 @@ def test_har_built_from_the_real_corpus(tmp_path: Path, migrated_store: Path) ->
 @pytest.fixture(scope="module")
 def flow_recording(module_recorders, proc_kit, tmp_path_factory):
     """client -> parity record -> mitmdump -w flows -> fake provider: one set of exchanges, two records."""
-    from replayer.fake.server import FakeProvider
+    from parity.replayer.fake.server import FakeProvider
 
     tmp = tmp_path_factory.mktemp("flows")
     with FakeProvider.running(profile="instant", port=0) as fp:

@@ -14,12 +14,12 @@ from mitmproxy import exceptions
 from mitmproxy.http import Request, Response
 from mitmproxy.test import taddons, tflow
 
-from recorder.addon import Recorder
-from recorder.capture import Capture, build_row
-from recorder.redact import BUILTIN, HOOK_ERROR, RedactionError, build, luhn
-from recorder.segments import segment_root
-from recorder.store import connect, init_catalog
-from recorder.writer import BatchWriter
+from parity.recorder.addon import Recorder
+from parity.recorder.capture import Capture, build_row
+from parity.recorder.redact import BUILTIN, HOOK_ERROR, RedactionError, build, luhn
+from parity.recorder.segments import segment_root
+from parity.recorder.store import connect, init_catalog
+from parity.recorder.writer import BatchWriter
 
 ALL = ",".join(BUILTIN)
 PII = {
@@ -423,7 +423,7 @@ def test_older_store_without_the_new_columns_opens(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from recorder.schema import EXCHANGES
+    from parity.recorder.schema import EXCHANGES
 
     db = tmp_path / "old.duckdb"
     init_catalog(db)

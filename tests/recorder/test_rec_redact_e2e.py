@@ -18,7 +18,7 @@ from pathlib import Path
 import openai
 import pyarrow.parquet as pq
 
-from recorder.store import connect
+from parity.recorder.store import connect
 
 KEY = "sk-proj-RedactE2eKey0123456789abcdef"
 EMAIL = "maria.lopez@corp-mail.example"
@@ -101,7 +101,7 @@ def chat(client: openai.OpenAI, content: str, **kw):
 
 
 def test_record_with_rules_and_hook(run_recorder, tmp_path: Path) -> None:
-    from replayer.fake.server import FakeProvider
+    from parity.replayer.fake.server import FakeProvider
 
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES)
@@ -238,7 +238,7 @@ def test_bad_rules_stop_the_recorder_with_one_line(tmp_path: Path, proc_kit) -> 
     bad.write_text('[[rule]]\nname = "ssn"\npattern = "\\\\d{3}-(\\\\d{2}"\n')
     db = tmp_path / "x.duckdb"
     port = proc_kit.free_port()
-    argv = [sys.executable, "-m", "recorder.cli", "record", "--upstream", "http://127.0.0.1:9"]
+    argv = [sys.executable, "-m", "parity.recorder.cli", "record", "--upstream", "http://127.0.0.1:9"]
     argv += ["--listen", f"127.0.0.1:{port}", "--db", str(db), "--confdir", str(tmp_path / "conf")]
     out = subprocess.run([*argv, "--redact", str(bad)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2, out
@@ -277,7 +277,7 @@ def test_import_redacts_too(tmp_path: Path) -> None:
     har = tmp_path / "t.har"
     har.write_text(json.dumps({"log": {"version": "1.2", "entries": [entry]}}))
     db = tmp_path / "i.duckdb"
-    cmd = [sys.executable, "-m", "recorder.cli", "import", str(har), "--db", str(db)]
+    cmd = [sys.executable, "-m", "parity.recorder.cli", "import", str(har), "--db", str(db)]
     bad = subprocess.run([*cmd, "--redact-builtin", "emial"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "unknown built-in redaction rule 'emial'" in bad.stderr
     ok = subprocess.run([*cmd, "--redact-builtin", "email,phone"], capture_output=True, text=True, timeout=60)

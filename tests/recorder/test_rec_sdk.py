@@ -20,7 +20,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from recorder.store import connect
+from parity.recorder.store import connect
 
 MODEL = "gpt-4o-mini"
 USER = [{"role": "user", "content": "What is the weather in Paris and what time is it?"}]
@@ -49,7 +49,7 @@ SECRET = "sk-sdk-test-key-31337"
 
 @pytest.fixture(scope="module")
 def stack(module_recorders):
-    from replayer.fake.server import FakeProvider
+    from parity.replayer.fake.server import FakeProvider
 
     with FakeProvider.running(profile="instant", port=0) as fp:
         rec = module_recorders(fp.url, "--tag", "sdk", "--flush-interval", "0.2")
@@ -299,7 +299,7 @@ def test_ls_summarises_the_store(stack, client) -> None:
     db = stack[1].db
     recorded(stack, raw)  # the newest row is in: the store is settled for this test
     out = subprocess.run(
-        [sys.executable, "-m", "recorder.cli", "ls", "--db", str(db)],
+        [sys.executable, "-m", "parity.recorder.cli", "ls", "--db", str(db)],
         capture_output=True,
         text=True,
         timeout=60,

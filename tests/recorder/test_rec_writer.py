@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import recorder.writer as writer_mod
-from recorder.segments import list_segments, segment_root
-from recorder.store import connect
-from recorder.writer import BatchWriter
+import parity.recorder.writer as writer_mod
+from parity.recorder.segments import list_segments, segment_root
+from parity.recorder.store import connect
+from parity.recorder.writer import BatchWriter
 
 
 def row(i: int) -> dict:
@@ -185,7 +185,7 @@ def test_default_spill_dir_is_outside_the_store(tmp_path: Path, monkeypatch) -> 
 def capture(i: int):
     from mitmproxy.http import Headers
 
-    from recorder.capture import Capture
+    from parity.recorder.capture import Capture
 
     return Capture(
         wall_start=time.time(),
@@ -206,7 +206,7 @@ def capture(i: int):
 
 
 def test_process_writer_builds_rows_in_a_child(migrated_store: Path, tmp_path: Path) -> None:
-    from recorder.writer_proc import ProcessWriter
+    from parity.recorder.writer_proc import ProcessWriter
 
     w = ProcessWriter(segment_root(migrated_store), spill_dir=tmp_path / "spill", interval=0.1)
     w.start()
@@ -224,7 +224,7 @@ def test_process_writer_replaces_a_dead_child(migrated_store: Path, tmp_path: Pa
     import os
     import signal as sig
 
-    from recorder.writer_proc import ProcessWriter
+    from parity.recorder.writer_proc import ProcessWriter
 
     w = ProcessWriter(segment_root(migrated_store), spill_dir=tmp_path / "spill", interval=0.1)
     w.start()
@@ -241,7 +241,7 @@ def test_process_writer_replaces_a_dead_child(migrated_store: Path, tmp_path: Pa
 
 
 def test_process_writer_falls_back_to_a_thread(migrated_store: Path, tmp_path: Path, monkeypatch) -> None:
-    from recorder.writer_proc import ProcessWriter
+    from parity.recorder.writer_proc import ProcessWriter
 
     w = ProcessWriter(segment_root(migrated_store), spill_dir=tmp_path / "spill", interval=0.1)
     monkeypatch.setattr(w, "_spawn", lambda: False)  # no child can start here

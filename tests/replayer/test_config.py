@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from parity.cli import main
-from replayer.config import ConfigError, list_presets, load_config, parse_config
+from parity.replayer.config import ConfigError, list_presets, load_config, parse_config
 
 
 def test_presets_load_with_dated_prices() -> None:

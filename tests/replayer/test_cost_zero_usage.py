@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from replayhelpers import T0, fake_table, make_chat_workload, make_exchange, providers_file, write_exchanges
 
-import evals
+from parity import evals
 from parity.cli import main
-from recorder.store import connect
-from replayer.tokens import answer_text, estimate_tokens
+from parity.recorder.store import connect
+from parity.replayer.tokens import answer_text, estimate_tokens
 
 PRICING = "[{name}.pricing]\ninput_per_1m = 1.0\noutput_per_1m = 4.0\n"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from replayer.facts import cell_facts, sse_bad_lines, stop_hit
+from parity.replayer.facts import cell_facts, sse_bad_lines, stop_hit
 
 
 def _chat(content=None, calls=None, n=1, usage=True, finish="stop") -> dict:
@@ -140,7 +140,7 @@ def test_error_facts_judge_the_error_shape_and_the_429_headers() -> None:
 
 
 def test_sample_key_is_stable_and_uniform() -> None:
-    from replayer.sampling import SPACE, sample_key
+    from parity.replayer.sampling import SPACE, sample_key
 
     assert sample_key("x0000001") == sample_key("x0000001")
     assert sample_key("ex_abc") == 872_493  # pinned: stores written today must sample alike tomorrow

@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
 
-from replayer.client import Capture, ProviderClient
-from replayer.config import parse_config
-from replayer.failures import CellOutcome, diagnose
-from replayer.mapping import Prepared
-from replayer.transport import describe, reason_of
+from parity.replayer.client import Capture, ProviderClient
+from parity.replayer.config import parse_config
+from parity.replayer.failures import CellOutcome, diagnose
+from parity.replayer.mapping import Prepared
+from parity.replayer.transport import describe, reason_of
 
 
 def _server(handle: Callable[[socket.socket], None]) -> Iterator[int]:

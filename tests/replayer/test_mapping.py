@@ -6,16 +6,16 @@ import json
 
 from replayhelpers import make_exchange, multipart_body
 
-from replayer.config import parse_config
-from replayer.mapping import (
+from parity.replayer.config import parse_config
+from parity.replayer.mapping import (
     apply_changes,
     build_headers,
     exchange_skip_reason,
     prepare,
     provider_skip_reason,
 )
-from replayer.multipart import boundary_of, field_value, replace_field
-from replayer.select import Exchange
+from parity.replayer.multipart import boundary_of, field_value, replace_field
+from parity.replayer.select import Exchange
 
 
 def _x(**kw) -> Exchange:

@@ -24,9 +24,9 @@ from replayhelpers import (
 )
 
 from parity.cli import main
-from recorder.store import connect
-from replayer.failures import EXIT_PROVIDER_DEAD
-from replayer.fake.server import FakeProvider
+from parity.recorder.store import connect
+from parity.replayer.failures import EXIT_PROVIDER_DEAD
+from parity.replayer.fake.server import FakeProvider
 
 N_CHAT, N_EMB = 4, 2
 

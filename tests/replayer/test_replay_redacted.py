@@ -12,11 +12,11 @@ import pytest
 from replayhelpers import T0, fake_table, make_exchange, providers_file, write_exchanges
 
 from parity.cli import main
-from recorder.schema import EXCHANGES
-from recorder.segments import segment_root, write_segment
-from recorder.store import connect, init_catalog
-from replayer.errors import SelectionError
-from replayer.select import Selection, load, select
+from parity.recorder.schema import EXCHANGES
+from parity.recorder.segments import segment_root, write_segment
+from parity.recorder.store import connect, init_catalog
+from parity.replayer.errors import SelectionError
+from parity.replayer.select import Selection, load, select
 
 
 def chat(content: str, i: int, **kw) -> dict:

@@ -6,11 +6,11 @@ import json
 
 from replayhelpers import make_exchange
 
-from replayer.client import Attempt, Capture
-from replayer.config import parse_config
-from replayer.mapping import prepare
-from replayer.results import build_result, recorded_result
-from replayer.select import Exchange
+from parity.replayer.client import Attempt, Capture
+from parity.replayer.config import parse_config
+from parity.replayer.mapping import prepare
+from parity.replayer.results import build_result, recorded_result
+from parity.replayer.select import Exchange
 
 MS = 1_000_000  # ns
 

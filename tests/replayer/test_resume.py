@@ -14,8 +14,8 @@ from pathlib import Path
 from replayhelpers import ROOT, fake_table, make_chat_workload, providers_file, wait_for, write_exchanges
 
 from parity.cli import main
-from recorder.segments import segment_root
-from recorder.store import connect
+from parity.recorder.segments import segment_root
+from parity.recorder.store import connect
 
 CONC = 3
 SECRET = "sk-parity-kill-test-5e2d8b7a41"
@@ -195,7 +195,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(db: Path, tmp_path: Path, fakes, capsy
 def test_each_start_journals_to_a_new_file(tmp_path: Path) -> None:
     """A resume that gets the same process id (one process running main() twice, or pid 1 in a
     container) must not append to, and then re-read, the earlier start's journal."""
-    from replayer.journal import Journal, load
+    from parity.replayer.journal import Journal, load
 
     first, second = Journal(tmp_path, "r"), Journal(tmp_path, "r")
     try:

@@ -9,8 +9,8 @@ import pytest
 from replayhelpers import T0, make_chat_workload, make_exchange, write_exchanges
 
 from parity.cli import build_parser
-from replayer.errors import SelectionError
-from replayer.select import Selection, select
+from parity.replayer.errors import SelectionError
+from parity.replayer.select import Selection, select
 
 
 @pytest.fixture

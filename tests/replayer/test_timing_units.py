@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from replayer.pacing import Bucket, Pacing, offsets
-from replayer.retry import backoff_s, retry_delay_s, server_delay_s, should_retry
-from replayer.tokens import estimate_tokens, mean, per_token_itl
+from parity.replayer.pacing import Bucket, Pacing, offsets
+from parity.replayer.retry import backoff_s, retry_delay_s, server_delay_s, should_retry
+from parity.replayer.tokens import estimate_tokens, mean, per_token_itl
 
 
 def test_itl_one_token_per_event_is_the_gaps() -> None:

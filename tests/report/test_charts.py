@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from evals import charts
+from parity.evals import charts
 
 EVIL = '</text></svg><script>alert(1)</script>"&'
 

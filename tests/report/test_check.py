@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from reporthelpers import RUN
 
-from evals import FIGURES
-from evals import check as chk
-from evals.api import evaluate
-from evals.summarise import rows
 from parity.cli import main
+from parity.evals import FIGURES
+from parity.evals import check as chk
+from parity.evals.api import evaluate
+from parity.evals.summarise import rows
 
 
 def test_parser_precedence_parentheses_and_values():

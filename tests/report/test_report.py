@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from reporthelpers import INJECTED_EXCHANGE, INJECTION, RUN, build_store
 
-import evals
-from evals import report, report_view
-from evals.report_cli import register
-from evals.verdict import verdict
+from parity import evals
 from parity.cli import build_parser, main
+from parity.evals import report, report_view
+from parity.evals.report_cli import register
+from parity.evals.verdict import verdict
 
 
 class Doc(HTMLParser):
