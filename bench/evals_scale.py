@@ -34,12 +34,12 @@ import pyarrow as pa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from parity.recorder.export import compact_store  # noqa: E402
-from parity.recorder.schema import EXCHANGES, RESULTS  # noqa: E402
-from parity.recorder.segments import list_segments, segment_root, write_segment  # noqa: E402
 from parity.replayer.facts import COLUMNS as FACT_COLUMNS  # noqa: E402
 from parity.replayer.facts import cell_facts  # noqa: E402
 from parity.replayer.sampling import sample_key  # noqa: E402
+from parity.store.export import compact_store  # noqa: E402
+from parity.store.schema import EXCHANGES, RESULTS  # noqa: E402
+from parity.store.segments import list_segments, segment_root, write_segment  # noqa: E402
 
 ARMS = ("recorded", "alpha", "beta")
 RUN = "bench"
@@ -374,7 +374,7 @@ def peak_rss_mb() -> float:
 def measure(db: Path) -> dict:
     """Time the plain query and the full evaluation in this (fresh) process."""
     from parity import evals
-    from parity.recorder.store import connect
+    from parity.store.store import connect
 
     load = os.getloadavg()[0]
     t, c = time.perf_counter(), time.process_time()

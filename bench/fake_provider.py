@@ -1,6 +1,6 @@
 """Benchmark the fake provider's timing accuracy and streaming throughput.
 
-Starts `python -m parity.replayer.fake.server` in a subprocess (its own core/loop), then drives it with a bare
+Starts `python -m parity.fake.server` in a subprocess (its own core/loop), then drives it with a bare
 aiohttp closed-loop client: streamed chat completions, 32 content chunks each (max_tokens=32,
 chunk_tokens=1), TTFT 50 ms and ITL 10 ms fixed, at concurrency 64 and 256; then the zero-delay
 `instant` profile at concurrency 64 for the maximum streamed requests/s. Bounded: < 90 s in all.
@@ -41,7 +41,7 @@ CONTENT_MARK = b'"delta":{"content":'  # content chunks only; the role chunk's d
 
 def start_server(profile: str, *sets: str) -> tuple[subprocess.Popen[str], str]:
     """Launch the fake in a subprocess and return (process, base_url) from its one stdout line."""
-    args = [sys.executable, "-m", "parity.replayer.fake.server", "--port", "0", "--profile", profile]
+    args = [sys.executable, "-m", "parity.fake.server", "--port", "0", "--profile", profile]
     for s in sets:
         args += ["--set", s]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, text=True)

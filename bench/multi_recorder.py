@@ -2,7 +2,7 @@
 
 Everything runs on 127.0.0.1 and every process is started and stopped here, by PID:
 
-- upstream: the fake provider (``parity.replayer.fake.server``, profile ``instant``, short answers);
+- upstream: the fake provider (``parity.fake.server``, profile ``instant``, short answers);
 - recorders: three ``parity record`` processes (``python -m parity.recorder.cli record``): ``r1`` writes store
   ``one.duckdb``; ``r2a`` and ``r2b`` both write store ``two.duckdb``, without coordinating;
 - balancer: HAProxy from Debian's packages (installed with apt-get if missing), one process with two
@@ -12,7 +12,7 @@ Everything runs on 127.0.0.1 and every process is started and stopped here, by P
   1 recorder behind HAProxy, 2 recorders behind HAProxy; reps interleaved, order rotating; medians.
 
 Each request carries a unique id in its ``user`` field. At the end the recorders are stopped gracefully
-and each store is read through ``parity.recorder.store.connect``: rows == distinct ids == requests answered,
+and each store is read through ``parity.store.store.connect``: rows == distinct ids == requests answered,
 and the two-recorder store holds rows from both recorders. CPU per request of each process (from
 /proc, the recorders' writer processes included) is printed too: on a shared 2-core machine it moves
 much less than the rates do.
@@ -215,7 +215,7 @@ def measure(variant: str, url: str, procs: dict[str, list[int]], args, rep: int)
 
 
 def check_store(db: Path, answered: set[str]) -> dict:
-    from parity.recorder.store import connect
+    from parity.store.store import connect
 
     con = connect(db)
     try:
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             [
                 PY,
                 "-m",
-                "parity.replayer.fake.server",
+                "parity.fake.server",
                 "--port",
                 "0",
                 "--profile",

@@ -1,6 +1,6 @@
 """Is the replayer's client what limits or skews the measurement? Replayer vs a bare aiohttp loop.
 
-One fake provider (a subprocess, ``parity.replayer.fake.server``, 32-token answers) serves both
+One fake provider (a subprocess, ``parity.fake.server``, 32-token answers) serves both
 clients in turn, with the same requests and the same delays:
 
 1. 50 ms TTFT, 10 ms between tokens, 64 and then 256 concurrent streams: TTFT and
@@ -15,7 +15,7 @@ machine, which comes and goes, hits both clients alike. Where possible the fake 
 clients to CPU 0, so neither client can take the fake's CPU.
 
 Both clients are measured the same way: ``perf_counter_ns`` at every read, events parsed
-afterwards with ``parity.recorder.sse`` / ``parity.recorder.reassemble``, ITL per token
+afterwards with ``parity.wire.sse`` / ``parity.wire.reassemble``, ITL per token
 (``parity.replayer.tokens.per_token_itl``). Throughput = requests / (last response end - first send).
 Bounded: a few thousand requests in all, well under 2 minutes.
 
@@ -41,15 +41,15 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from parity.recorder.reassemble import extract_usage, reassemble  # noqa: E402
-from parity.recorder.segments import segment_root, write_segment  # noqa: E402
-from parity.recorder.sse import parse_all  # noqa: E402
-from parity.recorder.store import connect  # noqa: E402
 from parity.replayer.pacing import Pacing  # noqa: E402
 from parity.replayer.progress import percentile  # noqa: E402
 from parity.replayer.run import RunOptions, replay  # noqa: E402
 from parity.replayer.select import Selection  # noqa: E402
 from parity.replayer.tokens import per_token_itl  # noqa: E402
+from parity.store.segments import segment_root, write_segment  # noqa: E402
+from parity.store.store import connect  # noqa: E402
+from parity.wire.reassemble import extract_usage, reassemble  # noqa: E402
+from parity.wire.sse import parse_all  # noqa: E402
 
 TOKENS = 32
 
@@ -59,7 +59,7 @@ def start_fake() -> tuple[subprocess.Popen, str]:
     args = [
         sys.executable,
         "-m",
-        "parity.replayer.fake.server",
+        "parity.fake.server",
         "--port",
         "0",
         "--profile",

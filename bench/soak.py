@@ -2,7 +2,7 @@
 
 Everything runs on 127.0.0.1 and every process is started and stopped here, by PID:
 
-- upstream: the fake provider (``parity.replayer.fake.server``, profile ``instant``, short answers);
+- upstream: the fake provider (``parity.fake.server``, profile ``instant``, short answers);
 - proxy: ``parity record --flush-interval 0.5 --spill-dir ...`` (``python -m parity.recorder.cli record``);
 - client: an aiohttp closed loop (``--concurrency``, default 32) sending chat requests, one third
   with ``stream: true``. Each request carries a unique id in its ``user`` field, so what was sent,
@@ -22,7 +22,7 @@ Faults, all counted:
   client completed in the 2 x flush interval (1 s) before the kill: the proxy hands its queue to its
   writer process once per flush interval, and a SIGKILL loses what was not handed over.
 
-At the end the recorder is stopped gracefully and the store is read through ``parity.recorder.store.connect``.
+At the end the recorder is stopped gracefully and the store is read through ``parity.store.store.connect``.
 Exit code 0 when every check holds, 1 otherwise.
 
 Usage: ``python bench/soak.py [--requests 100000] [--max-seconds 600] [--concurrency 32]``.
@@ -81,7 +81,7 @@ def start_upstream(work: Path) -> tuple[subprocess.Popen, str]:
     argv = [
         PY,
         "-m",
-        "parity.replayer.fake.server",
+        "parity.fake.server",
         "--port",
         "0",
         "--profile",
@@ -407,7 +407,7 @@ class Soak:
 
 
 def read_store(db: Path, run: str) -> tuple[dict[str, tuple], int]:
-    from parity.recorder.store import connect
+    from parity.store.store import connect
 
     con = connect(db)
     try:

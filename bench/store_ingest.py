@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from parity.recorder.capture import Capture  # noqa: E402
 from parity.recorder.redact import BUILTIN, RedactionSpec, Redactor, Rule  # noqa: E402
-from parity.recorder.segments import segment_root  # noqa: E402
-from parity.recorder.store import connect, init_catalog  # noqa: E402
-from parity.recorder.writer import BatchWriter  # noqa: E402
+from parity.store.segments import segment_root  # noqa: E402
+from parity.store.store import connect, init_catalog  # noqa: E402
+from parity.store.writer import BatchWriter  # noqa: E402
 
 WORDS = "the of and to in is you that it he was for on are as with his they at be this have from".split()
 

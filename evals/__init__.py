@@ -1,6 +1,6 @@
 """Evaluate a replay run: latency, cost, quality and compatibility per provider, vs a baseline.
 
-Public API (every function takes a store path or an open ``parity.recorder.store.connect`` connection)::
+Public API (every function takes a store path or an open ``parity.store.store.connect`` connection)::
 
     evaluate(db, run=None, baseline="recorded", slos=None, *, questions, judge, providers, rubric) -> Evaluation
     latency(db, run, baseline)      reliability(db, run, slos)     cost(db, run, baseline)

@@ -485,7 +485,7 @@ def run_judge(
     rubric: str | None = None,
 ) -> pl.DataFrame:
     """Judge every pair in both orders, asking only for verdicts not yet cached; returns the rates."""
-    from parity.recorder.segments import write_segment
+    from parity.store.segments import write_segment
 
     j = judging.resolve_judge(spec, config, providers)
     rubric = rubric or judging.DEFAULT_RUBRIC

@@ -210,6 +210,6 @@ def judge_table(outcomes: pl.DataFrame) -> pl.DataFrame:
 
 def store_root(db: str | os.PathLike) -> Path:
     """Segment folder of the store at ``db`` (judgments are appended there)."""
-    from parity.recorder.segments import segment_root
+    from parity.store.segments import segment_root
 
     return segment_root(db)

@@ -19,10 +19,10 @@ import polars as pl
 from parity.evals.compat_checks import RATE_LIMIT_CODES
 from parity.evals.errors import EvalError
 from parity.evals.outcome import SUCCEEDED_SQL
-from parity.recorder.schema import RESULTS
-from parity.recorder.segments import SEGMENT_GLOB, segment_root, segment_state, table_dir
-from parity.recorder.store import StoreError, connect, sql_string, table_scan
 from parity.replayer.facts import COLUMNS as FACTS
+from parity.store.schema import RESULTS
+from parity.store.segments import SEGMENT_GLOB, segment_root, segment_state, table_dir
+from parity.store.store import StoreError, connect, sql_string, table_scan
 
 Store = str | os.PathLike | duckdb.DuckDBPyConnection
 # The store's views cast JSON columns to DuckDB's JSON type, which parses every document once

@@ -404,7 +404,7 @@ def metadata(rep: Report) -> dict:
     ]
     versions = cfg.get("versions") or {}
     try:
-        from parity import __version__
+        from parity.store.version import __version__
 
         versions = {"report (parity)": __version__, **versions}
     except ImportError:  # pragma: no cover

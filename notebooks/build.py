@@ -3,7 +3,7 @@
 Edit the cells here, not in Jupyter, so the committed notebooks stay output-free and reviewable.
 Every notebook starts with a ``parameters`` cell (papermill) reading the store path and run id
 from ``PARITY_DB`` / ``PARITY_RUN``, and uses only the public ``parity.evals`` API and DuckDB SQL over
-the documented views of ``parity.recorder.store.connect``. ``tests/report/test_notebooks.py`` runs them.
+the documented views of ``parity.store.store.connect``. ``tests/report/test_notebooks.py`` runs them.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
 
-from parity.recorder.store import connect
+from parity.store.store import connect
 
 pl.Config.set_tbl_rows(30)
 pl.Config.set_tbl_cols(20)

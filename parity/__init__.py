@@ -1,3 +1,5 @@
 """parity: record OpenAI API traffic, replay it to other providers, compare them."""
 
-__version__ = "0.1.0"
+from parity.store.version import __version__
+
+__all__ = ["__version__"]

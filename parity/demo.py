@@ -135,7 +135,7 @@ def _fake(procs: Processes, out: Path, name: str, profile: str, overrides: dict[
     args = [
         sys.executable,
         "-m",
-        "parity.replayer.fake.server",
+        "parity.fake.server",
         "--host",
         "127.0.0.1",
         "--port",

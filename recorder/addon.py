@@ -24,14 +24,14 @@ if __package__ in (None, "") and importlib.util.find_spec("parity") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from parity.recorder.capture import Capture
-from parity.recorder.endpoints import classify
 from parity.recorder.recordings import recording_row, without_userinfo
 from parity.recorder.redact import RedactionError, Redactor
 from parity.recorder.redact import build as build_redactor
-from parity.recorder.segments import segment_root, store_salt
-from parity.recorder.store import init_catalog
-from parity.recorder.writer import BatchWriter
 from parity.recorder.writer_proc import ProcessWriter
+from parity.store.segments import segment_root, store_salt
+from parity.store.store import init_catalog
+from parity.store.writer import BatchWriter
+from parity.wire.endpoints import classify
 
 log = logging.getLogger("parity.recorder")
 _perf = time.perf_counter

@@ -16,65 +16,19 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl
 
-from parity.recorder.endpoints import classify
-from parity.recorder.reassemble import dumps, extract_usage, finish_reason, reassemble
-from parity.recorder.sse import parse_all
-
-# Headers worth keeping. Everything else, credentials above all, never reaches disk.
-REQUEST_HEADERS_KEPT = (
-    "content-type",
-    "content-length",
-    "content-encoding",
-    "accept",
-    "accept-encoding",
-    "user-agent",
-    "openai-beta",
-    "x-stainless-lang",
-    "x-stainless-package-version",
-    "x-stainless-os",
-    "x-stainless-arch",
-    "x-stainless-runtime",
-    "x-stainless-runtime-version",
-    "x-stainless-retry-count",
-    "x-stainless-timeout",
-    "x-stainless-async",
-    "x-stainless-raw-response",
-    "x-stainless-helper-method",
+from parity.wire.credentials import (
+    REDACTED,
+    REQUEST_HEADERS_KEPT,
+    RESPONSE_HEADERS_KEPT,
+    SECRET_HEADERS,
+    SECRET_QUERY,
+    clean_query,
 )
-RESPONSE_HEADERS_KEPT = (
-    "content-type",
-    "content-encoding",
-    "content-length",
-    "x-request-id",
-    "request-id",
-    "openai-processing-ms",
-    "openai-version",
-    "openai-model",
-    "retry-after",
-    "retry-after-ms",
-    "x-should-retry",
-    "server",
-    "x-ratelimit-limit-requests",
-    "x-ratelimit-limit-tokens",
-    "x-ratelimit-remaining-requests",
-    "x-ratelimit-remaining-tokens",
-    "x-ratelimit-reset-requests",
-    "x-ratelimit-reset-tokens",
-)
-SECRET_HEADERS = (
-    "authorization",
-    "api-key",
-    "x-api-key",
-    "cookie",
-    "set-cookie",
-    "openai-organization",
-    "openai-project",
-    "proxy-authorization",
-    "x-goog-api-key",
-)
-SECRET_QUERY = {"key", "api_key", "api-key", "apikey", "access_token", "token", "sig", "signature"}
+from parity.wire.endpoints import classify
+from parity.wire.reassemble import dumps, extract_usage, finish_reason, reassemble
+from parity.wire.sse import parse_all
 
 
 def fingerprint(headers: dict[str, str], salt: bytes) -> str | None:
@@ -87,7 +41,6 @@ def fingerprint(headers: dict[str, str], salt: bytes) -> str | None:
     return None
 
 
-REDACTED = "[REDACTED]"
 _SCRUBBED = (
     "query",
     "request_body",
@@ -129,14 +82,6 @@ def scrub(row: dict, secrets: list[str]) -> None:
                 if b in v:
                     v = v.replace(b, REDACTED.encode())
         row[k] = v
-
-
-def clean_query(query: str) -> str | None:
-    """The query string without parameters that carry credentials."""
-    if not query:
-        return None
-    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() not in SECRET_QUERY]
-    return urlencode(kept) or None
 
 
 def decode_body(raw: bytes, encoding: str | None) -> tuple[bytes, str | None]:
@@ -413,7 +358,7 @@ def _ms(t: float | None, t0: float) -> float | None:
 
 
 def build_row(c: Capture) -> dict:
-    """Turn a capture into an ``exchanges`` row (see recorder/schema.py)."""
+    """Turn a capture into an ``exchanges`` row (see store/schema.py)."""
     if not c.id:
         c.id = uuid.uuid4().hex
     req_h = header_dict(c.request_headers)

@@ -217,7 +217,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_ls(args) -> int:
-    from parity.recorder.store import StoreError, connect
+    from parity.store.store import StoreError, connect
 
     try:
         con = connect(args.db)

@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 
 from parity.recorder.capture import Capture, build_row
 from parity.recorder.recordings import recording_row
-from parity.recorder.redact import Redactor, withhold
-from parity.recorder.segments import rows_to_table, segment_root, store_salt, write_segment
-from parity.recorder.writer import sanitized
+from parity.recorder.redact import Redactor
+from parity.store.segments import rows_to_table, segment_root, store_salt, write_segment
+from parity.store.writer import sanitized, withhold
 
 BATCH = 5000
 
@@ -309,7 +309,7 @@ def read_flows(path: Path, result: FileResult) -> Iterator[Capture]:
 
 
 def _existing_ids(db: Path) -> set[str]:
-    from parity.recorder.store import connect
+    from parity.store.store import connect
 
     con = connect(db)
     try:
@@ -326,7 +326,7 @@ def import_files(
 
     With a ``redactor`` every row is redacted before it is written (see recorder/redact.py).
     """
-    from parity.recorder.store import init_catalog
+    from parity.store.store import init_catalog
 
     db = Path(db)
     root = segment_root(db)

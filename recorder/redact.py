@@ -59,7 +59,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parity.recorder.reassemble import dumps
+from parity.wire.reassemble import dumps
 
 log = logging.getLogger("parity.redact")
 
@@ -652,16 +652,6 @@ class Redactor:
             log.warning("parity redaction: %s withheld (%s)", col, type(e).__name__)
             row[col] = WITHHELD if col == "error_message" else None
             st.n += 1
-
-
-def withhold(row: dict, err: BaseException) -> dict:
-    """``row`` with every content column dropped: for when redaction itself failed."""
-    for col in ("request_body", "request_raw", "response_body", "response_raw", "response_raw_bytes"):
-        row[col] = None
-    row["error_type"] = "redaction_error"
-    row["error_message"] = f"redaction failed ({type(err).__name__}); content withheld"
-    row["redactions"] = row["request_redactions"] = 1
-    return row
 
 
 def _reject(name: str):

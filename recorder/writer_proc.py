@@ -14,7 +14,7 @@ and ``("close", None)``; child -> parent ``("ready", stats)`` after its start-up
 when to stop) and, if the parent dies, writes everything it was sent and exits on end of file:
 a ``kill -9`` of the proxy loses only what was still queued in the proxy process (at most one
 flush interval). If the child dies, the parent starts another and resends the batch; if that
-fails too, it falls back to an in-process :class:`~parity.recorder.writer.BatchWriter` thread.
+fails too, it falls back to an in-process :class:`~parity.store.writer.BatchWriter` thread.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from parity.recorder.redact import Redactor
-from parity.recorder.writer import BatchWriter, WriterStats, default_spill_dir
+from parity.store.writer import BatchWriter, WriterStats, default_spill_dir
 
 log = logging.getLogger("parity.writer")
 SEND_BATCH = 64  # items per pickle: one dumps() call holds the GIL, keep it short

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from parity.recorder.capture import REDACTED
 from parity.replayer.config import ProviderConfig
 from parity.replayer.mapping import Prepared, build_headers
 from parity.replayer.retry import retry_delay_s, server_delay_s, should_retry
 from parity.replayer.transport import describe
+from parity.wire.credentials import REDACTED
 
 _DONE_TAILS = (b"[DONE]\n\n", b"[DONE]\r\n\r\n", b"[DONE]\r\r")
 

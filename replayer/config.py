@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from parity.recorder.endpoints import REPLAYABLE
 from parity.replayer.errors import ConfigError
 from parity.replayer.pricing import Pricing
+from parity.wire.endpoints import REPLAYABLE
 
 PRESET_DIR = Path(__file__).with_name("presets")
 RESERVED = ("recorded",)

@@ -84,7 +84,7 @@ def _args_ok(endpoint: str, calls: list) -> bool:
 def output_text(endpoint: str, body: dict) -> str | None:
     """The text the stop check looks at: chat content, completions text, Responses output text.
 
-    Unlike ``parity.recorder.reassemble.output_text`` (which gives "" when there is none) this is None
+    Unlike ``parity.wire.reassemble.output_text`` (which gives "" when there is none) this is None
     where the answer has no text (e.g. only tool calls), as evals' SQL derivation has it, so the
     stop check is then not applicable rather than passed.
     """

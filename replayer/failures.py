@@ -18,9 +18,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from parity.recorder.store import connect
 from parity.replayer.config import ProviderConfig
 from parity.replayer.transport import reason_of
+from parity.store.store import connect
 
 EXIT_PROVIDER_DEAD = 3
 UNSUPPORTED = "unsupported_endpoint"

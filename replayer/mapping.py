@@ -12,11 +12,11 @@ import copy
 import json
 from dataclasses import dataclass, field
 
-from parity import __version__
-from parity.recorder.endpoints import REPLAYABLE, api_path, has_side_effects
 from parity.replayer.config import ProviderConfig
-from parity.replayer.multipart import field_value, replace_field
 from parity.replayer.select import Exchange
+from parity.store.version import __version__
+from parity.wire.endpoints import REPLAYABLE, api_path, has_side_effects
+from parity.wire.multipart import field_value, replace_field
 
 USER_AGENT = f"parity/{__version__}"
 _MISSING = object()

@@ -7,12 +7,12 @@ import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
-from parity.recorder.reassemble import output_text
 from parity.replayer.config import Config, ProviderConfig
 from parity.replayer.costs import cost_of
 from parity.replayer.mapping import exchange_skip_reason, provider_skip_reason, recorded_model
 from parity.replayer.select import Exchange
 from parity.replayer.tokens import estimate_tokens
+from parity.wire.reassemble import output_text
 
 Key = tuple[str, str, int]
 

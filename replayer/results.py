@@ -13,16 +13,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from parity.recorder.capture import RESPONSE_HEADERS_KEPT
-from parity.recorder.reassemble import (
-    StreamResult,
-    dumps,
-    extract_usage,
-    finish_reason,
-    output_text,
-    reassemble,
-)
-from parity.recorder.sse import SSEEvent, parse_all
 from parity.replayer.client import Attempt, Capture, header_dict
 from parity.replayer.config import PricingTable
 from parity.replayer.costs import cost_estimated, cost_of
@@ -32,6 +22,16 @@ from parity.replayer.sampling import sample_key
 from parity.replayer.select import Exchange
 from parity.replayer.tokens import answer_text, estimate_tokens, mean, per_token_itl
 from parity.replayer.validate import check_body, check_stream
+from parity.wire.credentials import RESPONSE_HEADERS_KEPT
+from parity.wire.reassemble import (
+    StreamResult,
+    dumps,
+    extract_usage,
+    finish_reason,
+    output_text,
+    reassemble,
+)
+from parity.wire.sse import SSEEvent, parse_all
 
 STREAM_FAMILIES = (
     "chat.completions",

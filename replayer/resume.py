@@ -7,9 +7,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parity.recorder.store import connect
 from parity.replayer.journal import Key, journal_dir
 from parity.replayer.journal import load as load_journal
+from parity.store.store import connect
 
 
 @dataclass

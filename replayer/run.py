@@ -23,9 +23,6 @@ from typing import TextIO
 
 import aiohttp
 
-from parity import __version__
-from parity.recorder.export import compact_store
-from parity.recorder.segments import segment_root, write_segment
 from parity.replayer import journal as journal_mod
 from parity.replayer.config import Config, load_config
 from parity.replayer.costs import cost_of
@@ -40,6 +37,9 @@ from parity.replayer.resume import RunState, load_plan, run_state, save_plan
 from parity.replayer.runner import Runner
 from parity.replayer.select import Selection, by_ids, select
 from parity.replayer.worker import PostProcessor, WorkerInit
+from parity.store.export import compact_store
+from parity.store.segments import segment_root, write_segment
+from parity.store.version import __version__
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 LAG_WARN_MS = 10.0

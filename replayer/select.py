@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from parity.recorder.store import StoreError, connect
 from parity.replayer.errors import SelectionError
+from parity.store.store import StoreError, connect
 
 _COLUMNS = (
     "id, recorded_at, endpoint, method, path, model, stream, status, "

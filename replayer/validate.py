@@ -26,7 +26,7 @@ from openai.types.audio import Transcription
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 
-from parity.recorder.sse import SSEEvent
+from parity.wire.sse import SSEEvent
 
 _MISSING = object()
 _cache: dict[tuple[str, object], str | None] = {}

@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from parity.recorder.writer import BatchWriter
 from parity.replayer.client import Capture
 from parity.replayer.config import PricingTable, ProviderConfig
 from parity.replayer.errors import ReplayError
 from parity.replayer.journal import decode_capture
 from parity.replayer.mapping import Prepared, prepare
 from parity.replayer.select import Exchange
+from parity.store.writer import BatchWriter
 
 log = logging.getLogger("parity.replay")
 _LEN = struct.Struct("<Q")

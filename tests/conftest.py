@@ -203,7 +203,7 @@ def proc_kit() -> SimpleNamespace:
 @pytest.fixture
 def migrated_store(tmp_path: Path) -> Path:
     """Path of a fresh store (``.duckdb`` catalog + segment folders) with all migrations applied."""
-    from parity.recorder.store import init_catalog
+    from parity.store.store import init_catalog
 
     db = tmp_path / "store" / "parity.duckdb"
     db.parent.mkdir()

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from parity.cli import main
-from parity.replayer.fake.profiles import OPENAI_MODEL_PATTERNS, get_profile
-from parity.replayer.fake.server import FakeProvider
+from parity.fake.profiles import OPENAI_MODEL_PATTERNS, get_profile
+from parity.fake.server import FakeProvider
 from parity.workload import run_workload
 
 pytestmark = pytest.mark.timeout(300)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from parity.recorder.segments import segment_root, write_segment
+from parity.store.segments import segment_root, write_segment
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 JSON_COLS = ("response_headers", "response_body", "sent_body", "changes", "request_body", "config")

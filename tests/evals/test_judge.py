@@ -12,7 +12,7 @@ import pytest
 from evalhelpers import chat_body, make_result, run_config, write_run
 
 from parity import evals
-from parity.recorder.store import query
+from parity.store.store import query
 
 
 class FakeJudge:

@@ -16,8 +16,8 @@ import pytest
 from evalhelpers import chat_body, latency_arms, make_result, run_config, with_facts, write_run
 
 from parity import evals
-from parity.recorder.export import compact_store
-from parity.recorder.segments import ROW_GROUP_ROWS, list_segments, segment_root
+from parity.store.export import compact_store
+from parity.store.segments import ROW_GROUP_ROWS, list_segments, segment_root
 
 N = 600
 FRAMES = ("latency", "reliability", "cost", "breakeven", "quality", "compat", "summary")
@@ -88,8 +88,8 @@ def test_compaction_changes_no_figure(tmp_path, keyed):
 
 
 def test_compacting_one_run_leaves_the_others_and_keeps_every_row(tmp_path):
-    from parity.recorder.segments import MERGED_PREFIX, supersedes
-    from parity.recorder.store import connect
+    from parity.store.segments import MERGED_PREFIX, supersedes
+    from parity.store.store import connect
 
     db = tmp_path / "s.duckdb"
     root = segment_root(db)
@@ -120,7 +120,7 @@ def test_cells_read_by_polars_in_column_groups_match_the_store_view(tmp_path):
     the rows and values the DuckDB view gives, also from a segment written before some columns
     existed (they read as null), and only the asked run's."""
     from parity.evals import load
-    from parity.recorder.store import connect
+    from parity.store.store import connect
 
     db = tmp_path / "parity.duckdb"
     rows = with_facts(_rows())

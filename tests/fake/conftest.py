@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from parity.replayer.fake.server import FakeProvider
+from parity.fake.server import FakeProvider
 
 
 @pytest.fixture

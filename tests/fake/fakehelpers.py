@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from parity.replayer.fake.server import FakeProvider
+from parity.fake.server import FakeProvider
 
 CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "openai-real" / "exchanges.jsonl"
 

@@ -7,7 +7,7 @@ import openai
 import pytest
 from fakehelpers import HTTP, client_for, post_raw, wav_bytes
 
-from parity.replayer.fake.server import FakeProvider
+from parity.fake.server import FakeProvider
 
 MSGS = [{"role": "user", "content": "Hello there"}]
 CHAT = {"model": "gpt-4o-mini", "messages": MSGS}

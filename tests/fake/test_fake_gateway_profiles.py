@@ -10,8 +10,8 @@ import openai
 import pytest
 from fakehelpers import client_for, load_corpus, post_raw, sse_events
 
-from parity.replayer.fake.profiles import OPENAI_MODEL_PATTERNS, PROFILES
-from parity.replayer.fake.server import FakeProvider, main
+from parity.fake.profiles import OPENAI_MODEL_PATTERNS, PROFILES
+from parity.fake.server import FakeProvider, main
 
 MSGS = [{"role": "user", "content": "Tell me about rivers."}]
 CHAT = {"model": "gpt-4o-mini", "messages": MSGS}

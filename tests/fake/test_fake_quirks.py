@@ -9,8 +9,8 @@ import openai
 import pytest
 from fakehelpers import WEATHER_TOOL, client_for, post_raw, sse_events
 
-from parity.replayer.fake.profiles import GATEWAY_QUIRKS, LEGACY_QUIRKS, PROFILES, QUIRKS
-from parity.replayer.fake.server import FakeProvider
+from parity.fake.profiles import GATEWAY_QUIRKS, LEGACY_QUIRKS, PROFILES, QUIRKS
+from parity.fake.server import FakeProvider
 
 MSGS = [{"role": "user", "content": "Hello there"}]
 CHAT = {"model": "gpt-4o-mini", "messages": MSGS}

@@ -15,7 +15,7 @@ import openai
 import pytest
 from fakehelpers import HTTP, post_raw, wav_bytes
 
-from parity.replayer.fake.server import FakeProvider, main
+from parity.fake.server import FakeProvider, main
 
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Name three rivers."}]}
@@ -23,7 +23,7 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Name t
 
 def _spawn(*args: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "parity.replayer.fake.server", "--port", "0", *args],
+        [sys.executable, "-m", "parity.fake.server", "--port", "0", *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -14,9 +14,9 @@ import openai
 import pytest
 from fakehelpers import HTTP, NEWS_TOOL, PERSON_SCHEMA, TIME_TOOL, WEATHER_TOOL, client_for, wav_bytes
 
-from parity.replayer.fake.content import count_tokens
-from parity.replayer.fake.profiles import GATEWAY_QUIRKS, PROFILES, Profile
-from parity.replayer.fake.server import FakeProvider
+from parity.fake.content import count_tokens
+from parity.fake.profiles import GATEWAY_QUIRKS, PROFILES, Profile
+from parity.fake.server import FakeProvider
 
 T = TypeVar("T")
 MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me about rivers."}]

@@ -24,7 +24,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 from openai.types.shared import ErrorObject
 
-from parity.replayer.fake.server import FakeProvider
+from parity.fake.server import FakeProvider
 
 MSGS = [{"role": "user", "content": "What is the capital of France?"}]
 RESPONSE_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseStreamEvent)

@@ -14,7 +14,7 @@ from openai.types.audio import Transcription, TranscriptionVerbose
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 
-from parity.replayer.fake.server import FakeProvider
+from parity.fake.server import FakeProvider
 
 MSGS = [{"role": "user", "content": "What is the capital of France?"}]
 RESPONSE_EVENT = pydantic.TypeAdapter(ResponseStreamEvent)

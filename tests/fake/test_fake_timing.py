@@ -10,7 +10,7 @@ import time
 
 from fakehelpers import HTTP, post_raw
 
-from parity.replayer.fake.server import FakeProvider
+from parity.fake.server import FakeProvider
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "time me"}], "stream": True}
 

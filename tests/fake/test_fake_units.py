@@ -14,8 +14,8 @@ from fakehelpers import PERSON_SCHEMA, wav_bytes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parity.replayer.fake import content as C
-from parity.replayer.fake.profiles import (
+from parity.fake import content as C
+from parity.fake.profiles import (
     GATEWAY_QUIRKS,
     LEGACY_QUIRKS,
     PROFILES,

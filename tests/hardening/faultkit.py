@@ -26,8 +26,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from parity.recorder.segments import segment_root, write_segment
-from parity.recorder.store import connect
+from parity.store.segments import segment_root, write_segment
+from parity.store.store import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)

@@ -2,7 +2,7 @@
 
 Every reader must see the union, each exchange exactly once, and ``parity compact`` run while a
 recorder still writes must leave every exchange exactly once. Two known windows of
-``parity.recorder.segments.compact`` are pinned by strict xfails at the end (they pass once fixed).
+``parity.store.segments.compact`` are pinned by strict xfails at the end (they pass once fixed).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from faultkit import ROOT, markers_in_store, parity_argv, query, send_all
 
-import parity.recorder.segments as segments
-from parity.recorder.segments import compact, list_segments, segment_root, write_segment
-from parity.recorder.store import connect, prepare
+import parity.store.segments as segments
+from parity.store.segments import compact, list_segments, segment_root, write_segment
+from parity.store.store import connect, prepare
 
 
 @pytest.fixture(scope="module")
 def fake():
-    from parity.replayer.fake.server import FakeProvider
+    from parity.fake.server import FakeProvider
 
     with FakeProvider.running(profile="instant", port=0, answer_min_tokens=4, answer_max_tokens=8) as fp:
         yield fp

@@ -36,11 +36,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from parity.recorder.capture import Capture, build_row, decode_body, decode_chunks
-from parity.recorder.endpoints import ENDPOINTS
-from parity.recorder.reassemble import output_text
-from parity.recorder.schema import JSON_COLUMNS
-from parity.recorder.segments import rows_to_table
-from parity.recorder.sse import parse_all
+from parity.store.schema import JSON_COLUMNS
+from parity.store.segments import rows_to_table
+from parity.wire.endpoints import ENDPOINTS
+from parity.wire.reassemble import output_text
+from parity.wire.sse import parse_all
 
 _DUCK = duckdb.connect()
 WALL = 1_767_225_600.0  # 2026-01-01
@@ -763,8 +763,8 @@ def test_hostile_json_is_stored_queryable(prop_count, endpoint, stream, req, res
 def test_lone_surrogate_request_keeps_select_star_working(prop_count, tmp_path) -> None:
     """The consequence of the bug above, end to end: one such exchange made ``SELECT *`` fail."""
     prop_count()
-    from parity.recorder.segments import segment_root, write_segment
-    from parity.recorder.store import connect, init_catalog
+    from parity.store.segments import segment_root, write_segment
+    from parity.store.store import connect, init_catalog
 
     db = tmp_path / "p.duckdb"
     init_catalog(db)

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from parity.recorder.endpoints import REPLAYABLE
 from parity.replayer.config import PROVIDER_KEYS, Config, list_presets, parse_config
 from parity.replayer.errors import ConfigError
+from parity.wire.endpoints import REPLAYABLE
 
 PRICE_FIELDS = (
     "input_per_1m",

@@ -25,9 +25,9 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parity.recorder.reassemble import output_text
-from parity.recorder.sse import parse_all
-from parity.recorder.store import connect
+from parity.store.store import connect
+from parity.wire.reassemble import output_text
+from parity.wire.sse import parse_all
 
 
 class SSEUpstream:

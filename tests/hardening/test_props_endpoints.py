@@ -1,4 +1,4 @@
-"""Properties of the endpoint classifier (recorder/endpoints.py).
+"""Properties of the endpoint classifier (wire/endpoints.py).
 
 * any method and any path -> one of ENDPOINTS, never an exception;
 * a provider prefix (/v1, Azure deployments, OpenRouter's /api/v1, Gemini's /v1beta/openai, /beta),
@@ -11,7 +11,7 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from parity.recorder.endpoints import ENDPOINTS, REPLAYABLE, api_path, classify, has_side_effects
+from parity.wire.endpoints import ENDPOINTS, REPLAYABLE, api_path, classify, has_side_effects
 
 SUFFIXES = {
     "/chat/completions": "chat.completions",

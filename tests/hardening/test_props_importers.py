@@ -28,7 +28,7 @@ from mitmproxy.test import tflow
 
 from parity.recorder.capture import build_row
 from parity.recorder.importers import FileResult, import_files, read_flows, read_har
-from parity.recorder.segments import rows_to_table
+from parity.store.segments import rows_to_table
 
 CHAT_REQ = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 CHAT_RESP = {
@@ -315,7 +315,7 @@ def test_flow_file_length_prefix_that_lies(prop_count, case, which: int, lie: in
 @given(har=har_files(), flows=flow_files(), hcut=st.floats(0, 1), fcut=st.floats(0, 1))
 def test_import_files_never_raises_and_stores_what_it_counts(prop_count, har, flows, hcut, fcut) -> None:
     prop_count()
-    from parity.recorder.store import connect
+    from parity.store.store import connect
 
     text, ends = har
     data, fends = flows

@@ -1,4 +1,4 @@
-"""Properties of the multipart parsers: replayer/multipart.py (model rewrite) and the recorder's
+"""Properties of the multipart parsers: wire/multipart.py (model rewrite) and the recorder's
 model/stream extraction (recorder/capture.py ``_multipart_field`` via ``build_row``).
 
 Bodies are generated per RFC 7578 / RFC 2046 with odd but legal boundaries (1-70 characters from
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from parity.recorder.capture import Capture, build_row
-from parity.replayer.multipart import boundary_of, field_value, replace_field
+from parity.wire.multipart import boundary_of, field_value, replace_field
 
 BCHARS = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=? "
 TSPECIALS = set('()<>@,;:\\"/[]?= ')
@@ -201,7 +201,7 @@ def test_media_type_case_does_not_matter(prop_count, case, media: str) -> None:
 @example(raw=b"--\xe2\x82\xac\r\n", ct="multipart/form-data; boundary=\u20ac", name="model")
 def test_arbitrary_bodies_never_raise(prop_count, raw: bytes, ct: str, name: str) -> None:
     """Found by this suite, fixed since: a boundary above U+00FF raised UnicodeEncodeError
-    (replayer/multipart.py encoded it as latin-1)."""
+    (wire/multipart.py encoded it as latin-1)."""
     prop_count()
     field_value(raw, ct, name)
     out, old = replace_field(raw, ct, name, "m")

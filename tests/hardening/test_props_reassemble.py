@@ -1,4 +1,4 @@
-"""Properties of stream reassembly and of the body readers (recorder/reassemble.py).
+"""Properties of stream reassembly and of the body readers (wire/reassemble.py).
 
 * Well-formed chat streams: for any fragmentation of tool-call names and arguments, interleaved
   across calls and chunks in any order, the reassembled calls (ordered by index) are the originals,
@@ -24,8 +24,8 @@ import json
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from parity.recorder.reassemble import Usage, dumps, extract_usage, finish_reason, output_text, reassemble
-from parity.recorder.sse import SSEEvent
+from parity.wire.reassemble import Usage, dumps, extract_usage, finish_reason, output_text, reassemble
+from parity.wire.sse import SSEEvent
 
 ENDPOINTS = ["chat.completions", "completions", "responses", "audio.transcriptions"]
 

@@ -1,4 +1,4 @@
-"""Properties of the SSE parser (recorder/sse.py) against a reference model of the WHATWG rules.
+"""Properties of the SSE parser (wire/sse.py) against a reference model of the WHATWG rules.
 
 The reference (:func:`reference`) is written from the "Interpreting an event stream" section of
 the HTML standard, not from the parser: lines end in CRLF, LF or CR; ``:`` starts a comment; a
@@ -12,7 +12,7 @@ dispatched (the spec discards it; the recorder keeps it and flags ``ended_inside
 spec rule is not modelled: "an id containing U+0000 is ignored" (the recorder never uses event
 ids, so that deviation is left alone).
 
-Found by these properties and fixed since in recorder/sse.py: a leading UTF-8 BOM was not
+Found by these properties and fixed since in wire/sse.py: a leading UTF-8 BOM was not
 stripped (the first event was lost as field ``\ufeffdata``).
 """
 
@@ -23,7 +23,7 @@ import json
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from parity.recorder.sse import SSEEvent, SSEParser, parse_all
+from parity.wire.sse import SSEEvent, SSEParser, parse_all
 
 BOM = b"\xef\xbb\xbf"
 

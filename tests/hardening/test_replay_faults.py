@@ -16,8 +16,8 @@ import pytest
 from faultkit import ROOT, exchange_row, fault_servers, kill9_tree, parity_argv, query, wait_for, write_rows
 
 from parity.cli import main
-from parity.recorder.segments import segment_root
 from parity.replayer.failures import EXIT_PROVIDER_DEAD
+from parity.store.segments import segment_root
 
 N_EXCHANGES = 8  # half streamed
 PROVIDERS = ("hang", "reset", "garbage")

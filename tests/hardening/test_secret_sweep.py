@@ -35,8 +35,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from parity.cli import main as parity_main
-from parity.recorder.store import connect
-from parity.replayer.fake.server import FakeProvider
+from parity.fake.server import FakeProvider
+from parity.store.store import connect
 
 REPO = Path(__file__).resolve().parents[2]
 RUN = "sweep"

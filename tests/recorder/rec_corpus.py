@@ -1,6 +1,6 @@
 """The real recorded exchanges in corpus/openai-real, and what their streams amount to.
 
-``expected_from_sse`` is deliberately independent of parity.recorder.sse / parity.recorder.reassemble:
+``expected_from_sse`` is deliberately independent of parity.wire.sse / parity.wire.reassemble:
 a test that compared the recorder with itself would prove nothing.
 """
 

@@ -11,7 +11,7 @@ from mitmproxy.http import Request, Response
 from mitmproxy.test import taddons, tflow
 
 from parity.recorder.addon import Recorder
-from parity.recorder.store import connect
+from parity.store.store import connect
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 

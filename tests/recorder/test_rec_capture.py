@@ -12,8 +12,9 @@ import pytest
 import zstandard
 from mitmproxy.http import Headers
 
-from parity.recorder.capture import Capture, build_row, clean_query, decode_chunks, header_dict
-from parity.recorder.schema import EXCHANGES
+from parity.recorder.capture import Capture, build_row, decode_chunks, header_dict
+from parity.store.schema import EXCHANGES
+from parity.wire.credentials import clean_query
 
 SECRET = "sk-DISTINCTIVE-secret-4242"
 CHAT_REQ = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}

@@ -10,7 +10,7 @@ import pytest
 
 from parity.cli import COMMAND_MODULES
 from parity.recorder import cli
-from parity.recorder.segments import segment_root, write_segment
+from parity.store.segments import segment_root, write_segment
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:

@@ -16,7 +16,7 @@ import pytest
 from rec_corpus import expected_from_sse, load_corpus, reassembled_view, request_bytes, sample, url_path
 from rec_upstreams import CorpusUpstream
 
-from parity.recorder.store import connect
+from parity.store.store import connect
 
 
 @pytest.fixture(scope="module")

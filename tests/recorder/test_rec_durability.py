@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from parity.recorder.store import connect, init_catalog
+from parity.store.store import connect, init_catalog
 
 # A request that waited on the store would wait for a flush (0.2 s in these tests) and a segment
 # write, every time. Judge the median, after a warm-up request, so a loaded machine does not fail
@@ -31,7 +31,7 @@ SLOW_REQUEST_MS = 100
 
 @pytest.fixture(scope="module")
 def fake():
-    from parity.replayer.fake.server import FakeProvider
+    from parity.fake.server import FakeProvider
 
     with FakeProvider.running(profile="instant", port=0) as fp:
         yield fp
@@ -151,7 +151,7 @@ def test_readers_in_another_process_see_rows_while_recording(fake, run_recorder)
     reader = textwrap.dedent(
         f"""
         import duckdb, json
-        from parity.recorder.store import connect
+        from parity.store.store import connect
         a = connect({str(rec.db)!r}).execute("SELECT count(*) FROM exchanges").fetchall()[0][0]
         con = duckdb.connect({str(rec.db)!r}, read_only=True)  # the catalog: never locked by the recorder
         b, m = con.execute("SELECT count(*), max(request_body->>'$.model') FROM exchanges").fetchall()[0]
@@ -217,7 +217,7 @@ DISK_FULL = """
 # creating any file under the store fails with ENOSPC, as on a full disk (the spill is elsewhere).
 import errno, os, types
 flag, root = os.environ["PARITY_TEST_FULL_FLAG"], os.environ["PARITY_TEST_FULL_ROOT"]
-import parity.recorder.segments as seg
+import parity.store.segments as seg
 
 class DiskFull(types.ModuleType):
     def __getattr__(self, name):

@@ -13,7 +13,7 @@ import pytest
 from rec_corpus import expected_from_sse, load_corpus, reassembled_view, request_bytes, sample, url_path
 
 from parity.recorder.importers import import_files
-from parity.recorder.store import connect
+from parity.store.store import connect
 
 SECRET = "sk-HAR-secret-777"
 CHAT_REQ = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -264,7 +264,7 @@ def test_har_built_from_the_real_corpus(tmp_path: Path, migrated_store: Path) ->
 @pytest.fixture(scope="module")
 def flow_recording(module_recorders, proc_kit, tmp_path_factory):
     """client -> parity record -> mitmdump -w flows -> fake provider: one set of exchanges, two records."""
-    from parity.replayer.fake.server import FakeProvider
+    from parity.fake.server import FakeProvider
 
     tmp = tmp_path_factory.mktemp("flows")
     with FakeProvider.running(profile="instant", port=0) as fp:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from parity.recorder.store import connect
+from parity.store.store import connect
 
 JS = Path(__file__).resolve().parents[1] / "js"
 
@@ -37,7 +37,7 @@ def node_sdk() -> Path:
 
 
 def test_node_openai_sdk_through_the_recorder(node_sdk: Path, run_recorder) -> None:
-    from parity.replayer.fake.server import FakeProvider
+    from parity.fake.server import FakeProvider
 
     with FakeProvider.running(profile="instant", port=0) as fp:
         rec = run_recorder(fp.url, "--flush-interval", "0.2")

@@ -19,7 +19,7 @@ import openai
 import pytest
 from rec_upstreams import TEXT_HELLO, WireUpstream
 
-from parity.recorder.store import connect
+from parity.store.store import connect
 
 
 def self_signed(tmp: Path) -> tuple[Path, Path]:
@@ -164,7 +164,7 @@ def test_upstream_mode_through_another_proxy(proc_kit, run_recorder, tmp_path: P
 
 
 def test_plain_mitmdump_with_the_addon_script(proc_kit, tmp_path: Path) -> None:
-    from parity.replayer.fake.server import FakeProvider
+    from parity.fake.server import FakeProvider
 
     db = tmp_path / "mitm.duckdb"
     with FakeProvider.running(profile="instant", port=0) as fp:

@@ -17,9 +17,9 @@ from mitmproxy.test import taddons, tflow
 from parity.recorder.addon import Recorder
 from parity.recorder.capture import Capture, build_row
 from parity.recorder.redact import BUILTIN, HOOK_ERROR, RedactionError, build, luhn
-from parity.recorder.segments import segment_root
-from parity.recorder.store import connect, init_catalog
-from parity.recorder.writer import BatchWriter
+from parity.store.segments import segment_root
+from parity.store.store import connect, init_catalog
+from parity.store.writer import BatchWriter
 
 ALL = ",".join(BUILTIN)
 PII = {
@@ -423,7 +423,7 @@ def test_older_store_without_the_new_columns_opens(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from parity.recorder.schema import EXCHANGES
+    from parity.store.schema import EXCHANGES
 
     db = tmp_path / "old.duckdb"
     init_catalog(db)

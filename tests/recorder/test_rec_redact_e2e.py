@@ -18,7 +18,7 @@ from pathlib import Path
 import openai
 import pyarrow.parquet as pq
 
-from parity.recorder.store import connect
+from parity.store.store import connect
 
 KEY = "sk-proj-RedactE2eKey0123456789abcdef"
 EMAIL = "maria.lopez@corp-mail.example"
@@ -101,7 +101,7 @@ def chat(client: openai.OpenAI, content: str, **kw):
 
 
 def test_record_with_rules_and_hook(run_recorder, tmp_path: Path) -> None:
-    from parity.replayer.fake.server import FakeProvider
+    from parity.fake.server import FakeProvider
 
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES)

@@ -20,7 +20,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from parity.recorder.store import connect
+from parity.store.store import connect
 
 MODEL = "gpt-4o-mini"
 USER = [{"role": "user", "content": "What is the weather in Paris and what time is it?"}]
@@ -49,7 +49,7 @@ SECRET = "sk-sdk-test-key-31337"
 
 @pytest.fixture(scope="module")
 def stack(module_recorders):
-    from parity.replayer.fake.server import FakeProvider
+    from parity.fake.server import FakeProvider
 
     with FakeProvider.running(profile="instant", port=0) as fp:
         rec = module_recorders(fp.url, "--tag", "sdk", "--flush-interval", "0.2")

@@ -11,8 +11,8 @@ import openai
 from aiohttp import web
 from rec_upstreams import _Threaded
 
-from parity.recorder.schema import TABLES
-from parity.recorder.store import connect
+from parity.store.schema import TABLES
+from parity.store.store import connect
 
 SECRET = "sk-proj-ZZTOPSECRET9d8f7e6"
 HEADERS = {
@@ -26,7 +26,7 @@ HEADERS = {
 
 
 def test_secrets_never_reach_disk(run_recorder) -> None:
-    from parity.replayer.fake.server import FakeProvider
+    from parity.fake.server import FakeProvider
 
     with FakeProvider.running(profile="instant", port=0) as fp:
         rec = run_recorder(fp.url, "--flush-interval", "0.2")

@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from parity.recorder.store import connect
+from parity.store.store import connect
 
 TTFT_MS, ITL_MS, TOKENS = 300, 25, 12
 E2E_MS = TTFT_MS + (TOKENS - 1) * ITL_MS  # about 575 ms
@@ -29,7 +29,7 @@ def rec(fake_proc, module_recorders):
 def fake_proc(proc_kit, tmp_path_factory):
     port = proc_kit.free_port()
     fp = proc_kit.start_proxy(
-        [proc_kit.python, "-m", "parity.replayer.fake.server", "--port", str(port), "--profile", "instant"],
+        [proc_kit.python, "-m", "parity.fake.server", "--port", str(port), "--profile", "instant"],
         port,
         tmp_path_factory.mktemp("fake") / "fake.log",
     )

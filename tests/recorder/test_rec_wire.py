@@ -11,7 +11,7 @@ import openai
 import pytest
 from rec_upstreams import BINARY_OTHER, WORDS, WireUpstream
 
-from parity.recorder.store import connect
+from parity.store.store import connect
 
 TEXT = "".join(WORDS)
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import parity.recorder.writer as writer_mod
-from parity.recorder.segments import list_segments, segment_root
-from parity.recorder.store import connect
-from parity.recorder.writer import BatchWriter
+import parity.store.writer as writer_mod
+from parity.store.segments import list_segments, segment_root
+from parity.store.store import connect
+from parity.store.writer import BatchWriter
 
 
 def row(i: int) -> dict:

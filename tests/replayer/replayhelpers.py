@@ -12,7 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from parity.recorder.segments import segment_root, write_segment
+from parity.store.segments import segment_root, write_segment
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path("/work/shared/corpus/openai-real/exchanges.jsonl")
@@ -108,7 +108,7 @@ class FakeProc:
         args = [
             sys.executable,
             "-m",
-            "parity.replayer.fake.server",
+            "parity.fake.server",
             "--port",
             "0",
             "--profile",

@@ -11,8 +11,8 @@ from replayhelpers import T0, fake_table, make_chat_workload, make_exchange, pro
 
 from parity import evals
 from parity.cli import main
-from parity.recorder.store import connect
 from parity.replayer.tokens import answer_text, estimate_tokens
+from parity.store.store import connect
 
 PRICING = "[{name}.pricing]\ninput_per_1m = 1.0\noutput_per_1m = 4.0\n"
 

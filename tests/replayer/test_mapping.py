@@ -14,8 +14,8 @@ from parity.replayer.mapping import (
     prepare,
     provider_skip_reason,
 )
-from parity.replayer.multipart import boundary_of, field_value, replace_field
 from parity.replayer.select import Exchange
+from parity.wire.multipart import boundary_of, field_value, replace_field
 
 
 def _x(**kw) -> Exchange:

@@ -20,9 +20,9 @@ from replayhelpers import (
 )
 
 from parity.cli import main
-from parity.recorder.segments import segment_root
-from parity.recorder.store import connect
 from parity.replayer.mapping import apply_changes
+from parity.store.segments import segment_root
+from parity.store.store import connect
 
 SECRET = "sk-parity-test-DISTINCTIVE-7f3a9c1e5b"
 
@@ -467,8 +467,8 @@ def test_provider_failures_are_data(db: Path, tmp_path: Path, fakes, capsys) -> 
 def test_a_finished_run_is_compacted_into_sorted_results(
     db: Path, tmp_path: Path, fakes, capsys, compact
 ) -> None:
-    from parity.recorder.segments import MERGED_PREFIX, list_segments, segment_root
     from parity.replayer.sampling import sample_key
+    from parity.store.segments import MERGED_PREFIX, list_segments, segment_root
 
     write_exchanges(db, make_chat_workload(40, stream=False))
     fp = fakes("tidy", "instant", ttft_ms=60)

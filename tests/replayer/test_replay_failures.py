@@ -24,9 +24,9 @@ from replayhelpers import (
 )
 
 from parity.cli import main
-from parity.recorder.store import connect
+from parity.fake.server import FakeProvider
 from parity.replayer.failures import EXIT_PROVIDER_DEAD
-from parity.replayer.fake.server import FakeProvider
+from parity.store.store import connect
 
 N_CHAT, N_EMB = 4, 2
 

@@ -12,11 +12,11 @@ import pytest
 from replayhelpers import T0, fake_table, make_exchange, providers_file, write_exchanges
 
 from parity.cli import main
-from parity.recorder.schema import EXCHANGES
-from parity.recorder.segments import segment_root, write_segment
-from parity.recorder.store import connect, init_catalog
 from parity.replayer.errors import SelectionError
 from parity.replayer.select import Selection, load, select
+from parity.store.schema import EXCHANGES
+from parity.store.segments import segment_root, write_segment
+from parity.store.store import connect, init_catalog
 
 
 def chat(content: str, i: int, **kw) -> dict:

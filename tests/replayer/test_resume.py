@@ -14,8 +14,8 @@ from pathlib import Path
 from replayhelpers import ROOT, fake_table, make_chat_workload, providers_file, wait_for, write_exchanges
 
 from parity.cli import main
-from parity.recorder.segments import segment_root
-from parity.recorder.store import connect
+from parity.store.segments import segment_root
+from parity.store.store import connect
 
 CONC = 3
 SECRET = "sk-parity-kill-test-5e2d8b7a41"

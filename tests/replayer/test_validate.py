@@ -9,9 +9,9 @@ from openai.types import CreateEmbeddingResponse
 from openai.types.responses import Response
 from replayhelpers import CORPUS
 
-from parity.recorder.endpoints import classify
 from parity.replayer.results import parse_stream
 from parity.replayer.validate import check_body, check_stream
+from parity.wire.endpoints import classify
 
 CHECKED = ("chat.completions", "responses", "embeddings", "completions", "images.generations")
 

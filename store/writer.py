@@ -16,12 +16,12 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from parity.recorder.redact import Redactor, withhold
-from parity.recorder.segments import import_spill, remove_stale_temps, rows_to_table, write_segment
+from parity.store.segments import import_spill, remove_stale_temps, rows_to_table, write_segment
 
 log = logging.getLogger("parity.writer")
 SLICE = 64  # rows per Arrow conversion call (see BatchWriter._to_arrow)
@@ -66,7 +66,7 @@ def _spilled_rows(spill_dir: Path, tables) -> int:
 
 def sanitized(table: str, row: dict) -> dict:
     """``row`` with text made valid UTF-8 and values of the wrong type dropped (noted in error_type)."""
-    from parity.recorder.schema import TABLES
+    from parity.store.schema import TABLES
 
     types = {f.name: f.type for f in TABLES[table]}
     out: dict = {}
@@ -86,6 +86,22 @@ def sanitized(table: str, row: dict) -> dict:
     return out
 
 
+class RowRedactor(Protocol):
+    """What the writer needs of a redactor (the recorder's ``Redactor``): one ``exchanges`` row rewritten."""
+
+    def apply_row(self, row: dict) -> dict: ...
+
+
+def withhold(row: dict, err: BaseException) -> dict:
+    """``row`` with every content column dropped: for when redaction itself failed."""
+    for col in ("request_body", "request_raw", "response_body", "response_raw", "response_raw_bytes"):
+        row[col] = None
+    row["error_type"] = "redaction_error"
+    row["error_message"] = f"redaction failed ({type(err).__name__}); content withheld"
+    row["redactions"] = row["request_redactions"] = 1
+    return row
+
+
 class BatchWriter:
     """Collects rows per table and flushes them every ``interval`` seconds."""
 
@@ -97,7 +113,7 @@ class BatchWriter:
         max_batch: int = 5000,
         writer_id: str | None = None,
         retry_interval: float = 2.0,
-        redactor: Redactor | None = None,
+        redactor: RowRedactor | None = None,
     ) -> None:
         self.root = Path(root)
         self.spill_dir = Path(spill_dir) if spill_dir else default_spill_dir(self.root)

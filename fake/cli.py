@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from parity.replayer.fake.server import _parser
+    from parity.fake.server import _parser
 
     sub.add_parser(
         "fake-provider",
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handler(args: argparse.Namespace) -> int:
-    from parity.replayer.fake.server import main
+    from parity.fake.server import main
 
     argv = ["--host", args.host, "--port", str(args.port), "--profile", args.profile]
     for s in args.sets:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import duckdb
 
 from parity.cli import main
-from parity.recorder.segments import list_segments, segment_root, write_segment
-from parity.recorder.store import query
+from parity.store.segments import list_segments, segment_root, write_segment
+from parity.store.store import query
 
 
 def _rows(n: int, day: datetime) -> list[dict]:

@@ -16,9 +16,9 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from parity.recorder.schema import JSON_COLUMNS, TABLES
-from parity.recorder.segments import compact, list_segments, segment_root, write_segment
-from parity.recorder.store import MIGRATIONS, connect, init_catalog
+from parity.store.schema import JSON_COLUMNS, TABLES
+from parity.store.segments import compact, list_segments, segment_root, write_segment
+from parity.store.store import MIGRATIONS, connect, init_catalog
 
 
 def exchange(i: int, **kw) -> dict:
@@ -164,7 +164,7 @@ def test_a_store_from_an_older_version_shows_every_current_column(tmp_path: Path
     def read_only(*_a, **_k):
         raise PermissionError(13, "Read-only file system")
 
-    monkeypatch.setattr("parity.recorder.store.ensure_table", read_only)
+    monkeypatch.setattr("parity.store.store.ensure_table", read_only)
     con = connect(tmp_path / "old.duckdb")
     for table, schema in TABLES.items():
         cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]

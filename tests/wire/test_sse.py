@@ -7,7 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parity.recorder.sse import SSEParser, parse_all
+from parity.wire.sse import SSEParser, parse_all
 
 STREAM = (
     b": keep-alive\n\n"
@@ -101,7 +101,7 @@ def test_a_leading_byte_order_mark_is_ignored() -> None:
 
 
 def test_event_json_is_strict() -> None:
-    from parity.recorder.sse import SSEEvent
+    from parity.wire.sse import SSEEvent
 
     assert SSEEvent(0, ' {"a": 1} ').json() == {"a": 1}
     assert SSEEvent(0, '{"a": NaN}').json() is None

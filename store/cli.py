@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args) -> int:
-    from parity.recorder.export import export_parquet
-    from parity.recorder.store import StoreError
+    from parity.store.export import export_parquet
+    from parity.store.store import StoreError
 
     try:
         counts = export_parquet(args.db, args.out)
@@ -42,7 +42,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_compact(args) -> int:
-    from parity.recorder.export import compact_store
+    from parity.store.export import compact_store
 
     try:
         done = compact_store(args.db, args.min_age, args.grace)

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from parity.recorder.capture import SECRET_HEADERS, SECRET_QUERY, clean_query
+from parity.wire.credentials import SECRET_HEADERS, SECRET_QUERY, clean_query
 
 from . import content as C
 from . import wire as W

@@ -20,8 +20,8 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from parity.recorder.schema import JSON_COLUMNS, TABLES
-from parity.recorder.segments import (
+from parity.store.schema import JSON_COLUMNS, TABLES
+from parity.store.segments import (
     MERGED_PREFIX,
     SEGMENT_GLOB,
     ensure_table,
@@ -48,7 +48,7 @@ def table_scan(root: Path, table: str) -> str:
     The glob sees segments written later (recorders keep appending), but compaction's merged
     (``cmp-``) segments count only if they were already there, and the segments they replace
     are hidden only then: the folder is listed once, here, so whatever a compaction does after
-    this call, the view counts each row once (see ``parity.recorder.segments.compact``).
+    this call, the view counts each row once (see ``parity.store.segments.compact``).
     """
     d = (root / table).resolve()
     if not d.is_dir() or not any(d.glob(SEGMENT_GLOB)):

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from parity.recorder.endpoints import api_path, classify, has_side_effects
-from parity.recorder.reassemble import extract_usage, finish_reason, output_text, reassemble
-from parity.recorder.sse import SSEEvent
+from parity.wire.endpoints import api_path, classify, has_side_effects
+from parity.wire.reassemble import extract_usage, finish_reason, output_text, reassemble
+from parity.wire.sse import SSEEvent
 
 
 def evs(*objs, start: float = 0.0) -> list[SSEEvent]:
@@ -260,7 +260,7 @@ def test_api_path_and_side_effects() -> None:
 
 
 def test_chunks_shaped_like_no_openai_chunk_are_counted_not_fatal() -> None:
-    from parity.recorder.reassemble import dumps
+    from parity.wire.reassemble import dumps
 
     odd = [
         {"choices": [None, 5, {"index": [1], "delta": "x"}]},

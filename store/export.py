@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from parity.recorder.schema import JSON_COLUMNS, TABLES
-from parity.recorder.segments import GRACE_S, compact, segment_root
-from parity.recorder.store import connect, init_catalog
+from parity.store.schema import JSON_COLUMNS, TABLES
+from parity.store.segments import GRACE_S, compact, segment_root
+from parity.store.store import connect, init_catalog
 
 # How each table is partitioned on export (hive style: key=value folders).
 PARTITIONS: dict[str, tuple[str, ...]] = {

@@ -18,7 +18,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so `python -m parity.replayer.fake.server` does not import the server module twice (runpy warning).
+    # Lazy, so `python -m parity.fake.server` does not import the server module twice (runpy warning).
     if name in ("FakeProvider", "main"):
         from . import server
 

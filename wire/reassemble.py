@@ -10,7 +10,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from parity.recorder.sse import SSEEvent
+from parity.wire.sse import SSEEvent
 
 TERMINAL_RESPONSE_EVENTS = ("response.completed", "response.failed", "response.incomplete")
 _CONTENT_RESPONSE_EVENTS = (

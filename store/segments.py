@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from parity.recorder.schema import TABLES
+from parity.store.schema import TABLES
 
 SEGMENT_GLOB = "*.parquet"
 MERGED_PREFIX = "cmp-"  # segments written by compaction; their footer names what they replace
@@ -262,7 +262,7 @@ def compact(
 
     The merged ``cmp-`` segment names its sources in its footer, and one atomic rename makes it
     visible: a reader connecting after it hides the sources, one that connected before ignores it
-    (``parity.recorder.store`` builds each view from one listing), so no reader counts a row twice or
+    (``parity.store.store`` builds each view from one listing), so no reader counts a row twice or
     misses one. Sources are deleted by a later compaction once the merge is ``grace_s`` old; a
     reader connection older than that may then miss those rows, so long-lived readers reconnect.
     An exclusive lock per table makes a second compaction on the same host return (0, 0).
@@ -350,7 +350,7 @@ def _merge_sorted(segs: list[Path], table: str, dest: Path) -> int:
     footer names the sources, and the file appears with one rename. Returns the rows written."""
     import duckdb
 
-    from parity.recorder.store import empty_relation, sql_string  # parity.recorder.store imports this module
+    from parity.store.store import empty_relation, sql_string  # parity.store.store imports this module
 
     tmp = dest.with_name(dest.name + f".{uuid.uuid4().hex[:6]}.tmp")
     spill = dest.parent / f".merge-{uuid.uuid4().hex[:6]}"
