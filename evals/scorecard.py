@@ -16,6 +16,7 @@ import polars as pl
 from parity.evals import groups
 from parity.evals.compat_checks import (
     ALPHA,
+    BRANCHED_CODES,
     CATALOGUE,
     CELL_CHECKS,
     CHECKS,
@@ -335,16 +336,16 @@ def cell_checks(
         .then(pl.all_horizontal(pl.col("chk_error_keys").str.contains(f"{k}:") for k in _ERROR_KEYS))
         .alias("error_fields_present"),
         pl.when(compared).then(pl.col("status") == pl.col("p_status")).alias("error_status_match"),
-        pl.when(compared & pl.col("p_code").is_not_null())
+        pl.when(compared & pl.col("p_code").is_in(BRANCHED_CODES).fill_null(False))
         .then((code == pl.col("p_code")).fill_null(False))
         .alias("error_code_match"),
         pl.when(compared & pl.col("p_type").is_not_null())
         .then((pl.col("error_kind") == pl.col("p_type")).fill_null(False))
         .alias("error_type_match"),
-        # the final answer's code (unless production's is its yardstick) and every kept 429's
-        pl.when((err & ~compared) | pl.col("code_429").is_not_null())
+        # the final answer's code and every kept 429's
+        pl.when(err | pl.col("code_429").is_not_null())
         .then(
-            pl.when(err & ~compared)
+            pl.when(err)
             .then(
                 pl.when(final_429)
                 .then(code.is_in(RATE_LIMIT_CODES).fill_null(False))

@@ -12,7 +12,7 @@ def test_compat_chip_and_cell_agree_on_a_run_with_a_failing_check(built_report):
     s = {r["provider"]: r for r in built_report.summary}
     rows = {row["provider"]: row for row in verdict(built_report)}
     failing = [p for p, r in s.items() if not r["is_baseline"] and r.get("compat_failures")]
-    assert failing, "the synthetic run has a provider failing a check (slowco: models_listed)"
+    assert failing, "the synthetic run has a provider failing a check (slowco: cold_start)"
     for p, row in rows.items():
         r = s[p]
         cell = row["cells"]["compat"]

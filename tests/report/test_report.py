@@ -103,7 +103,7 @@ def test_verdict_follows_the_ground_truth(built_report):
     assert tone["flatco"]["errors"] == "worse" and tone["fastco"]["errors"] == "same"
     assert tone["fastco"]["cost"] == "better"  # 0.6 $/M tokens vs the recorded 2.5 / 10
     assert tone["fastco"]["compat"] == "better"
-    assert tone["slowco"]["compat"] == "worse" and "models_listed" in v["slowco"]["cells"]["compat"].sub
+    assert tone["slowco"]["compat"] == "worse" and "cold_start" in v["slowco"]["cells"]["compat"].sub
     assert tone["flatco"]["quality"] == "info"  # no judge: not a test
     chips = {p: [t for t, _ in row["chips"]] for p, row in v.items()}
     assert "significantly faster" in chips["fastco"] and "significantly slower" in chips["slowco"]
@@ -145,7 +145,7 @@ def test_markdown_digest(built_report):
     assert md.startswith(f"## parity: run `{RUN}` vs `recorded`")
     assert "| provider | verdict |" in md and "| **slowco** | 🔴 significantly slower" in md
     assert "### Compatibility failures" in md and "**flatco** `usage_present`" in md
-    assert "**slowco** `models_listed`" in md
+    assert "**slowco** `cold_start`" in md
     assert "### Key figures" in md and "| `ttft_p50_ms` |" in md
     assert "<script" not in md
     table = [line for line in md.splitlines() if line.startswith("| **")]
