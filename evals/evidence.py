@@ -17,6 +17,7 @@ import polars as pl
 
 from parity.evals.compat_checks import PRODUCTION_ARM
 from parity.evals.load import frame, results_text
+from parity.replayer.sampling import sample_key
 
 EXCERPT_CHARS = 700  # per excerpt; the part a check is about is kept whole up to this
 SSE_CHECKS = {
@@ -152,14 +153,7 @@ def attach(con: duckdb.DuckDBPyConnection, run: str, card: pl.DataFrame) -> pl.D
     empty = pl.Series("evidence", [[] for _ in range(card.height)], dtype=pl.List(pl.Struct(_FIELDS)))
     if not ids:
         return card.with_columns(empty)
-    cells = frame(
-        con,
-        f"""SELECT exchange_id, provider, "repeat", status, error_type, error_message,
-                   response_headers, response_body, response_raw
-            FROM {results_text(con)} WHERE run_id = $run AND list_contains($ids, exchange_id)
-            ORDER BY "repeat" """,
-        {"run": run, "ids": ids},
-    )
+    cells = _cells(con, run, ids)
     first = {}
     for r in cells.iter_rows(named=True):
         first.setdefault((r["exchange_id"], r["provider"]), r)
@@ -185,6 +179,27 @@ def attach(con: duckdb.DuckDBPyConnection, run: str, card: pl.DataFrame) -> pl.D
 
 
 _FIELDS = {"exchange_id": pl.Utf8, "production": pl.Utf8, "provider": pl.Utf8, "retried": pl.List(pl.Utf8)}
+
+
+_CELL_SQL = """SELECT exchange_id, provider, "repeat", status, error_type, error_message,
+                      response_headers, response_body, response_raw
+               FROM {results} WHERE run_id = $run AND {where} ORDER BY "repeat" """
+
+
+def _cells(con: duckdb.DuckDBPyConnection, run: str, ids: list[str]) -> pl.DataFrame:
+    """The example exchanges' cells. Results are stored in sample-key order, so asking by sample key
+    reads the few row groups that hold them; rows written before the key existed are asked by id."""
+    keys = sorted({sample_key(x) for x in ids})
+    results = results_text(con)
+    # integer literals (our own hashes): an IN list of constants is what prunes row groups
+    by_key = f"sample_key IN ({', '.join(map(str, keys))}) AND list_contains($ids, exchange_id)"
+    cells = frame(con, _CELL_SQL.format(results=results, where=by_key), {"run": run, "ids": ids})
+    missing = sorted(set(ids) - set(cells["exchange_id"].to_list()))
+    if missing:
+        where = "sample_key IS NULL AND list_contains($ids, exchange_id)"
+        old = frame(con, _CELL_SQL.format(results=results, where=where), {"run": run, "ids": missing})
+        cells = pl.concat([cells, old], how="vertical_relaxed")
+    return cells
 
 
 def _failed_attempts(con: duckdb.DuckDBPyConnection, run: str, ids: list[str]) -> dict[tuple, list[dict]]:

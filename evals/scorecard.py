@@ -177,7 +177,9 @@ def _missing_wire(df: pl.DataFrame) -> list[pl.Expr]:
 
 
 def _with_production(df: pl.DataFrame) -> pl.DataFrame:
-    """Each cell with production's answer to the same exchange: its status, error code and type."""
+    """Each cell joined (once) with production's answer to the same exchange: its status, error code
+    and type (``p_*``), and which checks production's own answer fails (``p|<check>``)."""
+    judged = [c for c in CELL_CHECKS if CATALOGUE[c].basis != "production"]
     prod = (
         df.filter(pl.col("provider") == PRODUCTION_ARM)
         .select(
@@ -185,6 +187,7 @@ def _with_production(df: pl.DataFrame) -> pl.DataFrame:
             pl.col("status").alias("p_status"),
             pl.col("error_code").alias("p_code"),
             pl.col("error_kind").alias("p_type"),
+            *[(pl.col(c) == False).alias(f"p|{c}") for c in judged],  # noqa: E712
         )
         .unique("exchange_id", keep="first")
     )
@@ -195,14 +198,6 @@ def _as_production(df: pl.DataFrame) -> pl.DataFrame:
     """A provider is not failed where production's own answer to the exchange fails the same check:
     its value becomes null there, and ``asprod|<check>`` marks the cell (counted as same_as_production)."""
     judged = [c for c in CELL_CHECKS if CATALOGUE[c].basis != "production"]
-    prod = (
-        df.filter(pl.col("provider") == PRODUCTION_ARM)
-        .select("exchange_id", *[(pl.col(c) == False).alias(f"p|{c}") for c in judged])  # noqa: E712
-        .unique("exchange_id", keep="first")
-    )
-    if prod.is_empty():
-        return df.with_columns(pl.lit(False).alias(f"asprod|{c}") for c in judged)
-    df = df.join(prod, on="exchange_id", how="left")
     theirs = pl.col("provider") != PRODUCTION_ARM
     masks = {c: (theirs & pl.col(f"p|{c}").fill_null(False) & pl.col(c).is_not_null()) for c in judged}
     return df.with_columns(
@@ -259,12 +254,9 @@ def cell_checks(
     else:
         df = df.with_columns(pl.lit(None, pl.Boolean).alias(c) for c in ("advertised_429", "code_429"))
     final_429 = pl.col("status") == 429
-    df = _with_production(df.with_columns(_missing_wire(df)))
+    df = df.with_columns(_missing_wire(df))
     chat_stream = ok & stream & pl.col("endpoint").is_in(["chat.completions", "completions"])
     keys_missing = pl.col("chk_chunk_keys_missing")
-    # a 4xx production answered too, and not a transient one: the provider's error is compared with it
-    compared = err & ~_transient("status") & (pl.col("p_status") >= 400) & ~_transient("p_status")
-    compared = compared.fill_null(False) & (pl.col("provider") != PRODUCTION_ARM)
     code = pl.col("error_code")
     df = df.with_columns(
         pl.when(ok & pl.col("sdk_valid").is_not_null()).then(pl.col("sdk_valid")).alias("sdk_valid"),
@@ -335,13 +327,6 @@ def cell_checks(
         pl.when(err & pl.col("chk_error_keys").is_not_null())
         .then(pl.all_horizontal(pl.col("chk_error_keys").str.contains(f"{k}:") for k in _ERROR_KEYS))
         .alias("error_fields_present"),
-        pl.when(compared).then(pl.col("status") == pl.col("p_status")).alias("error_status_match"),
-        pl.when(compared & pl.col("p_code").is_in(BRANCHED_CODES).fill_null(False))
-        .then((code == pl.col("p_code")).fill_null(False))
-        .alias("error_code_match"),
-        pl.when(compared & pl.col("p_type").is_not_null())
-        .then((pl.col("error_kind") == pl.col("p_type")).fill_null(False))
-        .alias("error_type_match"),
         # the final answer's code and every kept 429's
         pl.when(err | pl.col("code_429").is_not_null())
         .then(
@@ -355,6 +340,20 @@ def cell_checks(
             & pl.col("code_429").fill_null(True)
         )
         .alias("error_code_known"),
+    )
+    # then, with one join, what only production's answer to the same exchange can tell
+    df = _with_production(df)
+    # a 4xx production answered too, and not a transient one: the provider's error is compared with it
+    compared = err & ~_transient("status") & (pl.col("p_status") >= 400) & ~_transient("p_status")
+    compared = compared.fill_null(False) & (pl.col("provider") != PRODUCTION_ARM)
+    df = df.with_columns(
+        pl.when(compared).then(pl.col("status") == pl.col("p_status")).alias("error_status_match"),
+        pl.when(compared & pl.col("p_code").is_in(BRANCHED_CODES).fill_null(False))
+        .then((code == pl.col("p_code")).fill_null(False))
+        .alias("error_code_match"),
+        pl.when(compared & pl.col("p_type").is_not_null())
+        .then((pl.col("error_kind") == pl.col("p_type")).fill_null(False))
+        .alias("error_type_match"),
         pl.when(
             (pl.col("provider") != PRODUCTION_ARM)
             & (pl.col("p_status") >= 400).fill_null(False)
