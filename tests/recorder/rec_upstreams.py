@@ -268,7 +268,10 @@ class CorpusUpstream(_Threaded):
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         await request.read()
-        rec = self.records[request.headers["x-corpus-id"]]
+        return await self.answer(request, self.records[request.headers["x-corpus-id"]])
+
+    async def answer(self, request: web.Request, rec: dict) -> web.StreamResponse:
+        """``rec``'s recorded response: status, headers, and the JSON body or the SSE in a few chunks."""
         resp = rec["response"]
         headers = {  # a few corpus headers are lists (a quirk of their source cassettes): keep the first
             k: v[0] if isinstance(v, list) else v
