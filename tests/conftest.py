@@ -209,3 +209,13 @@ def migrated_store(tmp_path: Path) -> Path:
     db.parent.mkdir()
     init_catalog(db)
     return db
+
+
+@pytest.fixture(scope="session")
+def trial(tmp_path_factory: pytest.TempPathFactory, proc_kit: SimpleNamespace) -> Iterator[dict]:
+    """The nine-provider run of ``gateway_trial.py`` (control, deviations, broken streams, a dead
+    provider), recorded and replayed once per session: ``{"db", "replay_rc", "tmp", "dead_port"}``."""
+    from gateway_trial import gateway_trial
+
+    with gateway_trial(tmp_path_factory.mktemp("trial"), proc_kit) as t:
+        yield t
