@@ -23,7 +23,10 @@ Parsing is a small recursive-descent parser over a tokenizer: nothing is ever ``
 
 from __future__ import annotations
 
+import csv
 import difflib
+import io
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -299,6 +302,39 @@ def check(
             else:
                 out.append(Outcome(p, rule, False, f"ok   {p}: {values} (rule: {rule.text})"))
     return out
+
+
+def render(outcomes: list[Outcome], fmt: str = "text", run: str = "", baseline: str = "") -> str:
+    """The outcomes as ``parity check --format`` prints them: text lines, json, md or csv."""
+    rows = [
+        {
+            "provider": o.provider,
+            "rule": o.rule.text,
+            "result": "fail" if o.failed else "ok",
+            "detail": o.line.split(": ", 1)[1],
+        }
+        for o in outcomes
+    ]
+    if fmt == "json":
+        failed = sum(o.failed for o in outcomes)
+        doc = {"run": run, "baseline": baseline, "failed": failed, "checks": rows}
+        return json.dumps(doc, indent=2) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=["provider", "rule", "result", "detail"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        return buf.getvalue()
+    if fmt == "md":
+        esc = lambda t: t.replace("|", "\\|")  # noqa: E731
+        lines = ["| result | provider | rule | detail |", "|---|---|---|---|"]
+        lines += [
+            f"| {'**FAIL**' if r['result'] == 'fail' else 'ok'} | {esc(r['provider'])} | `{esc(r['rule'])}` "
+            f"| {esc(r['detail'])} |"
+            for r in rows
+        ]
+        return "\n".join(lines) + "\n"
+    return "".join(o.line + "\n" for o in outcomes)
 
 
 # Which evaluate() question produces a figure; figures not listed come with every evaluation.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
+from parity.evals import report_format, verdict_text
 from parity.evals.api import Evaluation, evaluate, unsupported_endpoints
 from parity.evals.errors import EvalError
 from parity.evals.report_cli import add_monthly_requests
@@ -59,7 +60,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="seconds of silence before a request counts as cold (default 60)",
     )
     add_monthly_requests(p)
-    p.add_argument("--json", action="store_true", help="print every figure as JSON instead of tables")
+    p.add_argument(
+        "--detail",
+        action="store_true",
+        help="print every table (latency per endpoint and model, reliability, cost, break-even, quality, "
+        "every compatibility check) instead of the verdict",
+    )
+    p.add_argument(
+        "--format",
+        choices=verdict_text.FORMATS,
+        default="text",
+        help="text (default: the verdict, or every table with --detail), json (every figure and row), "
+        "md (the verdict as Markdown) or csv (every summary figure, one row per provider)",
+    )
+    p.add_argument(
+        "--json", action="store_const", const="json", dest="format", help="the same as --format json"
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -93,10 +109,10 @@ def handler(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"parity eval: error: {e}", file=sys.stderr)
         return 2
-    if args.json:
+    if args.format == "json":
         print(json.dumps(ev.to_dict(), indent=2, allow_nan=False, default=str))
     else:
-        print(render(ev))
+        sys.stdout.write(render(ev) if args.detail else verdict_text.render(ev))
     return 0
 
 
@@ -107,11 +123,29 @@ def main(argv: list[str] | None = None) -> int:
     return handler(p.parse_args(argv))
 
 
-def _round(df: pl.DataFrame) -> pl.DataFrame:
-    return df.with_columns(pl.col(pl.Float64).round_sig_figs(4))
+def _text(df: pl.DataFrame) -> pl.DataFrame:
+    """Every cell as text: 4 significant digits, p-values as report_format writes them, and "—" for
+    a missing value (never null / NaN)."""
+    cols = []
+    for name, dtype in df.schema.items():
+        c = pl.col(name)
+        if name.endswith(("p_value", "p_adjusted")) and dtype.is_numeric():
+            c = c.map_elements(report_format.fmt_p, return_dtype=pl.Utf8)
+        elif dtype.is_float():
+            c = c.round_sig_figs(4).fill_nan(None).cast(pl.Utf8)
+        elif dtype.is_nested():
+            continue
+        else:
+            c = c.cast(pl.Utf8)
+        cols.append(c.fill_null("—").alias(name))
+    return df.with_columns(cols)
 
 
 def _show(title: str, df: pl.DataFrame | None) -> str:
+    elif args.format == "md":
+        sys.stdout.write(verdict_text.markdown(ev))
+    elif args.format == "csv":
+        sys.stdout.write(verdict_text.csv(ev))
     if df is None or df.is_empty():
         return f"== {title} ==\n(nothing to show)\n"
     with pl.Config(
@@ -124,7 +158,7 @@ def _show(title: str, df: pl.DataFrame | None) -> str:
         fmt_table_cell_list_len=3,
         tbl_formatting="ASCII_MARKDOWN",
     ):
-        return f"== {title} ==\n{_round(df)}\n"
+        return f"== {title} ==\n{_text(df)}\n"
 
 
 def _pick(df: pl.DataFrame | None, cols: list[str]) -> pl.DataFrame | None:

@@ -8,22 +8,39 @@ from pathlib import Path
 
 from parity.evals.errors import EvalError
 
-REPORT_DESCRIPTION = (
-    "Write the report of a replay run: a verdict table per provider (latency deltas with confidence "
-    "intervals, cost projection, quality and compatibility, coloured by significance), charts, the "
-    "compatibility scorecard with example exchanges and the worst answer disagreements. HTML is one "
-    "self-contained file (no network, printable); md is a pull-request comment; json has every figure."
-)
-CHECK_DESCRIPTION = (
-    "Fail a CI build when a provider's figures break a rule. A rule is '<figure> <op> <value>' with "
-    "op one of > >= < <= == !=, value a number or true/false, joined with and / or and parentheses, "
-    "e.g. --fail-if 'ttft_p95_delta_pct > 20' --fail-if 'compat_failures > 0'. Figures are the names "
-    "listed by --list-figures (parity report --format json lists every value). Exit 1 with one FAIL line per "
-    "broken rule, 0 with ok lines, 2 for a bad rule or store. A figure without data fails its rule "
-    "unless --allow-missing. Without --fail-if, the default gates apply: 'error_rate >= 1' (a provider "
-    "that answered nothing) and 'compat_failures > 0'. --list-figures lists every figure, including one "
-    "per compatibility check (e.g. --fail-if 'compat.retry_after_429 > 0')."
-)
+REPORT_DESCRIPTION = """\
+Write the report of a replay run: a verdict per provider (latency deltas with confidence
+intervals, cost projection, quality and compatibility, coloured by significance), charts,
+the compatibility scorecard with example exchanges and the worst answer disagreements.
+html is one self-contained file (no network, printable); md is a pull-request comment;
+json holds every figure."""
+
+REPORT_EXAMPLES = """\
+examples:
+  parity report --db parity.duckdb                          report.html of the newest run
+  parity report --db parity.duckdb --run cmp-1 --out cmp-1.html
+  parity report --db parity.duckdb --format md --out comment.md
+  parity report --db parity.duckdb --format json | jq '.summary'"""
+
+CHECK_DESCRIPTION = """\
+Fail a CI build when a provider's figures break a rule. A rule is '<figure> <op> <value>':
+op is one of > >= < <= == !=, value a number or true/false; rules join with and / or and
+parentheses. The figures a rule can name: parity check --list-figures (with what each one
+means), including one per compatibility check, e.g. compat.retry_after_429.
+
+Without --fail-if, the default gates apply: 'error_rate >= 1' (a provider that answered
+nothing) and 'compat_failures > 0'. A figure without data fails its rule unless
+--allow-missing.
+
+exit codes: 0 every rule holds (ok lines), 1 a rule broke (one FAIL line each), 2 a bad
+rule, run or store."""
+
+CHECK_EXAMPLES = """\
+examples:
+  parity check --list-figures
+  parity check --db parity.duckdb                           the default gates, newest run
+  parity check --db parity.duckdb --run cmp-1 --fail-if 'ttft_p95_delta_pct > 20' --fail-if 'compat_failures > 0'
+  parity check --db parity.duckdb --provider fastco --fail-if 'cost_delta_pct > -10 or error_rate > 0.01'"""
 
 
 # The gates `parity check` applies when no --fail-if is given: a provider that answered nothing, and
@@ -125,6 +142,13 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
         help="a rule whose figures have no data passes instead of failing",
     )
 
+    p.add_argument(
+        "--format",
+        choices=("text", "json", "md", "csv"),
+        default="text",
+        help="text (default: one ok / FAIL line per rule and provider), json, md (a table for a "
+        "pull-request comment) or csv; the exit code is the same in every format",
+    )
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``report`` and ``check`` sub-commands to the ``parity`` command."""
@@ -239,8 +263,7 @@ def check_handler(args: argparse.Namespace) -> int:
         )
         return 2
     outcomes = check.check(rules, summary, providers, allow_missing=args.allow_missing)
-    for o in outcomes:
-        print(o.line)
+    sys.stdout.write(check.render(outcomes, args.format, ev.run, ev.baseline))
     failed = sum(o.failed for o in outcomes)
     if failed:
         print(

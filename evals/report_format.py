@@ -47,6 +47,8 @@ def fmt_usd(v: float | None) -> str:
         return f"${v:,.0f}"
     if abs(v) >= 1:
         return f"${v:,.2f}"
+    if abs(v) >= 0.1:
+        return f"${v:.2f}"  # $0.40, not $0.4: cents line up in a column
     return f"${v:.2g}" if v else "$0"
 
 
@@ -102,4 +104,7 @@ def ms_number(v: float) -> str:
 
 
 def fmt_p(p: float | None) -> str:
-    return "—" if not known(p) else f"{p:.2g}"
+    """The one p-value notation of the terminal, the report and the comment: "p=0.034", "p<0.001"."""
+    if not known(p):
+        return "—"
+    return "p<0.001" if p < 0.001 else f"p={p:.2g}"

@@ -230,7 +230,7 @@ def chart_set(rep: Report) -> dict:
         c = cold.get(p)
         if c and known(c.get("cold_p50_ms")):
             bars[p] = (c["warm_p50_ms"], c["cold_p50_ms"])
-            notes[p] = f"{fmt_ms(c['cold_start_delta_ms'], sign=True)}, p = {fmt_p(c['cold_start_p_value'])}"
+            notes[p] = f"{fmt_ms(c['cold_start_delta_ms'], sign=True)}, {fmt_p(c['cold_start_p_value'])}"
     out["cold"] = charts.paired_bars(
         bars,
         ("warm (median)", f"after ≥ {rep.idle_s:g} s idle (median)"),

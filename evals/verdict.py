@@ -41,7 +41,7 @@ def latency_median_cell(r: dict, m: str, label: str) -> Cell:
     title = (
         f"{FIGURES[f'{m}_median_diff_ms']}. Family-wise 95% over providers x (TTFT, E2E): the {lvl} "
         f"interval (Bonferroni), coloured when it excludes 0; {r.get(f'{m}_test') or 'test'} "
-        f"p = {fmt_p(r.get(f'{m}_p_value'))}, adjusted = {fmt_p(p)}"
+        f"{fmt_p(r.get(f'{m}_p_value'))}, adjusted {fmt_p(p)}"
     )
     reason = None if known(lo) and known(hi) else f"too few pairs for the {lvl} interval"
     return Cell(fmt_ms(est, sign=True), fmt_ci(lo, hi, ms_number, " ms", reason, "family-wise "), tone, title)
@@ -82,8 +82,8 @@ def errors_cell(r: dict, base: dict, test: dict | None) -> Cell:
         return Cell(fmt_rate(rate), sub, "same")
     title = (
         f"{FIGURES['error_rate']}. Paired with the baseline: {test['worse']} failed only here, "
-        f"{test['better']} only on the baseline; exact McNemar p = {fmt_p(test.get('p_value'))}, "
-        f"Bonferroni-adjusted over the providers = {fmt_p(test.get('p_adjusted'))}"
+        f"{test['better']} only on the baseline; exact McNemar {fmt_p(test.get('p_value'))}, "
+        f"Bonferroni-adjusted over the providers {fmt_p(test.get('p_adjusted'))}"
     )
     return Cell(fmt_rate(rate), sub, test.get("tone", "same"), title)
 
@@ -103,7 +103,7 @@ def cost_cell(r: dict, test: dict | None) -> Cell:
         title += (
             f". Cost of the same exchanges vs the baseline: {fmt_pct(test['delta_pct'])}, family-wise "
             f"95% CI (each at {level * 100:.4g}%, Bonferroni over the providers) {fmt_pct(lo)} … "
-            f"{fmt_pct(hi)}, adjusted p = {fmt_p(test.get('p_adjusted'))}: coloured exactly when this "
+            f"{fmt_pct(hi)}, adjusted {fmt_p(test.get('p_adjusted'))}: coloured exactly when this "
             "interval excludes 0"
         )
     elif not known(delta):

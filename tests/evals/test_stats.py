@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import polars as pl
 import pytest
+from scipy import stats as sps
 
 from parity.evals import load, stats, timing
 
@@ -271,3 +274,15 @@ def test_merged_quantiles_select_what_sorting_the_coarse_groups_gives():
     want = stats.quantile_tables(df, ["provider"], ["v", "w"])
     for v in ("v", "w"):
         assert got[v].sort("provider").equals(want[v].sort("provider")), v
+
+
+def test_ks_method_is_chosen_and_never_warns():
+    """Exact below n_a * n_b = 10,000 (R's line), asymptotic above: never scipy's warned fallback."""
+    rng = np.random.default_rng(3)
+    small_a, small_b = rng.normal(size=40), rng.normal(size=60) + 0.5
+    big_a, big_b = rng.lognormal(size=2500), rng.lognormal(size=1700) * 1.3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert stats.ks_p(small_a, small_b) == sps.ks_2samp(small_a, small_b, method="exact").pvalue
+        assert stats.ks_p(big_a, big_b) == sps.ks_2samp(big_a, big_b, method="asymp").pvalue
+        assert stats.unpaired_test(big_a, big_b)["ks_p_value"] < 1e-6

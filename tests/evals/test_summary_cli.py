@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import re
 
+import polars as pl
 import pytest
 from evalhelpers import latency_arms, make_exchange, run_config, write_run
 
 from parity import evals
 from parity.evals import cli
+from parity.evals.report_format import fmt_p, fmt_pct
 
 
 @pytest.fixture
@@ -77,8 +82,9 @@ def test_summary_dict_is_json(store):
 
 
 def test_cli_tables_json_and_errors(store, capsys):
-    assert cli.main(["--db", str(store), "--run", "r1", "--slo", "ttft=400ms,e2e=10s"]) == 0
+    assert cli.main(["--db", str(store), "--run", "r1", "--slo", "ttft=400ms,e2e=10s", "--detail"]) == 0
     out = capsys.readouterr().out
+    assert not re.search(r"\b(null|NaN|None)\b", out), "one notation for a missing value: —"
     for title in (
         "== summary ==",
         "== latency",
@@ -113,3 +119,41 @@ def test_register_adds_eval_with_help():
         assert opt in helptext
     for action in sub.choices["eval"]._actions:
         assert action.help, action.dest
+
+
+def test_default_output_is_the_verdict_in_120_columns(store, capsys):
+    """The default is the verdict: every line fits 120 columns, one notation for missing values and
+    p-values, and the figures are the summary's (the slower candidate is labelled so)."""
+    assert cli.main(["--db", str(store), "--run", "r1"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 120 and len(lines) < 30, out
+    assert not re.search(r"\b(null|NaN|None)\b", out), out
+    assert "== latency" not in out  # the full tables are --detail's
+    row = next(line for line in lines if line.startswith("cand "))
+    assert "slower" in row and "0/60" in row
+    s = evals.summary(store, "r1").filter(pl.col("provider") == "cand").row(0, named=True)
+    assert fmt_pct(s["ttft_p95_delta_pct"]) in row
+    summary_line = next(line for line in lines if line.startswith("cand: "))
+    assert summary_line.startswith("cand: slower: TTFT +")
+    assert f"({fmt_p(s['ttft_p_adjusted'])})" in summary_line  # the adjusted p behind the label
+
+
+def test_formats_parse_and_json_is_an_alias(store, capsys):
+    assert cli.main(["--db", str(store), "--format", "json"]) == 0
+    as_format = json.loads(capsys.readouterr().out)
+    assert cli.main(["--db", str(store), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == as_format
+    assert cli.main(["--db", str(store), "--format", "csv"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {r["provider"] for r in table} == {"recorded", "cand"}
+    assert list(table[0]) == ["provider", *evals.FIGURES]
+    cand = next(r for r in table if r["provider"] == "cand")
+    assert float(cand["ttft_p95_delta_pct"]) == pytest.approx(
+        as_format["providers"]["cand"]["ttft_p95_delta_pct"]
+    )
+    assert cli.main(["--db", str(store), "--format", "md"]) == 0
+    md = capsys.readouterr().out.splitlines()
+    rows = [line for line in md if line.startswith("| cand |")]
+    assert len(rows) == 2 and all(r.endswith(" |") for r in rows)
+    assert any(line.startswith("- cand: slower") for line in md)
