@@ -67,7 +67,7 @@ class Profile:
     itl_jitter_ms: float = 0.0  # gaussian std-dev added per chunk, clipped at 0
     chunk_tokens: int = 1
     cold_start_ms: float = 0.0
-    cold_idle_s: float = 0.0  # 0: only the very first request is cold
+    cold_idle_s: float = 0.0  # 0: only the first request to each model is cold
     error_rate: float = 0.0
     error_kinds: tuple[tuple[str, float], ...] = (("429", 1.0),)
     error_schedule: tuple[tuple[int, str], ...] = ()
@@ -195,7 +195,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "cold-start": Profile(
         name="cold-start",
-        description="+2.5 s on the first request and after 10 s idle",
+        description="+2.5 s on the first request to a model and after 10 s without one",
         cold_start_ms=2500.0,
         cold_idle_s=10.0,
         **_OPENAI_TIMING,

@@ -95,8 +95,9 @@ class FakeProvider(Endpoints):
         self.record_requests = record_requests
         self._seq = 0
         self._streams = 0  # streams started, for the stream_breaks quirk
-        self._active = 0
-        self._last_activity: float | None = None
+        # cold starts are per model, as on serverless hosts that scale each model to zero on its own
+        self._active: dict[str, int] = {}  # model -> requests in flight
+        self._last_activity: dict[str, float] = {}  # model -> start or end of its latest request
         self._log_file: Any = None
         self._runner: web.AppRunner | None = None
         self._pacer: Pacer
@@ -199,9 +200,6 @@ class FakeProvider(Endpoints):
     @web.middleware
     async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
         """Turn every failure into an OpenAI-shaped error, and track idleness for cold starts."""
-        post = request.method == "POST"
-        if post:
-            self._active += 1
         try:
             return await handler(request)
         except ApiError as exc:
@@ -218,9 +216,10 @@ class FakeProvider(Endpoints):
                 ApiError(500, "The server had an error while processing your request.", type="server_error")
             )
         finally:
-            if post:
-                self._active -= 1
-                self._last_activity = asyncio.get_running_loop().time()
+            model = request.get("fake_model")
+            if model is not None:  # set by _begin once the model is known
+                self._active[model] -= 1
+                self._last_activity[model] = asyncio.get_running_loop().time()
 
     def _error_body(self, exc: ApiError) -> dict[str, Any]:
         """OpenAI's error object, or the profile's deviating one."""
@@ -241,15 +240,19 @@ class FakeProvider(Endpoints):
             headers=headers,
         )
 
-    def _is_cold(self, now: float) -> bool:
+    def _is_cold(self, request: web.Request, model: str, now: float) -> bool:
+        """Whether this request to ``model`` starts it cold; counts it in flight until it ends."""
         p = self.profile
-        last, self._last_activity = self._last_activity, now
+        last, self._last_activity[model] = self._last_activity.get(model), now
+        busy = self._active.get(model, 0)
+        self._active[model] = busy + 1
+        request["fake_model"] = model
         if p.cold_start_ms <= 0:
             return False
         if last is None:
-            return True  # the very first request
+            return True  # the model's first request
         idle = p.ms("cold_idle_s")
-        return idle > 0 and self._active <= 1 and now - last >= idle
+        return idle > 0 and busy == 0 and now - last >= idle
 
     def _record(self, request: web.Request, raw: bytes, seq: int, is_json: bool) -> None:
         if not self.record_requests and self._log_file is None:
@@ -283,7 +286,6 @@ class FakeProvider(Endpoints):
         self._seq += 1
         seq = self._seq
         post = request.method == "POST"
-        cold = post and self._is_cold(t0)
         raw = await request.read() if request.body_exists else b""
         ctype = request.content_type
         self._record(request, raw, seq, "json" in ctype)
@@ -334,6 +336,7 @@ class FakeProvider(Endpoints):
                 )
             if not p.accepts_model(model):
                 raise self.unknown_model(model)
+        cold = post and self._is_cold(request, model if isinstance(model, str) else "", loop.time())
         rng = random.Random(C.stable_hash(p.seed, seq, "timing"))
         ttft_ms = header_num(request, "x-fake-ttft-ms")
         itl_ms = header_num(request, "x-fake-itl-ms")

@@ -56,7 +56,7 @@ DEMO_PROVIDERS = {
     ),
     "slowco": (
         "slow",
-        {"time_scale": "0.25", "cold_start_ms": "4000", "cold_idle_s": "2"},
+        {"time_scale": "0.25", "cold_start_ms": "3000", "cold_idle_s": "2"},  # cold: +750 ms per model
         _MAPS["slowco"],
         ["input_per_1m = 0.90", "output_per_1m = 0.90", "per_image = 0.002", "per_audio_minute = 0.0012"],
         "token-priced, slower, cold starts after idle",
