@@ -141,7 +141,6 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a rule whose figures have no data passes instead of failing",
     )
-
     p.add_argument(
         "--format",
         choices=("text", "json", "md", "csv"),
@@ -149,6 +148,7 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
         help="text (default: one ok / FAIL line per rule and provider), json, md (a table for a "
         "pull-request comment) or csv; the exit code is the same in every format",
     )
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``report`` and ``check`` sub-commands to the ``parity`` command."""
