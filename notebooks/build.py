@@ -1,9 +1,11 @@
 """Write the three notebooks of this folder, without outputs: ``python notebooks/build.py``.
 
 Edit the cells here, not in Jupyter, so the committed notebooks stay output-free and reviewable.
-Every notebook starts with a ``parameters`` cell (papermill) reading the store path and run id
-from ``PARITY_DB`` / ``PARITY_RUN``, and uses only the public ``parity.evals`` API and DuckDB SQL over
-the documented views of ``parity.store.store.connect``. ``tests/report/test_notebooks.py`` runs them.
+Every notebook starts with a ``parameters`` cell (papermill) reading the store path and the run
+from ``PARITY_DB`` / ``PARITY_RUN``, says in its first output which run it reads, and refuses a run
+that did not finish (``PARITY_ALLOW_INCOMPLETE=1`` reads it anyway). They use only the public
+``parity.evals`` API (and its pure modules) and DuckDB SQL over the documented views of
+``parity.store.store.connect``. ``tests/report/test_notebooks.py`` runs them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ PARAMETERS = """\
 import os
 
 DB = os.environ.get("PARITY_DB", "parity.duckdb")
-RUN = os.environ.get("PARITY_RUN")  # None: the newest run"""
+RUN = os.environ.get("PARITY_RUN", "latest")  # a run (parity ls lists them), or latest: the newest one
+ALLOW_INCOMPLETE = os.environ.get("PARITY_ALLOW_INCOMPLETE") == "1"  # also read a stopped or failed run"""
+
+# Notebook 01 is about the recordings: by default every recorded exchange, not one run's selection.
+EXPLORE_PARAMETERS = PARAMETERS.replace(
+    'os.environ.get("PARITY_RUN", "latest")  # a run (parity ls lists them), or latest: the newest one',
+    'os.environ.get("PARITY_RUN", "all")  # all: every recorded exchange; a run or latest: the ones it replayed',
+)
 
 SETUP = """\
 import matplotlib.pyplot as plt
@@ -38,11 +47,67 @@ def sql(query: str, **params) -> pl.DataFrame:
     \"\"\"Run DuckDB SQL over the store's views (exchanges, results, attempts, runs) as a polars frame.\"\"\"
     return pl.from_arrow(con.sql(query, params=params or None).arrow().read_all())"""
 
-RESOLVE_RUN = """\
-if RUN is None:
-    latest = sql("SELECT run_id FROM results GROUP BY run_id ORDER BY max(started_at) DESC LIMIT 1")
-    RUN = latest["run_id"][0] if latest.height else None
-print("store:", DB, "| run:", RUN)"""
+PICK_RUN = """\
+class RunRefused(Exception):
+    \"\"\"The run asked for is not in the store, or did not finish (set PARITY_ALLOW_INCOMPLETE=1 to read it).\"\"\"
+
+
+# Every run of the store, newest first: its state from run_events (as parity ls shows it), its last note
+# and how many providers answered in it.
+RUNS = sql(
+    \"\"\"
+    WITH res AS (SELECT run_id, max(started_at) AS last_sent,
+                        count(DISTINCT provider) FILTER (WHERE provider <> 'recorded') AS providers
+                 FROM results GROUP BY run_id),
+         notes AS (SELECT run_id, arg_max(note, "at") AS note FROM run_events GROUP BY run_id)
+    SELECT run_id, runs.state, runs.started_at, runs.finished_at, res.last_sent,
+           coalesce(res.providers, 0) AS providers, notes.note
+    FROM res FULL JOIN runs USING (run_id) LEFT JOIN notes USING (run_id)
+    ORDER BY coalesce(runs.started_at, res.last_sent) DESC NULLS LAST
+    \"\"\"
+)
+UNFINISHED = {
+    "started": "did not finish (it is still running, or was killed)",
+    "resumed": "did not finish (it is still running, or was killed)",
+    "stopped": "stopped before the end",
+    "failed": "failed",
+}
+
+
+def pick_run(run: str, allow_incomplete: bool = False) -> str:
+    \"\"\"The run to read (``latest``: the newest), after saying which it is; RunRefused for one that did not finish.\"\"\"
+    if RUNS.is_empty():
+        raise RunRefused(f"{DB} holds no replay run yet: replay one first (parity replay --run NAME ...)")
+    rows = RUNS if run == "latest" else RUNS.filter(pl.col("run_id") == run)
+    if rows.is_empty():
+        raise RunRefused(f"no run {run!r} in {DB}; its runs, newest first: {', '.join(RUNS['run_id'].head(10))}")
+    r = rows.row(0, named=True)
+    if r["state"] in UNFINISHED and not allow_incomplete:
+        finished = RUNS.filter(pl.col("state") == "finished")["run_id"].to_list()
+        other = f"set PARITY_RUN to a finished run ({', '.join(finished[:5])})" if finished else "no run of this store finished"
+        raise RunRefused(
+            f"run {r['run_id']} {UNFINISHED[r['state']]}" + (f" ({r['note']})" if r["note"] else "")
+            + f". Resume it with parity replay --run {r['run_id']} --resume, {other}, "
+            "or set PARITY_ALLOW_INCOMPLETE=1 to read it as it is."
+        )
+    when = r["finished_at"] or r["last_sent"]
+    when = f"{when:%Y-%m-%d %H:%M} UTC" if when else "at an unknown time"
+    print(f"run {r['run_id']}: {r['state'] or 'state not recorded'} {when}, {r['providers']} providers (store {DB})")
+    return r["run_id"]"""
+
+RESOLVE_RUN = PICK_RUN + "\n\n\nRUN = pick_run(RUN, ALLOW_INCOMPLETE)"
+
+EXPLORE_RESOLVE_RUN = (
+    PICK_RUN
+    + """
+
+
+if RUN == "all":
+    RUN = None
+    print(f"every recorded exchange of {DB} (set PARITY_RUN to a run to see only the exchanges it replayed)")
+else:
+    RUN = pick_run(RUN, ALLOW_INCOMPLETE)"""
+)
 
 EXPLORE = [
     new_markdown_cell(
@@ -51,8 +116,9 @@ EXPLORE = [
         "recorded latency and token counts. Set `PARITY_DB` (and optionally `PARITY_RUN` to look only at the "
         "exchanges a replay run selected) before starting Jupyter, or edit the next cell."
     ),
-    new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
+    new_code_cell(EXPLORE_PARAMETERS, metadata={"tags": ["parameters"]}),
     new_code_cell(SETUP),
+    new_code_cell(EXPLORE_RESOLVE_RUN),
     new_code_cell(
         """\
 # Restrict to the exchanges of one replay run when RUN is set.
@@ -142,7 +208,9 @@ COMPARE = [
         "The figures come from the public `parity.evals` API; the plots from SQL over the store's views."
     ),
     new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
-    new_code_cell(SETUP + "\nfrom matplotlib.ticker import FuncFormatter, NullFormatter\n\nfrom parity import evals"),
+    new_code_cell(
+        SETUP + "\nfrom matplotlib.ticker import FuncFormatter, NullFormatter\n\nfrom parity import evals"
+    ),
     new_code_cell(RESOLVE_RUN),
     new_code_cell(
         """\
@@ -288,7 +356,7 @@ COST = [
         + '\nMONTHLY_REQUESTS = float(os.environ["PARITY_MONTHLY_REQUESTS"]) if os.environ.get("PARITY_MONTHLY_REQUESTS") else None',
         metadata={"tags": ["parameters"]},
     ),
-    new_code_cell(SETUP + "\nimport json\n\nfrom parity import evals"),
+    new_code_cell(SETUP + "\nimport json\n\nfrom parity import evals\nfrom parity.evals import spend"),
     new_code_cell(RESOLVE_RUN),
     new_markdown_cell("## The run's cost figures (`evals.cost`, `evals.breakeven`)"),
     new_code_cell(
@@ -302,67 +370,88 @@ ev.summary.select(
     ),
     new_code_cell("""evals.breakeven(con, RUN)"""),
     new_markdown_cell(
-        "## What-if: every arm's default price on the recorded traffic\n\n"
-        "Cost = prompt × input price + completion × output price + per-request price, for each recorded request; "
-        "scaled to a month by the same basis as above (none: the cost of 1,000 requests instead)."
+        "## What-if: every arm's price on the recorded traffic\n\n"
+        "Cost = prompt × input price + completion × output price + per-request price, for each recorded request, "
+        "at the price the arm charges for the model the request maps to (its price for that model, else its "
+        "default: `spend.resolve_price`); scaled to a month by the same basis as above (none: the cost of 1,000 "
+        "requests instead). An arm with no price for any recorded model is listed with `no price`."
     ),
     new_code_cell(
         """\
 config = json.loads(sql("SELECT CAST(config AS VARCHAR) AS c FROM runs WHERE run_id = $run", run=RUN)["c"][0] or "{}")
-prices = {name: ((p or {}).get("pricing") or {}).get("default") for name, p in (config.get("providers") or {}).items()}
-prices["recorded"] = ((config.get("recorded") or {}).get("pricing") or {}).get("default")
-prices = {k: v for k, v in prices.items() if v}
+tables = spend.pricing_map(config)
+arms = ["recorded", *(config.get("providers") or {})]
 traffic = sql(
     \"\"\"SELECT recorded_at, model, coalesce(prompt_tokens, 0) AS p, coalesce(completion_tokens, 0) AS c
        FROM exchanges WHERE id IN (SELECT exchange_id FROM results WHERE run_id = $run) AND status = 200\"\"\",
     run=RUN,
 )
+by_model = traffic.group_by("model").agg(pl.len().alias("n"), pl.col("p").sum(), pl.col("c").sum()).sort("n", descending=True)
 # requests a month / requests recorded (parity.evals.spend.month_basis); no basis: per 1,000 requests
 month = (ev.month.requests or 1000) / max(traffic.height, 1)
 per = "cost_month_usd" if ev.month.requests else "cost_per_1k_usd"
 
 
-def per_request(price: dict, p, c):
-    return (p * (price.get("input_per_1m") or 0) + c * (price.get("output_per_1m") or 0)) / 1e6 + (price.get("per_request") or 0)
+def per_request(price, p, c):
+    \"\"\"USD of one request (arrays work too) at a parity Pricing.\"\"\"
+    return (p * price.input_per_1m + c * price.output_per_1m) / 1e6 + price.per_request
 
 
-whatif = pl.DataFrame(
-    [{"arm": arm, "requests": traffic.height,
-      "cost_selection_usd": float(per_request(price, traffic["p"], traffic["c"]).sum()),
-      per: float(per_request(price, traffic["p"], traffic["c"]).sum()) * month}
-     for arm, price in prices.items()],
-    schema={"arm": pl.Utf8, "requests": pl.Int64, "cost_selection_usd": pl.Float64, per: pl.Float64},
-)
-whatif.sort(per)"""
+def arm_cost(arm: str, prompt_scale: float = 1.0) -> tuple[float | None, float]:
+    \"\"\"(USD of the recorded requests the arm has a price for, or None; the share of requests priced).\"\"\"
+    total, priced = 0.0, 0
+    for m in by_model.iter_rows(named=True):
+        price = spend.resolve_price(tables, config, arm, m["model"]) if m["model"] else None
+        if price is not None:
+            tokens = m["p"] * prompt_scale * price.input_per_1m + m["c"] * price.output_per_1m
+            total += tokens / 1e6 + m["n"] * price.per_request
+            priced += m["n"]
+    return (total if priced else None), priced / max(traffic.height, 1)
+
+
+rows = []
+for arm in arms:
+    usd, share = arm_cost(arm)
+    rows.append({"arm": arm, "price": "no price" if usd is None else f"{share:.0%} of requests priced",
+                 "requests": traffic.height, "cost_selection_usd": usd, per: None if usd is None else usd * month})
+whatif = pl.DataFrame(rows, schema={"arm": pl.Utf8, "price": pl.Utf8, "requests": pl.Int64,
+                                    "cost_selection_usd": pl.Float64, per: pl.Float64})
+whatif.sort(per, nulls_last=True)"""
     ),
     new_markdown_cell("## Monthly cost against traffic volume"),
     new_code_cell(
         """\
 volume = np.array([0.25, 0.5, 1, 2, 4, 8])
 fig, ax = plt.subplots(figsize=(8, 4))
-for row in whatif.iter_rows(named=True):
+for row in whatif.drop_nulls(per).iter_rows(named=True):
     ax.plot(volume, row[per] * volume, marker="o", label=row["arm"])
 ax.set_xscale("log", base=2)
 ax.set_yscale("log")
 ax.set_xlabel("traffic volume (x the month's)" if per == "cost_month_usd" else "thousands of requests")
 ax.set_ylabel("USD per month" if per == "cost_month_usd" else "USD per 1,000 requests")
 ax.legend(fontsize=8)
-plt.show()"""
+plt.show()
+if whatif[per].null_count():
+    print("not drawn (no price):", ", ".join(whatif.filter(pl.col(per).is_null())["arm"]))"""
     ),
     new_markdown_cell(
-        "## Cost per request against prompt length\n\nWhere the per-token line crosses the flat per-request line is the break-even prompt length."
+        "## Cost per request against prompt length\n\nFor the most frequent recorded model. Where the per-token "
+        "line crosses the flat per-request line is the break-even prompt length."
     ),
     new_code_cell(
         """\
+model = by_model["model"][0] if by_model.height else None
 c_med = float(traffic["c"].median() or 0)
 x = np.logspace(0, np.log10(max(float(traffic["p"].max() or 10), 10) * 4), 100)
 fig, ax = plt.subplots(figsize=(9, 4))
-for arm, price in prices.items():
-    ax.plot(x, per_request(price, x, c_med) * 1000, label=arm)
+for arm in arms:
+    price = spend.resolve_price(tables, config, arm, model) if model else None
+    if price is not None:
+        ax.plot(x, per_request(price, x, c_med) * 1000, label=arm)
 ax.vlines(traffic["p"] + 1, 0, 0.05, transform=ax.get_xaxis_transform(), color="#999", label="recorded prompts")
 ax.set_xscale("log")
 ax.set_yscale("log")
-ax.set_xlabel(f"prompt tokens (completion fixed at the median, {c_med:.0f})")
+ax.set_xlabel(f"prompt tokens of a {model} request (completion fixed at the median, {c_med:.0f})")
 ax.set_ylabel("USD per 1,000 requests")
 ax.legend(fontsize=8)
 plt.show()"""
@@ -370,13 +459,14 @@ plt.show()"""
     new_markdown_cell("## Sensitivity: prompts grow by half"),
     new_code_cell(
         """\
-pl.DataFrame(
-    [{"arm": arm,
-      "month_today": float(per_request(price, traffic["p"], traffic["c"]).sum()) * month,
-      "month_prompts_x1_5": float(per_request(price, traffic["p"] * 1.5, traffic["c"]).sum()) * month}
-     for arm, price in prices.items()],
-    schema={"arm": pl.Utf8, "month_today": pl.Float64, "month_prompts_x1_5": pl.Float64},
-).with_columns((pl.col("month_prompts_x1_5") / pl.col("month_today") - 1).alias("change")).sort("month_today")"""
+sensitivity = []
+for arm in arms:
+    today, grown = arm_cost(arm)[0], arm_cost(arm, 1.5)[0]
+    sensitivity.append({"arm": arm, "month_today": None if today is None else today * month,
+                        "month_prompts_x1_5": None if grown is None else grown * month})
+pl.DataFrame(sensitivity, schema={"arm": pl.Utf8, "month_today": pl.Float64, "month_prompts_x1_5": pl.Float64}).with_columns(
+    (pl.col("month_prompts_x1_5") / pl.col("month_today") - 1).alias("change")
+).sort("month_today", nulls_last=True)"""
     ),
 ]
 
