@@ -13,6 +13,7 @@ from parity.evals import report_format, verdict_text
 from parity.evals.api import Evaluation, evaluate, unsupported_endpoints
 from parity.evals.errors import EvalError
 from parity.evals.report_cli import add_monthly_requests
+from parity.store.cli import add_db_option
 
 DESCRIPTION = (
     "Compare every provider of a replay run with a baseline (the recorded production answers by "
@@ -23,7 +24,7 @@ DESCRIPTION = (
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``parity eval``."""
-    p.add_argument("--db", required=True, help="store path (the .duckdb file given to parity record/replay)")
+    add_db_option(p)
     p.add_argument("--run", default="latest", help="run id to evaluate (default: the newest run)")
     p.add_argument(
         "--baseline",

@@ -48,8 +48,6 @@ def open_store(db: Store) -> Iterator[duckdb.DuckDBPyConnection]:
         yield db
         return
     path = Path(db)
-    if not path.exists() and not path.with_name(path.name + ".d").is_dir() and path.suffix != ".d":
-        raise EvalError(f"no store at {path}")
     try:
         con = connect(path)
     except StoreError as e:

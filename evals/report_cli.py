@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from parity.evals.errors import EvalError
+from parity.store.cli import add_db_option
 
 REPORT_DESCRIPTION = """\
 Write the report of a replay run: a verdict per provider (latency deltas with confidence
@@ -73,10 +74,8 @@ def add_monthly_requests(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _common(p: argparse.ArgumentParser, db_required: bool = True) -> None:
-    p.add_argument(
-        "--db", required=db_required, help="store path (the .duckdb file given to parity record/replay)"
-    )
+def _common(p: argparse.ArgumentParser) -> None:
+    add_db_option(p)
     p.add_argument("--run", default="latest", help="run id (default: the newest run)")
     p.add_argument(
         "--baseline", default="recorded", help="arm every provider is compared with (default: recorded)"
@@ -117,7 +116,7 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_check_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``parity check``."""
-    _common(p, db_required=False)
+    _common(p)
     p.add_argument(
         "--fail-if",
         action="append",
@@ -212,9 +211,6 @@ def check_handler(args: argparse.Namespace) -> int:
         for name, what in FIGURES.items():
             print(f"{name:<{width}}  {what}")
         return 0
-    if not args.db:
-        print("parity check: error: --db is required (the store to check)", file=sys.stderr)
-        return 2
     if not args.fail_if:
         print("parity check: no --fail-if given: applying the default gates", file=sys.stderr)
     try:

@@ -10,6 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
+from parity.store.cli import add_db_option
+
 log = logging.getLogger("parity.record")
 
 
@@ -59,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--listen", default="127.0.0.1:8080", help="HOST:PORT to listen on (default 127.0.0.1:8080)"
     )
-    p.add_argument("--db", required=True, help="store path, e.g. parity.duckdb")
+    add_db_option(p, creates=True)
     p.add_argument("--tag", default="", help="tag stored with every exchange")
     p.add_argument("--spill-dir", default="", help="where to write exchanges when the store is unwritable")
     p.add_argument("--max-body-bytes", type=int, default=32 * 1024 * 1024, help="truncate bodies above this")
@@ -90,14 +92,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Neither format has per-event times: imported streams have null chunk_offsets_ms and ttft_ms.",
     )
     p.add_argument("files", nargs="+", help="*.har or mitmproxy flow files (mitmdump -w)")
-    p.add_argument("--db", required=True, help="store path")
+    add_db_option(p, creates=True)
     p.add_argument("--tag", default="", help="tag stored with every imported exchange")
     _redaction_args(p)
     p.set_defaults(func=cmd_import)
 
     for name in ("ls", "stats"):
         p = sub.add_parser(name, help="summarise what was recorded")
-        p.add_argument("--db", required=True, help="store path")
+        add_db_option(p)
         p.add_argument("--tag", default=None, help="only this tag")
         p.set_defaults(func=cmd_ls)
 
@@ -222,7 +224,7 @@ def cmd_ls(args) -> int:
     try:
         con = connect(args.db)
     except StoreError as e:
-        print(f"parity ls: {e}", file=sys.stderr)
+        print(f"parity {getattr(args, 'command', None) or 'ls'}: {e}", file=sys.stderr)
         return 2
     where = "WHERE tag = ?" if args.tag else ""
     params = [args.tag] if args.tag else []

@@ -9,6 +9,7 @@ from parity.replayer.errors import ReplayError
 from parity.replayer.pacing import Pacing
 from parity.replayer.run import RunOptions, replay
 from parity.replayer.select import Selection
+from parity.store.cli import add_db_option
 
 EXAMPLE = """\
 example:
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--db", default="parity.duckdb", help="the store (default: parity.duckdb)")
+    add_db_option(p)
     p.add_argument("--providers", required=True, help="providers file (TOML)")
     p.add_argument("--run", required=True, help="run name (letters, digits, . _ -)")
     p.add_argument(

@@ -39,6 +39,7 @@ from parity.replayer.select import Selection, by_ids, select
 from parity.replayer.worker import PostProcessor, WorkerInit
 from parity.store.export import compact_store
 from parity.store.segments import segment_root, write_segment
+from parity.store.store import NoStoreError, require_store
 from parity.store.version import __version__
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -168,6 +169,10 @@ def replay(opts: RunOptions) -> Outcome:
     if opts.repeat < 1:
         raise ReplayError("--repeat must be >= 1")
     cfg = load_config(opts.providers, opts.only)
+    try:
+        require_store(opts.db)  # results go into an existing store only: a typo'd --db creates nothing
+    except NoStoreError as e:
+        raise ReplayError(str(e)) from None
     root = segment_root(opts.db)
     state = run_state(opts.db, root, opts.run_id)
     if state.exists and not opts.resume:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from parity.store.schema import JSON_COLUMNS, TABLES
 from parity.store.segments import GRACE_S, compact, segment_root
-from parity.store.store import connect, init_catalog
+from parity.store.store import connect, init_catalog, require_store
 
 # How each table is partitioned on export (hive style: key=value folders).
 PARTITIONS: dict[str, tuple[str, ...]] = {
@@ -27,6 +27,7 @@ def export_parquet(
 
     JSON columns are written as text so Spark and Trino read them without extensions.
     """
+    require_store(db_path)  # before creating ``out``: a missing store leaves nothing behind
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     con = connect(db_path)
@@ -69,7 +70,9 @@ def compact_store(
 
     Sources of merges older than ``grace_s`` are deleted first. The catalog's views (the ``.duckdb``
     file, for the DuckDB CLI) are re-pointed at the new listing when the catalog is free.
+    A path with no store raises ``NoStoreError``: compacting never creates one.
     """
+    require_store(db_path)
     root = segment_root(db_path)
     done = {
         table: compact(root, table, min_age_s=min_age_s, grace_s=grace_s, run_id=run_id)

@@ -11,6 +11,7 @@ applied migrations; it is opened only briefly by :func:`init_catalog`.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from collections.abc import Callable
@@ -35,6 +36,32 @@ log = logging.getLogger("parity.store")
 
 class StoreError(Exception):
     """The store cannot be opened or read."""
+
+
+class NoStoreError(StoreError):
+    """A command that only reads was given a path where no store exists."""
+
+
+def store_exists(db_path: str | os.PathLike) -> bool:
+    """Whether a store exists at ``db_path`` (its segment folder ``<db>.d/`` does)."""
+    return segment_root(db_path).is_dir()
+
+
+def require_store(db_path: str | os.PathLike) -> None:
+    """Raise :class:`NoStoreError` ("no store at PATH", with the nearest store beside it) if none."""
+    if not store_exists(db_path):
+        raise NoStoreError(f"no store at {db_path}{_nearest_store(db_path)}")
+
+
+def _nearest_store(db_path: str | os.PathLike) -> str:
+    """`` (did you mean --db X?)`` for the store in ``db_path``'s folder whose name is closest, else ``""``."""
+    p = Path(db_path)
+    try:
+        names = sorted(q.name[:-2] for q in p.parent.glob("*.duckdb.d") if q.is_dir())
+    except OSError:
+        return ""
+    best = difflib.get_close_matches(p.name, names, n=1, cutoff=0)
+    return f" (did you mean --db {p.parent / best[0]}?)" if best else ""
 
 
 def sql_string(s: str) -> str:
@@ -151,23 +178,22 @@ def _apply_views(con: duckdb.DuckDBPyConnection, root: Path) -> None:
 
 
 def connect(db_path: str | os.PathLike) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with the documented views over the store at ``db_path``."""
+    """An in-memory DuckDB connection with the documented views over the store at ``db_path``.
+
+    Reading never creates a store: a path with no store raises :class:`NoStoreError` (writers
+    create one with :func:`init_catalog`).
+    """
+    require_store(db_path)
     root = segment_root(db_path)
-    if not root.is_dir():
+    for table in TABLES:
+        # The current schema's empty seed segment gives the views every column, also over a
+        # store written by an older version (its segments lack the newer columns).
+        if (root / table / f"_schema-{schema_hash(table)}.parquet").exists():
+            continue
         try:
-            prepare(root)
-        except OSError as e:
-            raise StoreError(f"no store at {db_path} and cannot create one: {e}") from e
-    else:
-        for table in TABLES:
-            # The current schema's empty seed segment gives the views every column, also over a
-            # store written by an older version (its segments lack the newer columns).
-            if (root / table / f"_schema-{schema_hash(table)}.parquet").exists():
-                continue
-            try:
-                ensure_table(root, table)
-            except OSError as e:  # a read-only store: the views still show every column (table_scan)
-                log.warning("store %s: cannot add the current schema of %s (%s)", db_path, table, e)
+            ensure_table(root, table)
+        except OSError as e:  # a read-only store: the views still show every column (table_scan)
+            log.warning("store %s: cannot add the current schema of %s (%s)", db_path, table, e)
     con = duckdb.connect(":memory:")
     _apply_views(con, root)
     return con
