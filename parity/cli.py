@@ -19,6 +19,7 @@ COMMANDS = {
     "compact": "parity.store.cli",
     "replay": "parity.replayer.cli",
     "fake-provider": "parity.fake.cli",
+    "providers": "parity.replayer.cli",
     "eval": "parity.evals.cli",
     "report": "parity.evals.report_cli",
     "check": "parity.evals.report_cli",

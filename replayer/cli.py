@@ -121,7 +121,13 @@ def options(args: argparse.Namespace) -> RunOptions:
     if args.speed is not None and args.speed <= 0:
         raise ReplayError("--speed must be > 0")
     if args.concurrency is not None and args.concurrency < 1:
+    r.add_argument(
+        "--no-preflight",
+        action="store_true",
+        help="skip the preflight check of keys, base_urls, models and endpoints (see parity providers check)",
+    )
         raise ReplayError("--concurrency must be >= 1")
+    register_providers(subparsers)
     if args.rate is not None and args.rate <= 0:
         raise ReplayError("--rate must be > 0")
     if args.max_cost is not None and args.max_cost < 0:
@@ -168,3 +174,93 @@ def handle(args: argparse.Namespace) -> int:
     except ReplayError as e:
         print(f"parity replay: error: {e}", file=sys.stderr)
         return 2
+        preflight=not args.no_preflight,
+
+
+PROVIDERS_EXAMPLE = """\
+examples:
+  parity providers check --providers providers.toml --db parity.duckdb
+  parity providers check --providers providers.toml --provider fastco
+
+Each provider gets one line, "ok   NAME: ..." or one "FAIL NAME: problem" per problem. What it sends:
+GET {base_url}/models (free; a model it does not list: GET /models/ID), and, for each endpoint family
+the store's requests would use, a POST with the empty JSON object {} that a compatible server answers
+with 400 and a server without the path with 404: no model runs, no tokens. Families named in the
+provider's endpoints = [...] are taken as declared. Only where GET /models is not served does it send
+ONE one-token request per model (max_tokens=1; responses: max_output_tokens=16), costing almost nothing.
+No side-effect endpoint is ever called. parity replay runs the same check before sending anything.
+
+exit codes:
+  0    every provider passed
+  1    a provider failed a check (named on stdout and stderr)
+  2    bad input: a missing or invalid providers file, an unknown --provider, no store at --db
+"""
+
+
+def register_providers(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``providers`` command group (``providers check``)."""
+    p = subparsers.add_parser(
+        "providers",
+        help="check the providers of a providers file before replaying to them",
+        description="Commands about the providers of a providers file (the file parity replay reads).",
+    )
+    sub = p.add_subparsers(dest="providers_command", metavar="COMMAND")
+    c = sub.add_parser(
+        "check",
+        help="check each provider's key, base_url, models and endpoints",
+        description="Check, for each provider, that its API key is set, its base_url answers, the models\n"
+        "the store's requests map to exist, and the endpoint families a replay would send are served.",
+        epilog=PROVIDERS_EXAMPLE,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    c.add_argument("--providers", required=True, help="providers file (TOML)")
+    c.add_argument(
+        "--db",
+        metavar="PATH",
+        help="the store whose recorded models and endpoints are checked (must exist; default: parity.duckdb "
+        "in the current folder if there is one, else only keys, base_urls and the models the mapping names)",
+    )
+    c.add_argument(
+        "--provider", action="append", metavar="NAME", help="only these providers of the file (repeatable)"
+    )
+    c.set_defaults(func=handle_check)
+    p.set_defaults(func=lambda args: _no_subcommand(p))
+
+
+def _no_subcommand(p: argparse.ArgumentParser) -> int:
+    p.print_help(sys.stderr)
+    return 2
+
+
+DEFAULT_DB = "parity.duckdb"
+
+
+def handle_check(args: argparse.Namespace) -> int:
+    """``parity providers check``: print the preflight lines; exit 1 on a failure, 2 on bad input."""
+    from pathlib import Path
+
+    from parity.replayer import preflight
+    from parity.replayer.config import load_config
+    from parity.store.store import StoreError
+
+    db = args.db or (DEFAULT_DB if Path(DEFAULT_DB + ".d").is_dir() else None)
+    try:
+        cfg = load_config(args.providers, _split(args.provider) or None)
+        if db:
+            needs = preflight.needs_for(cfg, preflight.store_pairs(db))
+        else:
+            needs = preflight.needs_without_store(cfg)
+    except (ReplayError, StoreError) as e:
+        print(f"parity providers check: error: {e}", file=sys.stderr)
+        return 2
+    reports = preflight.check(cfg, needs)
+    for r in reports:
+        for line in r.lines():
+            print(line)
+    bad = [r.name for r in reports if not r.ok]
+    if bad:
+        print(
+            f"parity providers check: {len(bad)} of {len(reports)} failed: {', '.join(bad)}", file=sys.stderr
+        )
+        return 1
+    return 0

@@ -24,6 +24,7 @@ from typing import TextIO
 import aiohttp
 
 from parity.replayer import journal as journal_mod
+from parity.replayer import preflight
 from parity.replayer.config import Config, load_config
 from parity.replayer.costs import cost_of
 from parity.replayer.errors import ReplayError, RunStateError, SelectionError
@@ -62,6 +63,8 @@ class RunOptions:
     only: list[str] | None = None
     progress: bool = True
     compact: bool = True  # merge the run's results into sorted files when it finishes
+    # check keys, base_urls, models and endpoints before sending anything (parity.replayer.preflight)
+    preflight: bool = True
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
 
@@ -185,20 +188,50 @@ def replay(opts: RunOptions) -> Outcome:
         _apply_stored(opts, state, cfg)
     if opts.dry_run:
         return _dry_run(opts, cfg, root, state)
-    cfg.check_keys()
+    exchanges = _load_exchanges(opts, root, state)
+    plan = build_plan(exchanges, cfg, opts.repeat, opts.selection.seed)
+    if not plan.groups:
+        raise SelectionError(
+            f"nothing to replay: all {len(exchanges)} selected exchanges are skipped "
+            f"(run with --dry-run to see why)"
+        )
+    if opts.preflight:
+        _preflight(opts, cfg, plan)
+    else:
+        cfg.check_keys()
     post = PostProcessor()
     post.launch(hide_env=tuple(p.api_key_env for p in cfg.providers.values() if p.api_key_env))
     try:
-        return _run(opts, cfg, root, state, post)
+        return _run(opts, cfg, root, state, post, exchanges, plan)
     except BaseException:
         post.abort()
         raise
+
+
+def _preflight(opts: RunOptions, cfg: Config, plan: Plan, spend: bool = True) -> list[preflight.Report]:
+    """Check every provider the plan sends to; PreflightError (nothing sent, nothing written) on a failure."""
+    t = time.perf_counter()
+    reports = preflight.check(cfg, preflight.needs_for(cfg, preflight.plan_pairs(plan)), spend)
+    stream = opts.out if opts.dry_run else opts.err
+    stream.write(
+        f"Preflight ({time.perf_counter() - t:.1f} s; what it sends: parity providers check --help):\n"
+    )
+    stream.write("".join(f"  {line}\n" for r in reports for line in r.lines()))
+    why = preflight.refusal(reports)
+    if why and not opts.dry_run:
+        raise preflight.PreflightError(why)
+    return reports
 
 
 def _dry_run(opts: RunOptions, cfg: Config, root, state: RunState) -> Outcome:
     exchanges = _load_exchanges(opts, root, state)
     plan = build_plan(exchanges, cfg, opts.repeat, opts.selection.seed)
     opts.out.write(format_plan(plan, cfg, json.dumps(opts.pacing.public())) + "\n")
+    if opts.preflight and plan.groups:  # free requests only: GET /models and empty-body probes
+        why = preflight.refusal(_preflight(opts, cfg, plan, spend=False))
+        if why:
+            opts.out.write("note: a real run would stop here (or pass --no-preflight)\n")
+        return Outcome("dry-run", None, 0)
     for p in cfg.providers.values():
         if p.api_key_env:
             with contextlib.suppress(ReplayError):
@@ -208,14 +241,9 @@ def _dry_run(opts: RunOptions, cfg: Config, root, state: RunState) -> Outcome:
     return Outcome("dry-run", None, 0)
 
 
-def _run(opts: RunOptions, cfg: Config, root, state: RunState, post: PostProcessor) -> Outcome:
-    exchanges = _load_exchanges(opts, root, state)
-    plan = build_plan(exchanges, cfg, opts.repeat, opts.selection.seed)
-    if not plan.groups:
-        raise SelectionError(
-            f"nothing to replay: all {len(exchanges)} selected exchanges are skipped "
-            f"(run with --dry-run to see why)"
-        )
+def _run(
+    opts: RunOptions, cfg: Config, root, state: RunState, post: PostProcessor, exchanges: list, plan: Plan
+) -> Outcome:
     for w in cfg.warnings:
         opts.err.write(f"warning: {w}\n")
     if opts.max_cost is not None and any(c.estimate is None for c in plan.cells()):

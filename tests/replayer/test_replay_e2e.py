@@ -125,6 +125,7 @@ def test_replay_to_three_fakes(db: Path, tmp_path: Path, fakes, workload, monkey
             str(pf),
             "--run",
             "e2e",
+            "--no-preflight",  # the fakes' error schedules count requests: no probes before them
             "--concurrency",
             "4",
             "--repeat",
@@ -305,6 +306,7 @@ models = {{ "*" = "oxlo-model" }}
     )
     rc = main(
         ["replay", "--db", str(db), "--providers", str(pf), "--run", "dry", "--dry-run", "--repeat", "2"]
+        + ["--no-preflight"]  # without it the dry run sends the preflight's free probes
     )
     out = capsys.readouterr().out
     assert rc == 0
@@ -334,6 +336,7 @@ def test_max_cost_stops_in_time(db: Path, tmp_path: Path, fakes, capsys) -> None
             str(pf),
             "--run",
             "capped",
+            "--no-preflight",
             "--concurrency",
             "2",
             "--max-cost",
@@ -445,7 +448,8 @@ def test_provider_failures_are_data(db: Path, tmp_path: Path, fakes, capsys) -> 
         f'[down]\nbase_url = "http://127.0.0.1:{port}/v1"\nmodels = {{ "*" = "*" }}\nmax_retries = 1\n'
         + fake_table("up", fp),
     )
-    rc = main(["replay", "--db", str(db), "--providers", str(pf), "--run", "down", "--no-progress"])
+    argv = ["replay", "--db", str(db), "--providers", str(pf), "--run", "down", "--no-progress"]
+    rc = main([*argv, "--no-preflight"])  # past the preflight, which would refuse `down`
     out = capsys.readouterr().out
     # Every request went out and is stored, and the run says loudly that `down` answered none.
     assert (

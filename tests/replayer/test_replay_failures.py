@@ -101,7 +101,7 @@ def test_dead_provider_wrong_base_url_and_unsupported_endpoint(
         + f'\n[noemb]\nbase_url = "{no_embeddings.base_url}"\nmodels = {{ "*" = "*" }}\n'
         + f'\n[dead]\nbase_url = "http://127.0.0.1:{port}/v1"\nmodels = {{ "*" = "*" }}\nmax_retries = 1\n',
     )
-    rc = _replay(db, pf, "loud")
+    rc = _replay(db, pf, "loud", "--no-preflight")  # past the preflight, which would refuse three of them
     out, err = capsys.readouterr()
     n = N_CHAT + N_EMB
     assert rc == EXIT_PROVIDER_DEAD, out + err
@@ -198,7 +198,12 @@ def test_endpoints_option_skips_and_a_healthy_run_exits_0(
     assert f"noemb: {N_CHAT} requests, none failed" in out and "Unsupported endpoints" not in out
     skipped = out.split("Skipped:", 1)[1]
     assert f"{N_EMB}  noemb: endpoint embeddings not supported by noemb" in skipped
-    assert len(no_embeddings.requests) == N_CHAT + 1  # the chat requests and GET /models, nothing else
+    # The chat requests and GET /models (the dry run's and the run's preflight, the run's listing), nothing
+    # else: embeddings are declared unserved, so not even the preflight probes them.
+    assert (
+        sorted(r["path"] for r in no_embeddings.requests)
+        == ["/v1/chat/completions"] * N_CHAT + ["/v1/models"] * 3
+    )
     config = json.loads(_query(db, "SELECT CAST(config AS VARCHAR) FROM runs WHERE run_id = 'ok'")[0][0])
     assert config["failures"]["dead"] == [] and config["failures"]["unsupported_endpoints"] == []
 
@@ -220,14 +225,14 @@ def test_a_resumed_run_judges_the_whole_run(db: Path, tmp_path: Path, fakes, wor
         fake_table("good", good, "[good.pricing]\ninput_per_1m = 1000.0\noutput_per_1m = 1000.0")
         + f'\n[dead]\nbase_url = "http://127.0.0.1:{port}/v1"\nmodels = {{ "*" = "*" }}\nmax_retries = 0\n',
     )
-    p = _replay_process(db, pf, "twice", "--max-cost", "0.05", "--concurrency", "1")
+    p = _replay_process(db, pf, "twice", "--max-cost", "0.05", "--concurrency", "1", "--no-preflight")
     assert p.returncode == EXIT_PROVIDER_DEAD, p.stdout + p.stderr
     assert "Run twice: stopped" in p.stdout and "--max-cost" in p.stdout
     first = _query(db, "SELECT count(*) FROM results WHERE run_id = 'twice' AND provider = 'dead'")[0][0]
     assert 0 < first < N_CHAT + N_EMB
     assert f"dead: {first}/{first} failed: connection refused at 127.0.0.1:{port}" in p.stdout
 
-    p = _replay_process(db, pf, "twice", "--resume", "--max-cost", "1000")
+    p = _replay_process(db, pf, "twice", "--resume", "--max-cost", "1000", "--no-preflight")
     n = N_CHAT + N_EMB
     assert p.returncode == EXIT_PROVIDER_DEAD, p.stdout + p.stderr
     assert "Run twice: finished" in p.stdout

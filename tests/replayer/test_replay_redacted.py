@@ -68,7 +68,7 @@ def _config(db: Path, run: str) -> dict:
 def test_refuses_with_one_clear_line(store: Path, tmp_path: Path, fakes, capsys) -> None:
     fp = fakes("red", "instant")
     pf = providers_file(tmp_path, fake_table("p", fp))
-    base = ["replay", "--db", str(store), "--providers", str(pf), "--no-progress"]
+    base = ["replay", "--db", str(store), "--providers", str(pf), "--no-progress", "--no-preflight"]
     assert main([*base, "--run", "r0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0, err
@@ -89,7 +89,7 @@ def test_refuses_with_one_clear_line(store: Path, tmp_path: Path, fakes, capsys)
 def test_skip_and_allow(store: Path, tmp_path: Path, fakes, capsys) -> None:
     fp = fakes("red2", "instant")
     pf = providers_file(tmp_path, fake_table("p", fp))
-    base = ["replay", "--db", str(store), "--providers", str(pf), "--no-progress"]
+    base = ["replay", "--db", str(store), "--providers", str(pf), "--no-progress", "--no-preflight"]
     assert main([*base, "--run", "skip", "--skip-redacted"]) == 0
     sent = [r["body"]["messages"][0]["content"] for r in fp.posts()]
     assert sorted(sent) == ["answer only was redacted", "my key is [REDACTED] ok", "plain one", "plain two"]

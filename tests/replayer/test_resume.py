@@ -68,6 +68,7 @@ def test_sigkill_then_resume(db: Path, tmp_path: Path, fakes, capsys, monkeypatc
         "--concurrency",
         str(CONC),
         "--no-progress",
+        "--no-preflight",  # the sent requests are counted below
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "parity.cli", *args],
