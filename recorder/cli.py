@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import ipaddress
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -111,6 +113,8 @@ def _parse_listen(listen: str, allow_public: bool) -> tuple[str, int]:
         port_n = int(port)
     except ValueError as e:
         raise RecordError(f"--listen {listen!r}: expected HOST:PORT") from e
+    if not 0 < port_n < 65536:
+        raise RecordError(f"--listen {listen!r}: the port must be 1..65535")
     try:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
@@ -121,6 +125,56 @@ def _parse_listen(listen: str, allow_public: bool) -> tuple[str, int]:
             "anyone's traffic; pass --allow-public if this is intended (and firewall it)."
         )
     return host, port_n
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let go, so a taken port is one clear line before anything starts.
+
+    With SO_REUSEADDR, as the proxy's own listener has: a port left in TIME_WAIT is free, one that
+    another process listens on is not.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise RecordError(f"--listen {host}:{port}: cannot resolve {host} ({e.strerror})") from e
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise RecordError(
+                    f"--listen {host}:{port} is in use; choose another with --listen HOST:PORT"
+                ) from e
+            raise RecordError(f"--listen {host}:{port}: cannot listen there ({e.strerror})") from e
+
+
+def app_settings(mode: str, url: str, confdir: str | None) -> str:
+    """What apps set to go through the proxy at ``url``, for the startup line."""
+    if mode.startswith("reverse:"):
+        return f"apps: base_url={url}/v1 (OPENAI_BASE_URL={url}/v1)"
+    if mode == "regular" or mode.startswith("upstream:"):
+        ca = Path(confdir or "~/.mitmproxy") / "mitmproxy-ca-cert.pem"
+        return f"apps: HTTPS_PROXY={url} and trust the CA certificate {ca}"
+    return "apps: route traffic to the proxy (transparent mode: see mitmproxy's docs)"
+
+
+class Announce:
+    """Print the startup lines once the proxy listens (mitmproxy's ``running`` event)."""
+
+    def __init__(self, args, mode: str, host: str, port: int) -> None:
+        self.args, self.mode, self.host, self.port = args, mode, host, port
+
+    def running(self) -> None:
+        from mitmproxy import ctx
+
+        addrs = ctx.master.addons.get("proxyserver").listen_addrs()
+        host, port = addrs[0][:2] if addrs else (self.host, self.port)
+        url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        target = self.args.upstream or self.mode
+        print(f"parity record: listening on {url} ({self.mode}) -> {target}; store {self.args.db}")
+        print(f"parity record: {app_settings(self.mode, url, self.args.confdir)}", flush=True)
 
 
 def _mode(args) -> str:
@@ -140,7 +194,9 @@ def _mode(args) -> str:
 
 async def _run_proxy(args, host: str, port: int, mode: str) -> int:
     from mitmproxy import options
+    from mitmproxy.log import MitmFormatter
     from mitmproxy.tools.dump import DumpMaster
+    from mitmproxy.utils import vt_codes
 
     from parity.recorder.addon import Recorder
 
@@ -149,9 +205,16 @@ async def _run_proxy(args, host: str, port: int, mode: str) -> int:
     opts = options.Options(mode=[mode], listen_host=host, listen_port=port)
     if args.confdir:
         opts.update(confdir=args.confdir)
-    master = DumpMaster(opts, with_termlog=not args.quiet, with_dumper=False)
+    # No mitmproxy TermLog: its handler and the CLI's (logging.basicConfig) both sat on the root
+    # logger, which printed every line twice. The CLI's handler (stderr) stays, in mitmproxy's
+    # short format, which names the client of each connection line.
+    colour = vt_codes.ensure_supported(sys.stderr)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setFormatter(MitmFormatter(colour))
+    master = DumpMaster(opts, with_termlog=False, with_dumper=False)
     recorder = Recorder()
-    master.addons.add(recorder)
+    master.addons.add(recorder, Announce(args, mode, host, port))
     master.options.update(
         parity_db=str(args.db),
         parity_tag=args.tag,
@@ -168,10 +231,6 @@ async def _run_proxy(args, host: str, port: int, mode: str) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)
-    target = args.upstream or mode
-    print(
-        f"parity record: listening on http://{host}:{port} ({mode}) -> {target}; store {args.db}", flush=True
-    )
     await master.run()
     return 0
 
@@ -184,6 +243,7 @@ def cmd_record(args) -> int:
             raise RecordError("--flush-interval must be in (0, 1] seconds")
         host, port = _parse_listen(args.listen, args.allow_public)
         mode = _mode(args)
+        _check_bindable(host, port)  # before the store, the spill folder or "listening" exist
         return asyncio.run(_run_proxy(args, host, port, mode))
     except (RecordError, OptionsError) as e:
         print(f"parity record: {e}", file=sys.stderr)
