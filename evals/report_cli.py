@@ -192,6 +192,8 @@ def report_handler(args: argparse.Namespace) -> int:
             sys.stdout.write(report.render(rep, fmt))
             return 0
         path = report.write(rep, out, fmt)
+    except BrokenPipeError:
+        raise  # stdout's reader went away: parity.cli.main ends quietly
     except (EvalError, OSError) as e:
         print(f"parity report: error: {e}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 # command -> the module whose ``register(subparsers)`` adds it with ``set_defaults(func=handler)``.
@@ -46,6 +47,22 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a reader that closes stdout early (``parity ls | head -1``) ends it quietly.
+
+    The standard way (Python docs, "Note on SIGPIPE"): stdout is pointed at /dev/null so the final
+    flush cannot fail again, and the exit code is 1, as Python's own for EPIPE.
+    """
+    try:
+        rc = _run(argv)
+        sys.stdout.flush()  # here, not at interpreter exit, where a broken pipe cannot be caught
+        return rc
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _run(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command)
