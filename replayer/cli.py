@@ -109,7 +109,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="leave the run's results in per-flush segments (default: merge them when the run finishes)",
     )
+    r.add_argument(
+        "--no-preflight",
+        action="store_true",
+        help="skip the preflight check of keys, base_urls, models and endpoints (see parity providers check)",
+    )
     p.set_defaults(func=handle)
+    register_providers(subparsers)
 
 
 def options(args: argparse.Namespace) -> RunOptions:
@@ -121,13 +127,7 @@ def options(args: argparse.Namespace) -> RunOptions:
     if args.speed is not None and args.speed <= 0:
         raise ReplayError("--speed must be > 0")
     if args.concurrency is not None and args.concurrency < 1:
-    r.add_argument(
-        "--no-preflight",
-        action="store_true",
-        help="skip the preflight check of keys, base_urls, models and endpoints (see parity providers check)",
-    )
         raise ReplayError("--concurrency must be >= 1")
-    register_providers(subparsers)
     if args.rate is not None and args.rate <= 0:
         raise ReplayError("--rate must be > 0")
     if args.max_cost is not None and args.max_cost < 0:
@@ -164,6 +164,7 @@ def options(args: argparse.Namespace) -> RunOptions:
         only=_split(args.provider) or None,
         progress=not args.no_progress,
         compact=not args.no_compact,
+        preflight=not args.no_preflight,
     )
 
 
@@ -174,7 +175,6 @@ def handle(args: argparse.Namespace) -> int:
     except ReplayError as e:
         print(f"parity replay: error: {e}", file=sys.stderr)
         return 2
-        preflight=not args.no_preflight,
 
 
 PROVIDERS_EXAMPLE = """\
@@ -232,18 +232,14 @@ def _no_subcommand(p: argparse.ArgumentParser) -> int:
     return 2
 
 
-DEFAULT_DB = "parity.duckdb"
-
-
 def handle_check(args: argparse.Namespace) -> int:
     """``parity providers check``: print the preflight lines; exit 1 on a failure, 2 on bad input."""
-    from pathlib import Path
-
     from parity.replayer import preflight
     from parity.replayer.config import load_config
-    from parity.store.store import StoreError
+    from parity.store.cli import DEFAULT_DB
+    from parity.store.store import StoreError, store_exists
 
-    db = args.db or (DEFAULT_DB if Path(DEFAULT_DB + ".d").is_dir() else None)
+    db = args.db or (DEFAULT_DB if store_exists(DEFAULT_DB) else None)
     try:
         cfg = load_config(args.providers, _split(args.provider) or None)
         if db:

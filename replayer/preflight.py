@@ -27,8 +27,7 @@ from parity.replayer.errors import ReplayError
 from parity.replayer.mapping import build_headers, recorded_model
 from parity.replayer.plan import Plan
 from parity.replayer.transport import describe, reason_of
-from parity.store.segments import segment_root
-from parity.store.store import query
+from parity.store.store import query, require_store
 from parity.wire.endpoints import REPLAYABLE, has_side_effects
 
 TIMEOUT_S = 10.0
@@ -110,9 +109,8 @@ def plan_pairs(plan: Plan) -> set[tuple[str, str | None]]:
 
 
 def store_pairs(db: str) -> set[tuple[str, str | None]]:
-    """(endpoint, model) of every replayable recorded exchange; ReplayError when there is no store at ``db``."""
-    if not segment_root(db).is_dir():
-        raise ReplayError(f"no store at {db}")
+    """(endpoint, model) of every replayable recorded exchange; NoStoreError when there is no store at ``db``."""
+    require_store(db)
     rows = query(
         db,
         "SELECT DISTINCT endpoint, method, path, model FROM exchanges "
@@ -187,7 +185,7 @@ async def _check_provider(p: ProviderConfig, needs: Needs, spend: bool) -> Repor
         except ReplayError:
             rep.problems.append(f"environment variable {p.api_key_env} (api_key_env) is not set")
     else:
-        rep.facts.append("no key (no api_key_env)")
+        rep.facts.append("no api_key_env")
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(), trust_env=False) as session:
         probe = _Probe(p, key, session)
         try:

@@ -80,7 +80,7 @@ def test_dead_port_names_the_reason_and_host_port(db: Path, tmp_path: Path, heal
     assert time.perf_counter() - t < 5
     out, err = capsys.readouterr()
     assert out.splitlines() == [
-        "ok   good: no key (no api_key_env), 2/2 models listed, chat.completions, embeddings served",
+        "ok   good: no api_key_env, 2/2 models listed, chat.completions, embeddings served",
         f"FAIL dead: connection refused at 127.0.0.1:{port}",
     ]
     assert err == "parity providers check: 1 of 2 failed: dead\n"
@@ -119,7 +119,7 @@ def test_missing_model_and_unserved_endpoint(db: Path, tmp_path: Path, capsys) -
         "(POST /v1/embeddings)); leave it out with endpoints = [...] in [noemb]"
     )
     # A family the provider declares is trusted (not probed); the others are not sent to it at all.
-    assert out[2] == "ok   declared: no key (no api_key_env), 1/1 models listed, chat.completions declared"
+    assert out[2] == "ok   declared: no api_key_env, 1/1 models listed, chat.completions declared"
     assert len(out) == 3
 
 
@@ -141,7 +141,7 @@ def test_without_a_model_list_one_token_per_model(db: Path, tmp_path: Path, caps
         posts = _model_posts(fp)
     out = capsys.readouterr().out
     assert out == (
-        "ok   bare: no key (no api_key_env), 2/2 models answered a one-token request (GET /models not served), "
+        "ok   bare: no api_key_env, 2/2 models answered a one-token request (GET /models not served), "
         "chat.completions, embeddings served\n"
     )
     bodies = sorted((p["path"], p["body"].get("max_tokens"), p["body"]["model"]) for p in posts)
