@@ -17,6 +17,9 @@ from markupsafe import Markup, escape
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#8C6D31", "#7F3C8D")
 BASELINE_COLOUR = "#4a4a4a"
 TONE_COLOUR = {"better": "#1a7f37", "worse": "#c62828", "same": "#6e7781", "na": "#9aa0a6"}
+# Line styles by series (after the baseline's solid line): two lines with the same values stay
+# visible as one dashed over the other instead of one hiding the other.
+DASHES = ("", "8 4", "2 3", "10 3 2 3", "4 4", "1 5", "12 4 4 4", "6 2")
 FONT = 12
 CHAR_W = 6.6  # approximate width of one character at FONT px, for layout
 
@@ -158,15 +161,33 @@ def fmt_share(v: float) -> str:
     return f"{v:g}"
 
 
-def _legend(svg: Svg, items: Sequence[tuple[str, str]], x: float, y: float, max_x: float) -> float:
-    """Swatches with names, wrapped to ``max_x``; returns the y below the legend."""
+def dashes(names: Sequence[str]) -> dict[str, str]:
+    """A line style per series, in order: solid first, then distinct dash patterns."""
+    return {k: DASHES[i % len(DASHES)] for i, k in enumerate(names)}
+
+
+def _legend(
+    svg: Svg,
+    items: Sequence[tuple[str, str]],
+    x: float,
+    y: float,
+    max_x: float,
+    dash: dict[str, str] | None = None,
+) -> float:
+    """Swatches with names (a line sample in its dash style when ``dash`` is given), wrapped to
+    ``max_x``; returns the y below the legend."""
     cx = x
+    sample = 22 if dash is not None else 12
     for name, colour in items:
-        w = 18 + len(name) * CHAR_W + 14
+        w = sample + 6 + len(name) * CHAR_W + 14
         if cx + w > max_x and cx > x:
             cx, y = x, y + 16
-        svg.rect(cx, y - 9, 12, 10, fill=colour, rx=2)
-        svg.text(cx + 16, y, name, fill="#333")
+        if dash is None:
+            svg.rect(cx, y - 9, 12, 10, fill=colour, rx=2)
+        else:
+            style = dash.get(name.split(" (n=")[0]) or None
+            svg.line(cx, y - 4, cx + sample, y - 4, stroke=colour, stroke_width=2.5, stroke_dasharray=style)
+        svg.text(cx + sample + 4, y, name, fill="#333")
         cx += w
     return y + 10
 
@@ -234,8 +255,9 @@ def cdf(
     lo = float(np.percentile(allv, 0.5)) if log else min(0.0, float(allv.min()))
     hi = float(allv.max())
     svg = Svg(width, height, title)
+    dash = dashes(list(data))
     legend_bottom = _legend(
-        svg, [(f"{k} (n={len(v)})", colour[k]) for k, v in data.items()], 56, 16, width - 10
+        svg, [(f"{k} (n={len(v)})", colour[k]) for k, v in data.items()], 56, 16, width - 10, dash
     )
     xs = Scale(lo, hi, 56, width - 34, log)
     ys = Scale(0, 1, height - 44, legend_bottom + 8)
@@ -249,7 +271,7 @@ def cdf(
         d = [f"M{_num(xs(v[0]))},{_num(ys(0))}"]
         for i in idx:
             d.append(f"H{_num(xs(v[i]))}V{_num(ys((i + 1) / n))}")
-        svg.path("".join(d), fill="none", stroke=colour[k], stroke_width=2)
+        svg.path("".join(d), fill="none", stroke=colour[k], stroke_width=2, stroke_dasharray=dash[k] or None)
     return svg.markup()
 
 
@@ -363,12 +385,17 @@ def scatter_cost(
         return None
     names = list(dict.fromkeys([*points, *curves]))
     svg = Svg(width, height, title)
-    legend_bottom = _legend(svg, [(k, colour[k]) for k in names], 66, 16, width - 10)
+    dash = dashes(names)
+    legend_bottom = _legend(svg, [(k, colour[k]) for k in names], 66, 16, width - 10, dash)
+    shown = [(x, label) for x, label in marks if x is not None and math.isfinite(x) and x > 0]
+    band = 14 * len(shown)  # one row per break-even label, above the plot: labels never overlap
+    height += band
+    svg.h = height
     xs = Scale(float(xs_all.min()) * 0.8, float(xs_all.max()) * 1.25, 66, width - 24, log=True)
     ys = Scale(
-        float(ys_all.min()) * 0.7, float(ys_all.max()) * 1.4, height - 44, legend_bottom + 22, log=True
+        float(ys_all.min()) * 0.7, float(ys_all.max()) * 1.4, height - 44, legend_bottom + 22 + band, log=True
     )
-    _axes(svg, xs, ys, fmt_tokens, fmt_usd, "prompt tokens (log)", "cost per request (log)")
+    _axes(svg, xs, ys, fmt_tokens, fmt_usd, "prompt tokens (log)", ylabel)
     for k, (x, y) in points.items():
         x, y = np.asarray(x, float), np.asarray(y, float)
         keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
@@ -380,16 +407,15 @@ def scatter_cost(
         pts = [(a, b) for a, b in zip(x, y, strict=True) if a > 0 and b > 0]
         if len(pts) > 1:
             d = "M" + "L".join(f"{_num(xs(a))},{_num(ys(b))}" for a, b in pts)
-            svg.path(d, fill="none", stroke=colour[k], stroke_width=2.2)
-    for i, (x, label) in enumerate(marks):
-        if x is None or not math.isfinite(x) or x <= 0:
-            continue
+            svg.path(d, fill="none", stroke=colour[k], stroke_width=2.2, stroke_dasharray=dash[k] or None)
+    for i, (x, label) in enumerate(shown):
         px = xs(x)
-        svg.line(px, ys.b - 14, px, ys.a, stroke="#333", stroke_dasharray="5 4")
+        row = legend_bottom + 18 + 14 * i  # the baseline of this label's own row
+        svg.line(px, row + 3, px, ys.a, stroke="#333", stroke_dasharray="5 4")
         right = px > xs.a + 0.6 * (xs.b - xs.a)
         svg.text(
             px - 4 if right else px + 4,
-            ys.b - 2 + 14 * i,
+            row,
             label,
             fill="#222",
             font_size=11,

@@ -9,6 +9,8 @@ Jinja2 autoescaping or ``charts.Svg``'s escaping; no template uses ``|safe``.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -21,6 +23,7 @@ import polars as pl
 from parity.evals import cost_text, load
 from parity.evals.api import Evaluation, evaluate, unsupported_endpoints
 from parity.evals.load import Store
+from parity.evals.recommend import recommendations
 from parity.evals.report_data import Report, appendix, gather
 from parity.evals.report_format import fmt_num, fmt_rate, known
 from parity.evals.report_view import (
@@ -39,6 +42,7 @@ from parity.evals.verdict import verdict
 
 FORMATS = ("html", "md", "json")
 TEMPLATES = Path(__file__).parent / "templates"
+SCRIPT = "report.js"  # the one inline script: allowed by its hash, the page reads the same without it
 TONE_MARK = {"better": "🟢", "worse": "🔴", "same": "⚪", "info": "", "na": ""}
 __all__ = ["FORMATS", "Report", "build", "render", "render_html", "render_json", "render_markdown", "write"]
 
@@ -92,10 +96,18 @@ def _compat_example_ids(ev: Evaluation) -> list[str]:
     return [e for ex in fails["examples"].to_list() for e in (ex or [])]
 
 
+def recommend(rep: Report, rows: list[dict] | None = None) -> list[dict]:
+    """The one-line recommendation per provider, from the verdict rows (computed if not given)."""
+    rows = verdict(rep) if rows is None else rows
+    basis = rep.ev.month is not None and rep.ev.month.requests is not None
+    return recommendations(rows, rep.summary, rep.ev.config, basis)
+
+
 def context(rep: Report) -> dict:
     """Everything the HTML template reads."""
     ev = rep.ev
     ch = chart_set(rep)
+    rows = verdict(rep)
     n_ex = rep.base_row.get("n_cells")
     provs = [r["provider"] for r in rep.summary]
     linked = {a["exchange_id"] for a in rep.samples.appendix}
@@ -106,7 +118,8 @@ def context(rep: Report) -> dict:
         "n_exchanges": n_ex,
         "providers": provs,
         "colours": ch["colours"],
-        "verdict": verdict(rep),
+        "verdict": rows,
+        "recommendations": recommend(rep, rows),
         "charts": ch,
         "key_figures": key_figures(rep),
         "latency_table": latency_table(rep),
@@ -174,13 +187,26 @@ def context(rep: Report) -> dict:
         "fmt_num": fmt_num,
         "fmt_tokens": lambda v: f"{v:,.0f}" if known(v) else "—",
         "fmt_rate": fmt_rate,
+        **dict(zip(("script", "script_sha256"), script(), strict=True)),
     }
+
+
+def script() -> tuple[markupsafe.Markup, str]:
+    """The inline script and the base64 sha256 of exactly the text inlined (its CSP source)."""
+    text = (TEMPLATES / SCRIPT).read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+    return markupsafe.Markup(text), digest  # our own file, never data: not escaped
 
 
 def _ticks(text: str) -> markupsafe.Markup:
     """Our own prose with `code` spans: escaped first, then the backtick pairs become <code>."""
     escaped = str(markupsafe.escape(text))
     return markupsafe.Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped))
+
+
+def _wbr(text: object) -> markupsafe.Markup:
+    """Escaped text with a line-break opportunity after each underscore (check names in narrow cells)."""
+    return markupsafe.Markup(str(markupsafe.escape(text)).replace("_", "_<wbr>"))
 
 
 def _env() -> jinja2.Environment:
@@ -192,6 +218,7 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["ticks"] = _ticks  # for the check catalogue's prose only, never for answers
+    env.filters["wbr"] = _wbr  # escapes first, like ticks
     return env
 
 
@@ -222,6 +249,10 @@ def render_markdown(rep: Report) -> str:
             "⚪ no significant difference (family-wise 95%: the interval shown excludes 0; p95 unadjusted)",
             "",
         ]
+    rows = verdict(rep)
+    lines += [f"- **{_md(r['provider'])}**: {_md(r['text'])}" for r in recommend(rep, rows)]
+    if rows:
+        lines.append("")
     cols = [
         ("TTFT median Δ", "ttft_median"),
         ("TTFT p95 Δ", "ttft_p95"),
@@ -234,7 +265,7 @@ def render_markdown(rep: Report) -> str:
     ]
     lines.append("| provider | verdict | " + " | ".join(c for c, _ in cols) + " |")
     lines.append("|---|---|" + "---|" * len(cols))
-    for v in verdict(rep):
+    for v in rows:
         chips = "; ".join(f"{TONE_MARK[t]} {_md(x)}".strip() for x, t in v["chips"])
         cells = []
         for _, k in cols:

@@ -168,7 +168,10 @@ def scorecard(rep: Report) -> dict:
                     }
                 )
         if any(x["result"] != "n/a" for x in line):
-            rows.append({"check": check, "what": what, "severity": info.severity, "cells": line})
+            flagged = any(x["result"] in ("fail", "info") for x in line)
+            rows.append(
+                {"check": check, "what": what, "severity": info.severity, "cells": line, "flagged": flagged}
+            )
     na = [c for c in CHECKS if c not in {r["check"] for r in rows}]
     findings.sort(key=lambda f: (f["result"] != "fail", f["provider"], list(CHECKS).index(f["check"])))
     return {"providers": provs, "rows": rows, "not_applicable": na, "findings": findings}
@@ -233,7 +236,7 @@ def chart_set(rep: Report) -> dict:
             notes[p] = f"{fmt_ms(c['cold_start_delta_ms'], sign=True)}, {fmt_p(c['cold_start_p_value'])}"
     out["cold"] = charts.paired_bars(
         bars,
-        ("warm (median)", f"after ≥ {rep.idle_s:g} s idle (median)"),
+        ("warm (median)", f"cold: first to its model or after ≥ {rep.idle_s:g} s idle (median)"),
         col,
         "Cold-start effect: first-token time after an idle gap",
         "first-token time (E2E if not streamed)",
@@ -327,11 +330,12 @@ def _cost_chart(rep: Report, col: dict[str, str]):
             names = ", ".join(r["token_provider"] for r in g)
             approx = "~" if len(g) > 1 else ""
             marks.append((x, f"{g[0]['flat_provider']} cheaper than {names} above {approx}{x:,.0f} tokens"))
-    svg = charts.scatter_cost(points, curves, marks, col, "Cost per request vs prompt length")
+    svg = charts.scatter_cost(points, curves, marks, col, "Cost per 1,000 requests vs prompt length")
     note = (
         f"Cost per 1,000 requests of a given prompt length. Dots: successful requests (up to {MAX_SCATTER} per provider). "
         f"Lines: each arm's price for {busiest} "
-        f"(the busiest model) at its median completion of {c_med:,.0f} tokens. Dashed: break-even prompt length."
+        f"(the busiest model) at its median completion of {c_med:,.0f} tokens, each arm in its own line style so "
+        "lines that coincide stay visible. Vertical dashed lines: break-even prompt lengths."
     )
     return svg, note
 

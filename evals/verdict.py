@@ -147,7 +147,8 @@ def compat_cell(r: dict, base: dict, failed: list[str]) -> Cell:
     if counts is None:
         return Cell("—", "no checks applied", "na")
     passed, bad, n = counts
-    sub = ("fails " + ", ".join(failed)) if failed else "all applicable checks pass"
+    shown = ", ".join(failed[:3]) + (f" +{len(failed) - 3} more" if len(failed) > 3 else "")
+    sub = f"fails {shown}" if failed else "all applicable checks pass"
     tone = "better" if not bad else "worse" if bad > (base.get("compat_failures") or 0) else "same"
     title = (
         "green: every applicable check passes; red: more failed checks than the baseline (a fact, not a test)"
@@ -180,7 +181,7 @@ def verdict(rep: Report) -> list[dict]:
         cells["cost"] = cost_cell(r, tests.get("cost"))
         cells["quality"] = quality_cell(r)
         cells["compat"] = compat_cell(r, base, fails.get(p, []))
-        out.append({"provider": p, "chips": headline(r, cells), "cells": cells})
+        out.append({"provider": p, "chips": headline(r, cells), "cells": cells, "failed": fails.get(p, [])})
     return out
 
 

@@ -117,8 +117,8 @@ def test_report_renders_offline_without_errors(report_html, tmp_path):
     assert console == []
     assert requests == []
     assert dom.count("<svg") >= 8 and "<path" in dom and "<circle" in dom
-    assert 'class="verdict"' in dom
-    assert "<script" not in dom  # the injected answer stayed text
+    assert 'class="verdict sortable js"' in dom  # our script ran under the CSP (it adds "js")
+    assert "<script>alert" not in dom and "<img src" not in dom  # the injected answer stayed text
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "report.png"
     shot.unlink(missing_ok=True)
@@ -132,3 +132,107 @@ def test_report_renders_offline_without_errors(report_html, tmp_path):
         assert im.size == (1280, 2400)
         colours = im.convert("RGB").resize((64, 120)).getcolors(64 * 120)
         assert colours is not None and len(colours) > 50  # not a blank page
+
+
+# Appended to a copy of the report (and allowed by its hash next to the report's own): measures the
+# layout after the report's script ran, clicks a column heading twice, and writes what it saw into
+# the DOM, where --dump-dom reads it.
+MEASURE = """(function () {
+  var de = document.documentElement, main = document.querySelector("main").getBoundingClientRect();
+  var out = {page: [de.scrollWidth, de.clientWidth], main: Math.round(main.right), tables: []};
+  document.querySelectorAll("table").forEach(function (t) {
+    var w = t.parentElement, r = t.getBoundingClientRect();
+    if (r.width === 0) return;  // inside a closed <details>
+    out.tables.push({cls: t.className, right: Math.round(r.right), box: [w.scrollWidth, w.clientWidth]});
+  });
+  var v = document.querySelector("table.verdict");
+  var order = function () {
+    return Array.prototype.map.call(v.tBodies[0].rows, function (r) { return r.cells[0].textContent.trim(); });
+  };
+  out.before = order();
+  var th = v.tHead.rows[0].cells[5];  // failed requests
+  th.click(); out.up = order(); th.click(); out.down = order();
+  out.filters = document.querySelectorAll("input.filter").length;
+  out.search = document.querySelectorAll("input.search").length;
+  var pre = document.createElement("pre"); pre.id = "measured"; pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();"""
+
+
+def _with_measure(html: str) -> str:
+    import base64
+    import hashlib
+
+    digest = base64.b64encode(hashlib.sha256(MEASURE.encode()).digest()).decode()
+    html = html.replace("script-src 'sha256-", f"script-src 'sha256-{digest}' 'sha256-", 1)
+    return html.replace("</body>", f"<script>{MEASURE}</script></body>", 1)
+
+
+def measure(page: Path, tmp: Path, width: int) -> tuple[dict, list[str]]:
+    """Layout figures of ``page`` at ``width`` px after the report's script ran, and the console."""
+    test_page = tmp / f"{page.stem}-measure-{width}.html"
+    test_page.write_text(_with_measure(page.read_text(encoding="utf-8")), encoding="utf-8")
+    dom, err = chromium(
+        tmp / f"profile-measure-{width}",
+        "--enable-logging=stderr",
+        "--v=0",
+        f"--window-size={width},2000",
+        "--dump-dom",
+        test_page.as_uri(),
+    )
+    import html as html_mod
+    import re
+
+    found = re.search(r'<pre id="measured">(.*?)</pre>', dom, re.S)
+    assert found, ("the measuring script did not run", console_messages(err))
+    return json.loads(html_mod.unescape(found[1])), console_messages(err)
+
+
+@pytest.fixture(scope="module")
+def nine_provider_report(trial, tmp_path_factory) -> Path:
+    """The report of the shared nine-provider run: one provider failing many checks, one dead."""
+    from parity.cli import main
+
+    out = tmp_path_factory.mktemp("nine") / "report.html"
+    assert main(["report", "--db", str(trial["db"]), "--run", "t", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_nothing_overflows_with_nine_providers(nine_provider_report, tmp_path, width):
+    m, console = measure(nine_provider_report, tmp_path, width)
+    assert console == []  # no CSP violation: both scripts ran by their hashes
+    assert m["page"][0] <= m["page"][1], m["page"]  # no horizontal scrollbar on the page
+    for t in m["tables"]:
+        assert t["right"] <= m["main"], t  # every table ends inside the page's column
+        assert t["box"][0] <= t["box"][1], t  # and none scrolls inside its wrapper
+    classes = " ".join(t["cls"] for t in m["tables"])
+    assert "verdict" in classes and "score" in classes
+
+
+def test_sorting_and_filters_work_under_the_csp(nine_provider_report, tmp_path):
+    m, console = measure(nine_provider_report, tmp_path, 1280)
+    assert console == []
+    assert m["filters"] >= 5 and m["search"] == 1
+    assert sorted(m["before"]) == sorted(m["up"]) and m["up"] != m["before"]
+    assert m["up"][-1] == "dead" and m["down"][0] == "dead"  # 100% failed: last ascending, first descending
+    assert m["down"] != m["up"]
+
+
+def test_the_page_reads_the_same_without_its_script(nine_provider_report, tmp_path):
+    """The report with its own script taken out (as with scripts off): same layout, no dead controls,
+    nothing hidden; the appendix is collapsed by <details>, which needs no script."""
+    import re
+
+    html = nine_provider_report.read_text(encoding="utf-8")
+    bare = tmp_path / "bare.html"
+    bare.write_text(re.sub(r"<script>.*?</script>", "", html, count=1, flags=re.S), encoding="utf-8")
+    assert "<script>" not in bare.read_text()
+    assert not re.search(r"<[a-z]+[^>]* hidden[ =>]", html)  # no element hidden until a script shows it
+    m, console = measure(bare, tmp_path, 1280)
+    assert console == []
+    assert m["filters"] == 0 and m["search"] == 0 and m["up"] == m["before"]  # nothing to sort with
+    assert m["page"][0] <= m["page"][1]
+    assert all(t["right"] <= m["main"] and t["box"][0] <= t["box"][1] for t in m["tables"]), m["tables"]
+    assert "<b>dead</b>: dead: answered no request (connection refused at 127.0.0.1:" in html
+    assert html.count('<details class="ex-entry"') >= 5  # the appendix: one summary line each

@@ -3,6 +3,9 @@ output, Markdown and JSON, and the ``parity report`` command."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import html
 import json
 import re
 from html.parser import HTMLParser
@@ -50,10 +53,12 @@ EXTERNAL = re.compile(r"^\s*(https?:|//|ftp:|data:text/html|javascript:)", re.I)
 
 
 def assert_self_contained(html: str) -> Doc:
-    """No script, no reference to anything outside the file (the browser test checks the same live)."""
+    """One inline script (ours), no reference to anything outside the file (the browser test checks
+    the same live)."""
     doc = Doc(html)
     names = [t for t, _ in doc.tags]
-    for banned in ("script", "iframe", "object", "embed", "link", "img", "base", "form"):
+    assert [a for t, a in doc.tags if t == "script"] == [{}]  # one inline script, no src
+    for banned in ("iframe", "object", "embed", "link", "img", "base", "form"):
         assert banned not in names, banned
     for tag, attrs in doc.tags:
         for k, v in attrs.items():
@@ -75,6 +80,38 @@ def test_html_is_self_contained_with_charts_and_working_anchors(report_html):
     assert hrefs and set(hrefs) <= doc.ids  # every link lands in this file
     assert any(h.startswith("ex-") for h in hrefs)
     assert 'http-equiv="Content-Security-Policy"' in report_html and "default-src 'none'" in report_html
+
+
+def test_the_csp_allows_exactly_the_inline_script_by_its_hash(report_html):
+    csp = html.unescape(re.search(r'http-equiv="Content-Security-Policy" content="([^"]*)"', report_html)[1])
+    inline = re.search(r"<script>(.*?)</script>", report_html, re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}';" in csp
+    assert re.findall(r"script-src [^;]*;", csp) == [f"script-src 'sha256-{digest}';"]  # nothing else
+    assert "unsafe-inline" not in csp.split("script-src", 1)[1].split(";")[0]
+    assert inline == (report.TEMPLATES / report.SCRIPT).read_text()
+
+
+def test_recommendations_repeat_the_verdict_cells(built_report):
+    rows = {v["provider"]: v for v in verdict(built_report)}
+    recs = report.recommend(built_report)
+    assert [r["provider"] for r in recs] == list(rows)
+    label = {"better": "(significant", "worse": "(significant", "same": "(not significant"}
+    for r in recs:
+        cells = rows[r["provider"]]["cells"]
+        t, cost = cells["ttft_median"], cells["cost"]
+        assert f"TTFT median {t.text} {label[t.tone]}" in r["text"], r
+        assert cost.text in r["text"] and label[cost.tone] in r["text"].split(cost.text)[0], r
+        if rows[r["provider"]]["failed"]:
+            assert (
+                f"compatibility failure{'s' if len(rows[r['provider']]['failed']) > 1 else ''}: " in r["text"]
+            )
+            assert all(c in r["text"] for c in rows[r["provider"]]["failed"][:3])
+        else:
+            assert "passes every compatibility check" in r["text"]
+        assert "no $/month basis" in r["text"]  # the synthetic recording spans minutes, not a day
+    md = report.render_markdown(built_report)
+    assert all(f"- **{r['provider']}**: " in md for r in recs)
 
 
 def test_model_output_is_escaped_everywhere(report_html):
