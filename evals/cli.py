@@ -15,17 +15,31 @@ from parity.evals.errors import EvalError
 from parity.evals.report_cli import add_monthly_requests
 from parity.store.cli import add_db_option
 
-DESCRIPTION = (
-    "Compare every provider of a replay run with a baseline (the recorded production answers by "
-    "default): latency percentiles with confidence intervals and paired tests, error/429 rates and "
-    "goodput, cost and its monthly projection, answer quality, and the compatibility scorecard."
-)
+DESCRIPTION = """\
+Compare every provider of a replay run with a baseline (the recorded production answers by
+default): latency percentiles with confidence intervals and paired tests, error and 429
+rates and goodput, cost and its monthly projection, answer quality, and the compatibility
+scorecard. What each figure means: parity check --list-figures."""
+
+EXAMPLES = """\
+examples:
+  parity eval --db parity.duckdb                       the verdict of the newest run
+  parity eval --db parity.duckdb --run cmp-1 --detail  every table
+  parity eval --db parity.duckdb --run cmp-1 --slo ttft=500ms,e2e=10s --monthly-requests 2e6
+  parity eval --db parity.duckdb --run cmp-1 --baseline fastco
+  parity eval --db parity.duckdb --run cmp-1 --format json > cmp-1.json
+      also --format md (the verdict for a pull-request comment) or csv (one row per provider)"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``parity eval``."""
     add_db_option(p)
-    p.add_argument("--run", default="latest", help="run id to evaluate (default: the newest run)")
+    p.add_argument(
+        "--run",
+        default="latest",
+        metavar="NAME",
+        help="the run to evaluate (default: latest, the newest run)",
+    )
     p.add_argument(
         "--baseline",
         default="recorded",
@@ -82,7 +96,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` sub-command to the ``parity`` command."""
     p = subparsers.add_parser(
-        "eval", help="evaluate a replay run against a baseline", description=DESCRIPTION
+        "eval",
+        help="evaluate a replay run against a baseline",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(p)
     p.set_defaults(func=handler)
@@ -112,6 +130,10 @@ def handler(args: argparse.Namespace) -> int:
         return 2
     if args.format == "json":
         print(json.dumps(ev.to_dict(), indent=2, allow_nan=False, default=str))
+    elif args.format == "md":
+        sys.stdout.write(verdict_text.markdown(ev))
+    elif args.format == "csv":
+        sys.stdout.write(verdict_text.csv(ev))
     else:
         sys.stdout.write(render(ev) if args.detail else verdict_text.render(ev))
     return 0
@@ -143,10 +165,6 @@ def _text(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _show(title: str, df: pl.DataFrame | None) -> str:
-    elif args.format == "md":
-        sys.stdout.write(verdict_text.markdown(ev))
-    elif args.format == "csv":
-        sys.stdout.write(verdict_text.csv(ev))
     if df is None or df.is_empty():
         return f"== {title} ==\n(nothing to show)\n"
     with pl.Config(

@@ -41,7 +41,8 @@ examples:
   parity check --list-figures
   parity check --db parity.duckdb                           the default gates, newest run
   parity check --db parity.duckdb --run cmp-1 --fail-if 'ttft_p95_delta_pct > 20' --fail-if 'compat_failures > 0'
-  parity check --db parity.duckdb --provider fastco --fail-if 'cost_delta_pct > -10 or error_rate > 0.01'"""
+  parity check --db parity.duckdb --provider fastco --fail-if 'cost_delta_pct > -10 or error_rate > 0.01'
+  parity check --db parity.duckdb --format md > check.md     the same verdicts as a table"""
 
 
 # The gates `parity check` applies when no --fail-if is given: a provider that answered nothing, and
@@ -76,7 +77,9 @@ def add_monthly_requests(p: argparse.ArgumentParser) -> None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     add_db_option(p)
-    p.add_argument("--run", default="latest", help="run id (default: the newest run)")
+    p.add_argument(
+        "--run", default="latest", metavar="NAME", help="the run (default: latest, the newest run)"
+    )
     p.add_argument(
         "--baseline", default="recorded", help="arm every provider is compared with (default: recorded)"
     )
@@ -152,12 +155,20 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``report`` and ``check`` sub-commands to the ``parity`` command."""
     p = subparsers.add_parser(
-        "report", help="write the HTML / Markdown / JSON report of a run", description=REPORT_DESCRIPTION
+        "report",
+        help="write the HTML / Markdown / JSON report of a run",
+        description=REPORT_DESCRIPTION,
+        epilog=REPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_report_arguments(p)
     p.set_defaults(func=report_handler)
     c = subparsers.add_parser(
-        "check", help="CI gate: exit 1 when a provider's figures break a rule", description=CHECK_DESCRIPTION
+        "check",
+        help="CI gate: exit 1 when a provider's figures break a rule",
+        description=CHECK_DESCRIPTION,
+        epilog=CHECK_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_check_arguments(c)
     c.set_defaults(func=check_handler)

@@ -4,6 +4,21 @@ from __future__ import annotations
 
 import argparse
 
+DESCRIPTION = """\
+Run a fake OpenAI-compatible provider on 127.0.0.1: chat, completions, responses,
+embeddings, images and audio, with a latency profile (fast, slow, flaky, cold-start...),
+injected errors and wire-format quirks. Use it for a replay that costs nothing, to see how
+parity reports a slow or non-compliant provider, and in tests. It prints its base URL
+(ending in /v1) once it listens; Ctrl-C stops it."""
+
+EXAMPLES = """\
+examples:
+  parity fake-provider --list-profiles
+  parity fake-provider --profile slow --port 9001
+  parity fake-provider --profile cold-start --set cold_start_ms=4000 --seed 1
+      then, in providers.toml: base_url = "http://127.0.0.1:9001/v1"
+"""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from parity.fake.server import _parser
@@ -13,7 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         parents=[_parser()],
         add_help=False,
         help="run the fake OpenAI-compatible provider (dry runs, demos, tests)",
-        description="Fake OpenAI-compatible provider with latency profiles, errors and quirks.",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     ).set_defaults(func=handler, _fake_parser=_parser)
 
 

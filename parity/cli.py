@@ -28,14 +28,30 @@ COMMANDS = {
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
+EPILOG = """\
+a first week, step by step (each command's --help has examples):
+  parity demo                                    the whole path offline, in about a minute
+  parity record --upstream https://api.openai.com --db parity.duckdb
+                                                 then point the app at http://127.0.0.1:8080/v1
+  parity ls --db parity.duckdb                   what was recorded
+  parity replay --db parity.duckdb --providers providers.toml --run cmp-1 --dry-run
+  parity replay --db parity.duckdb --providers providers.toml --run cmp-1
+  parity eval --db parity.duckdb --run cmp-1     the verdicts in the terminal
+  parity report --db parity.duckdb --run cmp-1   report.html
+  parity check --db parity.duckdb --run cmp-1    the CI gate
+
+A run is one replay of the recorded traffic to the providers, named with --run NAME."""
+
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     from parity import __version__
 
     parser = argparse.ArgumentParser(
         prog="parity",
-        description="Record OpenAI API traffic, replay it to other OpenAI-compatible providers, "
+        description="Record OpenAI API traffic, replay it to other OpenAI-compatible providers,\n"
         "and compare latency, cost, quality and compatibility.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"parity {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -72,9 +72,29 @@ DEMO_PROVIDERS = {
 for _name, (_p, _over, _map, *_r) in DEMO_PROVIDERS.items():
     _over["models"] = ",".join(sorted(set(_map.values())))
 
+DEMO_DESCRIPTION = """\
+The whole path in about a minute, offline, on 127.0.0.1 only: starts a fake production
+upstream, records a realistic workload sent by the openai SDK through a real parity record
+process, replays it (run demo) to three fake providers whose timing and pricing mirror real
+choices, evaluates it and writes report.html. Every process it starts is stopped before it
+returns. The store it leaves in --out works with every other command."""
+
+DEMO_EXAMPLES = """\
+examples:
+  parity demo                                   then open demo-out/report.html
+  parity demo --out /tmp/demo --requests 200
+  parity eval --db demo-out/parity.duckdb --run demo
+      the same run, evaluated in the terminal"""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="offline end-to-end demo: record, replay to 3 fake providers, report")
+    p = sub.add_parser(
+        "demo",
+        help="offline end-to-end demo: record, replay to 3 fake providers, report",
+        description=DEMO_DESCRIPTION,
+        epilog=DEMO_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--out", default="demo-out", help="folder for the store, providers file and report")
     p.add_argument("--requests", type=int, default=80, help="size of the recorded workload")
     p.add_argument(

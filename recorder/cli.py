@@ -47,12 +47,53 @@ def _builtin(args) -> str:
     return ",".join(args.redact_builtin or [])
 
 
+RECORD_DESCRIPTION = """\
+Run a recording proxy (mitmproxy with the parity recorder) between your app and OpenAI.
+Every request and answer is stored in the store given by --db; a failure to store never
+fails a request.
+
+Reverse mode (the default with --upstream): point the app at the proxy, base_url =
+http://LISTEN/v1. Regular mode: the app sets HTTPS_PROXY=http://LISTEN and trusts the
+mitmproxy CA certificate (~/.mitmproxy/mitmproxy-ca-cert.pem)."""
+
+RECORD_EXAMPLES = """\
+examples:
+  parity record --upstream https://api.openai.com --db parity.duckdb
+      then run the app with OPENAI_BASE_URL=http://127.0.0.1:8080/v1
+  parity record --upstream https://api.openai.com --db parity.duckdb --listen 127.0.0.1:9000 --tag staging
+  parity record --mode regular --db parity.duckdb --redact-builtin email,openai_key
+
+next: parity ls --db parity.duckdb (what was recorded), then parity replay."""
+
+IMPORT_DESCRIPTION = """\
+Import HAR files and mitmproxy flow files (mitmdump -w) through the recorder's parser, as
+if they had been recorded. A damaged file is reported and what could be read from it is
+kept; importing the same file again adds nothing. Neither format has per-event times:
+imported streams have no chunk_offsets_ms and no ttft_ms."""
+
+IMPORT_EXAMPLES = """\
+examples:
+  parity import --db parity.duckdb session.har
+  parity import --db parity.duckdb flows/*.mitm --tag from-staging --redact-builtin email"""
+
+LS_DESCRIPTION = """\
+Summarise a store: exchanges recorded per endpoint, model and status, with their median
+latency, the errors, and the replay runs with their state (finished, stopped, failed).
+parity stats is an alias of parity ls."""
+
+LS_EXAMPLES = """\
+examples:
+  parity ls --db parity.duckdb
+  parity ls --db parity.duckdb --tag staging"""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "record",
         help="run the recording proxy",
-        description="Run mitmproxy with the parity recorder. Reverse mode (default with --upstream): apps set "
-        "base_url=http://LISTEN/v1. Regular mode: apps set HTTPS_PROXY and trust the mitmproxy CA.",
+        description=RECORD_DESCRIPTION,
+        epilog=RECORD_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--upstream", help="upstream base URL for reverse mode, e.g. https://api.openai.com")
     p.add_argument(
@@ -89,9 +130,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import",
         help="import HAR files or mitmproxy flow files into the store",
-        description="Import HAR files and mitmproxy flow files (mitmdump -w) through the recorder's parser. "
-        "A damaged file is reported and what could be read from it is kept; re-importing adds nothing. "
-        "Neither format has per-event times: imported streams have null chunk_offsets_ms and ttft_ms.",
+        description=IMPORT_DESCRIPTION,
+        epilog=IMPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="+", help="*.har or mitmproxy flow files (mitmdump -w)")
     add_db_option(p, creates=True)
@@ -99,11 +140,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     _redaction_args(p)
     p.set_defaults(func=cmd_import)
 
-    for name in ("ls", "stats"):
-        p = sub.add_parser(name, help="summarise what was recorded")
-        add_db_option(p)
-        p.add_argument("--tag", default=None, help="only this tag")
-        p.set_defaults(func=cmd_ls)
+    p = sub.add_parser(
+        "ls",
+        aliases=["stats"],
+        help="summarise what was recorded and the replay runs",
+        description=LS_DESCRIPTION,
+        epilog=LS_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_db_option(p)
+    p.add_argument("--tag", default=None, help="only this tag")
+    p.set_defaults(func=cmd_ls)
 
 
 def _parse_listen(listen: str, allow_public: bool) -> tuple[str, int]:

@@ -11,8 +11,15 @@ from parity.replayer.run import RunOptions, replay
 from parity.replayer.select import Selection
 from parity.store.cli import add_db_option
 
+DESCRIPTION = """\
+Send the recorded requests to every provider of a providers file (any OpenAI-compatible
+base_url), with each provider's model names, and store their answers, timings, tokens and
+cost as a run named by --run. The recorded production answers are the run's baseline.
+Try --dry-run first: it prints the plan and the estimated cost and sends nothing."""
+
 EXAMPLE = """\
-example:
+examples:
+  parity replay --db parity.duckdb --providers providers.toml --run cmp-1 --dry-run
   parity replay --db parity.duckdb --providers providers.toml --run cmp-1 --sample 500 --seed 1 --concurrency 16
   parity replay --db parity.duckdb --providers providers.toml --run cmp-1 --resume
 
@@ -23,7 +30,7 @@ listed apart as unsupported_endpoint, with the endpoints = [...] line that skips
 exit codes:
   0    the run finished (or stopped at --max-cost) and every provider answered
   1    the run stopped with requests left (resume with --resume), or its post-processor failed
-  2    bad arguments, providers file, selection or run name; nothing was sent
+  2    bad arguments, providers file, selection or --run NAME; nothing was sent
   3    a provider answered none of its requests (named on stderr); the results are stored,
        so parity eval/report work on the run
   130  interrupted (Ctrl-C); resume with --resume
@@ -39,13 +46,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "replay",
         help="replay recorded requests to other providers and store the results",
-        description=__doc__,
+        description=DESCRIPTION,
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_db_option(p)
     p.add_argument("--providers", required=True, help="providers file (TOML)")
-    p.add_argument("--run", required=True, help="run name (letters, digits, . _ -)")
+    p.add_argument(
+        "--run",
+        required=True,
+        metavar="NAME",
+        help="the run: a new name (letters, digits, . _ -), or the run to continue with --resume",
+    )
     p.add_argument(
         "--provider", action="append", metavar="NAME", help="only these providers of the file (repeatable)"
     )
@@ -203,6 +215,8 @@ def register_providers(subparsers: argparse._SubParsersAction) -> None:
         "providers",
         help="check the providers of a providers file before replaying to them",
         description="Commands about the providers of a providers file (the file parity replay reads).",
+        epilog="examples:\n  parity providers check --providers providers.toml --db parity.duckdb",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="providers_command", metavar="COMMAND")
     c = sub.add_parser(

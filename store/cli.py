@@ -23,14 +23,49 @@ def add_db_option(p: argparse.ArgumentParser, *, creates: bool = False) -> None:
     )
 
 
+EXPORT_DESCRIPTION = """\
+Write every table of the store as Parquet, one folder per table: exchanges partitioned
+by day and endpoint, results and attempts by run, for DuckDB, polars, pandas or a
+warehouse. Only reads the store."""
+
+EXPORT_EXAMPLES = """\
+examples:
+  parity export --db parity.duckdb --out parquet/
+  duckdb -c "SELECT endpoint, count(*) FROM read_parquet('parquet/exchanges/**/*.parquet') GROUP BY 1"
+"""
+
+COMPACT_DESCRIPTION = """\
+Merge the store's small segment files (one per flush) into larger ones, so reads stay
+fast. Safe while parity record or parity replay is writing: only segments older than
+--min-age are merged, and the files they replace are kept --grace seconds for readers
+that opened the store before."""
+
+COMPACT_EXAMPLES = """\
+examples:
+  parity compact --db parity.duckdb
+  parity compact --db parity.duckdb --min-age 60 --grace 0"""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write the store as hive-partitioned Parquet (by day and endpoint)")
+    p = sub.add_parser(
+        "export",
+        help="write the store as hive-partitioned Parquet (by day and endpoint)",
+        description=EXPORT_DESCRIPTION,
+        epilog=EXPORT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_db_option(p)
     p.add_argument("--format", default="parquet", choices=["parquet"], help="output format")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("compact", help="merge small segment files (safe while recording)")
+    p = sub.add_parser(
+        "compact",
+        help="merge small segment files (safe while recording)",
+        description=COMPACT_DESCRIPTION,
+        epilog=COMPACT_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_db_option(p)
     p.add_argument("--min-age", type=float, default=5.0, help="only merge segments older than this (seconds)")
     p.add_argument(
