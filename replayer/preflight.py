@@ -141,7 +141,7 @@ class _Probe:
     def __init__(self, p: ProviderConfig, key: str | None, session: aiohttp.ClientSession) -> None:
         self.p, self.key, self.session = p, key, session
         self.timeout = aiohttp.ClientTimeout(
-            total=TIMEOUT_S, sock_connect=min(p.connect_timeout_s, TIMEOUT_S)
+            total=min(p.timeout_s, TIMEOUT_S), sock_connect=min(p.connect_timeout_s, TIMEOUT_S)
         )
 
     async def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, object]:

@@ -68,6 +68,7 @@ def replay_args(db: Path, pf: Path, run: str, conc: int) -> list[str]:
         "--concurrency",
         str(conc),
         "--no-progress",
+        "--no-preflight",  # the faults are the point: past the preflight, which would refuse them
     ]
 
 
