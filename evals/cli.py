@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from parity.evals import report_format, verdict_text
-from parity.evals.api import Evaluation, evaluate, unsupported_endpoints
+from parity.evals.api import Evaluation, evaluate
 from parity.evals.errors import EvalError
 from parity.evals.report_cli import add_monthly_requests
 from parity.store.cli import add_db_option
@@ -326,22 +326,11 @@ def render(ev: Evaluation) -> str:
         _show("cost (USD)", cost) + _month_line(ev),
         _show("break-even: flat per-request vs per-token", ev.breakeven),
         _show("quality vs baseline", qual),
-        _show("compatibility", compat) + _unsupported_lines(ev),
+        _show("compatibility", compat) + verdict_text.unsupported_lines(ev),
     ]
     if ev.judge is not None:
         parts.append(_show("LLM judge (both orders)", ev.judge))
     return "\n".join(parts)
-
-
-def _unsupported_lines(ev: Evaluation) -> str:
-    """Endpoints a provider does not serve: left out of every figure above, listed with the fix."""
-    gone = unsupported_endpoints(ev.config)
-    if not gone:
-        return ""
-    lines = ["unsupported endpoints (left out of the figures above; the provider does not serve them):"]
-    lines += [f"  {u['provider']}: {u['endpoint']}: {u['cells']} requests got {u['reason']}" for u in gone]
-    lines.append("  to stop sending them, list the endpoints to send in providers.toml: endpoints = [...]")
-    return "\n".join(lines) + "\n"
 
 
 def latency_notes(lat: pl.DataFrame | None) -> str:

@@ -73,48 +73,64 @@ def _table(header: list[str], body: list[list[str]], right: set[int]) -> list[st
     return [line(header), *(line(r) for r in body)]
 
 
-def sentence(r: dict, failed: list[str], width: int = WIDTH) -> str:
-    """One line per provider, the verdict in words: latency, failures, cost, compatibility; the
-    p-values go first when the line would not fit ``width``, then failing check names become "+N more"."""
+LEVELS = 3  # of detail in the lines in words: 0 with p-values, 1 without, 2 the shortest
+
+
+def sentence(r: dict, failed: list[str], level: int = 0, width: int = WIDTH) -> str:
+    """One line for a provider, the verdict in words: latency, failures, cost, compatibility. At
+    ``level`` 0 a significant difference has its adjusted p-value, at 1 not, at 2 the non-significant latency figures; failing check names
+    become "+N more" to fit ``width``."""
     p = r["provider"]
     n, ok = r.get("n_cells"), r.get("n_success")
     if known(n) and n and ok == 0:
         return (
             f"{p}: answered none of its {n} requests: nothing to compare (is it up? is its base_url right?)"
         )
-    for with_p in (True, False):
-        lat = []
-        for m, label, _ in LATENCY:
-            est = r.get(f"{m}_median_diff_ms")
-            if known(est):
-                pv = f" ({fmt_p(r.get(f'{m}_p_adjusted'))})" if with_p else ""
-                lat.append(f"{label} {fmt_ms(est, sign=True)}{pv}")
-        slow, fast = r.get("significant_slower"), r.get("significant_faster")
-        word = (
-            "mixed latency" if slow and fast else "slower" if slow else "faster" if fast else "latency n.s."
+    slow, fast = r.get("significant_slower"), r.get("significant_faster")
+    lat = []
+    for m, label, _ in LATENCY:
+        est = r.get(f"{m}_median_diff_ms")
+        if known(est):
+            pv = f" ({fmt_p(r.get(f'{m}_p_adjusted'))})" if level == 0 and (slow or fast) else ""
+            lat.append(f"{label} {fmt_ms(est, sign=True)}{pv}")
+    word = "mixed latency" if slow and fast else "slower" if slow else "faster" if fast else "latency n.s."
+    if not lat:
+        parts = ["no latency to compare"]
+    elif level >= 2 and not (slow or fast):
+        parts = [word]
+    else:
+        parts = [f"{word}: {', '.join(lat)}"]
+    if known(n) and known(ok) and n - ok:
+        parts.append(f"{n - ok} of {n} requests failed")
+    delta = r.get("cost_delta_pct")
+    if known(delta):
+        parts.append(
+            f"{abs(delta):.0f}% cheaper"
+            if delta <= -1
+            else f"{delta:.0f}% more expensive"
+            if delta >= 1
+            else f"cost {fmt_pct(delta)}"
         )
-        parts = [f"{word}: {', '.join(lat)}" if lat else "no latency to compare"]
-        if known(n) and known(ok) and n - ok:
-            parts.append(f"{n - ok} of {n} requests failed")
-        delta = r.get("cost_delta_pct")
-        if known(delta):
-            parts.append(
-                f"{abs(delta):.0f}% cheaper"
-                if delta < 0
-                else f"{delta:.0f}% more expensive"
-                if delta > 0
-                else "same cost"
-            )
-        counts = compat_counts(r)
-        line = f"{p}: " + "; ".join(parts)
-        if counts and failed:
-            head = f"; fails {len(failed)} of {counts[2]} compatibility checks: "
-            line += _names(head, failed, width - len(line))
-        elif counts:
-            line += f"; passes all {counts[2]} compatibility checks"
-        if len(line) <= width:
+    counts = compat_counts(r)
+    line = f"{p}: " + "; ".join(parts)
+    what = "compatibility checks" if level < 2 else "checks"
+    if counts and failed:
+        line += _names(f"; fails {len(failed)} of {counts[2]} {what}: ", failed, width - len(line))
+    elif counts:
+        line += f"; passes all {counts[2]} {what}"
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def sentences(
+    summary: list[dict], fails: dict[str, list[str]], baseline: str, width: int = WIDTH
+) -> list[str]:
+    """The lines of every provider but the baseline, all at the most detailed level where all fit."""
+    rs = sorted((r for r in summary if r["provider"] != baseline), key=lambda r: r["provider"])
+    for level in range(LEVELS):
+        lines = [sentence(r, fails.get(r["provider"], []), level, width) for r in rs]
+        if all(len(x) <= width and not x.endswith("…") for x in lines):
             break
-    return line
+    return lines
 
 
 def verdict_tables(
@@ -162,22 +178,26 @@ def render(ev: Evaluation, width: int = WIDTH) -> str:
     out += _table(lat_head, lat_rows, {1, 3, 5})
     out += LEGEND.format(b=ev.baseline).splitlines() + [""]
     out += _table(other_head, other_rows, {1, 2, 3}) + [""]
-    fails = failed_checks(ev)
-    for r in sorted(summary, key=lambda r: r["provider"]):
-        if r["provider"] != ev.baseline:
-            out.append(sentence(r, fails.get(r["provider"], []), width))
-    gone = unsupported_endpoints(ev.config)
+    out += sentences(summary, failed_checks(ev), ev.baseline, width)
+    gone = unsupported_lines(ev)
     if gone:
-        out += [
-            "",
-            "left out (the provider does not serve the endpoint; list the ones to send: endpoints = [...]):",
-        ]
-        out += [f"  {u['provider']}: {u['endpoint']}: {u['cells']} requests got {u['reason']}" for u in gone]
+        out += ["", *gone.splitlines()]
     out += [
         "",
         "every table: parity eval --detail; machine forms: --format json|md|csv; the report: parity report",
     ]
     return "\n".join(out) + "\n"
+
+
+def unsupported_lines(ev: Evaluation) -> str:
+    """Endpoints a provider does not serve: left out of every figure, listed with the fix."""
+    gone = unsupported_endpoints(ev.config)
+    if not gone:
+        return ""
+    lines = ["unsupported endpoints (left out of the figures above; the provider does not serve them):"]
+    lines += [f"  {u['provider']}: {u['endpoint']}: {u['cells']} requests got {u['reason']}" for u in gone]
+    lines.append("  to stop sending them, list the endpoints to send in providers.toml: endpoints = [...]")
+    return "\n".join(lines) + "\n"
 
 
 def _headline(ev: Evaluation, base: dict, n: int) -> str:
@@ -199,12 +219,7 @@ def markdown(ev: Evaluation) -> str:
     for head, body in ((lat_head, lat_rows), (other_head, other_rows)):
         if body:
             out += [_md_row(head), "|" + "---|" * len(head), *(_md_row(r) for r in body), ""]
-    fails = failed_checks(ev)
-    out += [
-        f"- {sentence(r, fails.get(r['provider'], []), width=10_000)}"
-        for r in sorted(summary, key=lambda r: r["provider"])
-        if r["provider"] != ev.baseline
-    ]
+    out += [f"- {x}" for x in sentences(summary, failed_checks(ev), ev.baseline, width=10_000)]
     return "\n".join(out) + "\n"
 
 

@@ -78,6 +78,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+# Libraries that log every HTTP request at INFO (the openai SDK's client in `parity demo`, the
+# replayer's and the judge's clients): their lines are for debugging, shown only with `parity -v`.
+CHATTY_LIBRARIES = ("httpx", "httpcore", "openai")
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Library loggers at WARNING unless ``-v``; parity's own lines keep the INFO level."""
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+
+
 def _run(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
@@ -88,6 +99,7 @@ def _run(argv: list[str] | None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    quiet_libraries(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
