@@ -3,6 +3,7 @@ keys, base_urls, models and endpoint families checked against real fake provider
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,3 +215,16 @@ def test_without_a_store_checks_the_models_the_mapping_names(tmp_path: Path, mon
         "The model 'llama-x' does not exist; mapped from gpt-4o in [named] models\n"
     )
     assert list(elsewhere.iterdir()) == []
+
+
+def test_a_hanging_provider_fails_within_its_timeout(db: Path, tmp_path: Path, capsys) -> None:
+    with socket.socket() as listener:  # accepts connections (backlog) and never answers
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        pf = providers_file(tmp_path, _table("hang", f"http://127.0.0.1:{port}/v1", "timeout_s = 1\n"))
+        t = time.perf_counter()
+        assert _check(pf, db) == 1
+        took = time.perf_counter() - t
+    assert capsys.readouterr().out == f"FAIL hang: timeout at 127.0.0.1:{port}\n"
+    assert took < 3
