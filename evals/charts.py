@@ -403,11 +403,14 @@ def scatter_cost(
         for a, b in zip(x[keep], y[keep], strict=True):
             g.circle(xs(a), ys(b), 2.4)
         svg.group(g, fill=colour[k], fill_opacity="0.45")
-    for k, (x, y) in curves.items():
+    for i, (k, (x, y)) in enumerate(curves.items()):
         pts = [(a, b) for a, b in zip(x, y, strict=True) if a > 0 and b > 0]
         if len(pts) > 1:
             d = "M" + "L".join(f"{_num(xs(a))},{_num(ys(b))}" for a, b in pts)
-            svg.path(d, fill="none", stroke=colour[k], stroke_width=2.2, stroke_dasharray=dash[k] or None)
+            # each line a little thinner than the one before it: where two coincide, the earlier one
+            # shows as an edge around the later one
+            w = 1.8 + 1.1 * (len(curves) - 1 - i)
+            svg.path(d, fill="none", stroke=colour[k], stroke_width=w, stroke_dasharray=dash[k] or None)
     for i, (x, label) in enumerate(shown):
         px = xs(x)
         row = legend_bottom + 18 + 14 * i  # the baseline of this label's own row

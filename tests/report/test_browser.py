@@ -149,6 +149,10 @@ MEASURE = """(function () {
   var order = function () {
     return Array.prototype.map.call(v.tBodies[0].rows, function (r) { return r.cells[0].textContent.trim(); });
   };
+  out.spill = [];  // cells whose content runs past their own edge
+  document.querySelectorAll("table.verdict td, table.score td, table.score th").forEach(function (c) {
+    if (c.getBoundingClientRect().width > 0 && c.scrollWidth > c.clientWidth + 1) out.spill.push(c.textContent.trim());
+  });
   out.before = order();
   var th = v.tHead.rows[0].cells[5];  // failed requests
   th.click(); out.up = order(); th.click(); out.down = order();
@@ -206,6 +210,7 @@ def test_nothing_overflows_with_nine_providers(nine_provider_report, tmp_path, w
     for t in m["tables"]:
         assert t["right"] <= m["main"], t  # every table ends inside the page's column
         assert t["box"][0] <= t["box"][1], t  # and none scrolls inside its wrapper
+    assert m["spill"] == []  # and no text runs out of its cell
     classes = " ".join(t["cls"] for t in m["tables"])
     assert "verdict" in classes and "score" in classes
 
