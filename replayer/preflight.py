@@ -213,7 +213,8 @@ async def _check_endpoint(probe: _Probe, needs: Needs, spend: bool, rep: Report)
     probed = [] if declared else families
     answers = await asyncio.gather(*(_family(probe, f) for f in probed))
     if status in _NOT_SERVED and all(s in _NOT_SERVED for _, s, _ in answers):
-        tried = ", ".join(["GET /models"] + [f"POST /{f.replace('.', '/')}" for f in probed])
+        tried = ", ".join(["GET /models"] + [f"POST /{f.replace('.', '/')}" for f in probed][:2])
+        tried += f" and {len(probed) - 2} more" if len(probed) > 2 else ""
         hint = await _v1_hint(probe)
         rep.problems.append(f"every path answers 404 ({tried}): {hint}")
         return
@@ -226,7 +227,9 @@ async def _check_endpoint(probe: _Probe, needs: Needs, spend: bool, rep: Report)
             )
     await _check_models(probe, needs, listed, spend, rep)
     if families:
-        rep.facts.append(", ".join(served or families) + (" declared" if declared else " served"))
+        shown = served or families
+        names = ", ".join(shown) if len(shown) <= 3 else f"{len(shown)} endpoints"
+        rep.facts.append(names + (" declared" if declared else " served"))
     elif not needs.from_store:
         rep.facts.append("endpoints not checked (no --db)")
 
@@ -267,9 +270,12 @@ async def _check_models(
                     f"{_mapped_from(probe.p, m)}"
                 )
         n_ok = len(models) - len(unlisted) + len(found)
-        rep.facts.append(
-            f"{n_ok}/{len(models)} models listed" + (f" ({len(found)} by GET /models/ID)" if found else "")
-        )
+        if found:
+            rep.facts.append(
+                f"{n_ok}/{len(models)} models found ({len(found)} not listed, by GET /models/ID)"
+            )
+        else:
+            rep.facts.append(f"{n_ok}/{len(models)} models listed")
         return
     cheap = {m: f for m, f in models.items() if f in _ONE_TOKEN}
     if not spend or not cheap:
@@ -313,8 +319,7 @@ def refusal(reports: list[Report]) -> str | None:
         return None
     good = [r.name for r in reports if r.ok]
     others = f"replay only the others with {' '.join('--provider ' + g for g in good)}, " if good else ""
-    first = "; ".join(f"{r.name}: {r.problems[0]}" for r in bad)
     return (
-        f"preflight failed for {', '.join(r.name for r in bad)} ({first}); nothing was sent. "
+        f"preflight failed for {', '.join(r.name for r in bad)} (the FAIL lines above); nothing was sent. "
         f"Fix the providers file, {others}or skip the check with --no-preflight"
     )

@@ -177,7 +177,7 @@ def test_replay_refuses_before_sending_anything(db: Path, tmp_path: Path, health
     out, err = capsys.readouterr()
     assert f"FAIL dead: connection refused at 127.0.0.1:{port}" in err
     assert err.splitlines()[-1] == (
-        f"parity replay: error: preflight failed for dead (dead: connection refused at 127.0.0.1:{port}); "
+        "parity replay: error: preflight failed for dead (the FAIL lines above); "
         "nothing was sent. Fix the providers file, replay only the others with --provider good, "
         "or skip the check with --no-preflight"
     )
@@ -228,3 +228,18 @@ def test_a_hanging_provider_fails_within_its_timeout(db: Path, tmp_path: Path, c
         took = time.perf_counter() - t
     assert capsys.readouterr().out == f"FAIL hang: timeout at 127.0.0.1:{port}\n"
     assert took < 3
+
+
+def test_a_model_served_but_not_listed_is_asked_for_by_id(db: Path, tmp_path: Path, capsys) -> None:
+    with FakeProvider.running("instant", models=("gpt-4o*",)) as fp:  # lists gpt-4o, gpt-4o-mini only
+        pf = providers_file(
+            tmp_path,
+            f'[dated]\nbase_url = "{fp.base_url}"\nmodels = {{ "*" = "gpt-4o-2024-08-06" }}\n'
+            'endpoints = ["chat.completions"]\n',
+        )
+        assert _check(pf, db) == 0
+        asked = [r["path"] for r in fp.requests]
+    assert capsys.readouterr().out == (
+        "ok   dated: no api_key_env, 1/1 models found (1 not listed, by GET /models/ID), chat.completions declared\n"
+    )
+    assert asked == ["/v1/models", "/v1/models/gpt-4o-2024-08-06"]
