@@ -34,6 +34,8 @@ a first week, step by step (each command's --help has examples):
   parity record --upstream https://api.openai.com --db parity.duckdb
                                                  then point the app at http://127.0.0.1:8080/v1
   parity ls --db parity.duckdb                   what was recorded
+  parity providers check --providers providers.toml --db parity.duckdb
+                                                 keys, base_urls, models and endpoints, before spending
   parity replay --db parity.duckdb --providers providers.toml --run cmp-1 --dry-run
   parity replay --db parity.duckdb --providers providers.toml --run cmp-1
   parity eval --db parity.duckdb --run cmp-1     the verdicts in the terminal
