@@ -15,6 +15,7 @@ from test_replay_failures import N_CHAT, N_EMB, NoEmbeddings, _dead_port, _query
 
 from parity.cli import main
 from parity.fake.server import FakeProvider
+from parity.replayer.resume import plan_path
 from parity.store.segments import segment_root
 
 pytestmark = pytest.mark.usefixtures("workload")
@@ -183,9 +184,7 @@ def test_replay_refuses_before_sending_anything(db: Path, tmp_path: Path, health
     )
     assert _model_posts(healthy) == []  # the preflight's probes carry no model: nothing was replayed
     assert _query(db, "SELECT count(*) FROM runs")[0][0] == 0
-    assert not (segment_root(db) / "run_plans").exists() or not list(
-        (segment_root(db) / "run_plans").iterdir()
-    )
+    assert not plan_path(segment_root(db), "refused").exists()  # no saved plan: --resume has nothing
 
     # --dry-run shows the same verdict (free probes only) and says a real run would stop.
     assert _replay(db, pf, "refused", "--dry-run") == 0
