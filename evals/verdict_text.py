@@ -11,6 +11,7 @@ import io
 
 from parity.evals import cost_text
 from parity.evals.api import Evaluation, unsupported_endpoints
+from parity.evals.recommend import dead_reason
 from parity.evals.report_format import fmt_ms, fmt_p, fmt_pct, known, ms_number
 from parity.evals.summarise import rows
 from parity.evals.verdict import LATENCY, compat_counts, failed_checks, latency_median_cell
@@ -76,16 +77,15 @@ def _table(header: list[str], body: list[list[str]], right: set[int]) -> list[st
 LEVELS = 3  # of detail in the lines in words: 0 with p-values, 1 without, 2 the shortest
 
 
-def sentence(r: dict, failed: list[str], level: int = 0, width: int = WIDTH) -> str:
+def sentence(r: dict, failed: list[str], level: int = 0, width: int = WIDTH, why: str | None = None) -> str:
     """One line for a provider, the verdict in words: latency, failures, cost, compatibility. At
-    ``level`` 0 a significant difference has its adjusted p-value, at 1 not, at 2 the non-significant latency figures; failing check names
-    become "+N more" to fit ``width``."""
+    ``level`` 0 a significant difference has its adjusted p-value, at 1 not, at 2 non-significant
+    latency has no figures; failing check names become "+N more" to fit ``width``. ``why``: the
+    replay's diagnosis of a provider that answered nothing."""
     p = r["provider"]
     n, ok = r.get("n_cells"), r.get("n_success")
     if known(n) and n and ok == 0:
-        return (
-            f"{p}: answered none of its {n} requests: nothing to compare (is it up? is its base_url right?)"
-        )
+        return f"{p}: answered none of its {n} requests ({why or 'is it up? is its base_url right?'}): nothing to compare"
     slow, fast = r.get("significant_slower"), r.get("significant_faster")
     lat = []
     for m, label, _ in LATENCY:
@@ -122,12 +122,19 @@ def sentence(r: dict, failed: list[str], level: int = 0, width: int = WIDTH) -> 
 
 
 def sentences(
-    summary: list[dict], fails: dict[str, list[str]], baseline: str, width: int = WIDTH
+    summary: list[dict],
+    fails: dict[str, list[str]],
+    baseline: str,
+    width: int = WIDTH,
+    config: dict | None = None,
 ) -> list[str]:
     """The lines of every provider but the baseline, all at the most detailed level where all fit."""
     rs = sorted((r for r in summary if r["provider"] != baseline), key=lambda r: r["provider"])
     for level in range(LEVELS):
-        lines = [sentence(r, fails.get(r["provider"], []), level, width) for r in rs]
+        lines = [
+            sentence(r, fails.get(r["provider"], []), level, width, dead_reason(config or {}, r["provider"]))
+            for r in rs
+        ]
         if all(len(x) <= width and not x.endswith("…") for x in lines):
             break
     return lines
@@ -178,7 +185,7 @@ def render(ev: Evaluation, width: int = WIDTH) -> str:
     out += _table(lat_head, lat_rows, {1, 3, 5})
     out += LEGEND.format(b=ev.baseline).splitlines() + [""]
     out += _table(other_head, other_rows, {1, 2, 3}) + [""]
-    out += sentences(summary, failed_checks(ev), ev.baseline, width)
+    out += sentences(summary, failed_checks(ev), ev.baseline, width, ev.config)
     gone = unsupported_lines(ev)
     if gone:
         out += ["", *gone.splitlines()]
@@ -219,7 +226,7 @@ def markdown(ev: Evaluation) -> str:
     for head, body in ((lat_head, lat_rows), (other_head, other_rows)):
         if body:
             out += [_md_row(head), "|" + "---|" * len(head), *(_md_row(r) for r in body), ""]
-    out += [f"- {x}" for x in sentences(summary, failed_checks(ev), ev.baseline, width=10_000)]
+    out += [f"- {x}" for x in sentences(summary, failed_checks(ev), ev.baseline, 10_000, ev.config)]
     return "\n".join(out) + "\n"
 
 
