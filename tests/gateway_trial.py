@@ -64,7 +64,7 @@ def gateway_trial(tmp: Path, kit: SimpleNamespace) -> Iterator[dict]:
         )
         providers = tmp / "providers.toml"
         providers.write_text(toml)
-        replay_rc = main(
-            ["replay", "--db", str(db), "--providers", str(providers), "--run", RUN, "--no-progress"]
-        )
+        replay = ["replay", "--db", str(db), "--providers", str(providers), "--run", RUN, "--no-progress"]
+        # the preflight would refuse the dead provider up front: this run is meant to show it failing
+        replay_rc = main([*replay, "--no-preflight"])
     yield {"db": db, "replay_rc": replay_rc, "tmp": tmp, "dead_port": dead}
