@@ -91,6 +91,23 @@ def test_cold_start_after_idle() -> None:
     assert warm < 100 and warm_again < 100, (warm, warm_again)
 
 
+def test_cold_starts_are_per_model() -> None:
+    """Each model scales to zero on its own: its first request is cold, even amid traffic to others
+    (as evals count it: the first request to a provider model is cold)."""
+
+    def latency(fp: FakeProvider, model: str) -> float:
+        t0 = time.perf_counter()
+        assert post_raw(fp, "/embeddings", {"model": model, "input": "x"}).status_code == 200
+        return (time.perf_counter() - t0) * 1000
+
+    with FakeProvider.running("instant", cold_start_ms=250, cold_idle_s=0.5) as fp:
+        a1, a2, b1, b2, a3 = (latency(fp, m) for m in ("a", "a", "b", "b", "a"))
+        time.sleep(0.6)
+        a_idle = latency(fp, "a")
+    assert a1 >= 250 and b1 >= 250 and a_idle >= 250, (a1, b1, a_idle)
+    assert max(a2, b2, a3) < 100, (a2, b2, a3)
+
+
 def test_named_cold_start_profile_scaled() -> None:
     # cold-start: 2500 ms after 10 s idle; time_scale 0.05 -> 125 ms after 0.5 s, on top of ~17 ms TTFT.
     with FakeProvider.running("cold-start", time_scale=0.05) as fp:
