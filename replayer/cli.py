@@ -15,7 +15,8 @@ DESCRIPTION = """\
 Send the recorded requests to every provider of a providers file (any OpenAI-compatible
 base_url), with each provider's model names, and store their answers, timings, tokens and
 cost as a run named by --run. The recorded production answers are the run's baseline.
-Try --dry-run first: it prints the plan and the estimated cost and sends nothing."""
+Try --dry-run first: it prints the plan, the estimated cost and the preflight check of every
+provider (parity providers check), and replays nothing."""
 
 EXAMPLE = """\
 examples:
@@ -30,7 +31,8 @@ listed apart as unsupported_endpoint, with the endpoints = [...] line that skips
 exit codes:
   0    the run finished (or stopped at --max-cost) and every provider answered
   1    the run stopped with requests left (resume with --resume), or its post-processor failed
-  2    bad arguments, providers file, selection or --run NAME; nothing was sent
+  2    bad arguments, providers file, selection or --run NAME, or a provider failed the preflight
+       (its FAIL line names the problem; --no-preflight skips the check); nothing was sent
   3    a provider answered none of its requests (named on stderr); the results are stored,
        so parity eval/report work on the run
   130  interrupted (Ctrl-C); resume with --resume
@@ -111,7 +113,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--max-cost", type=float, metavar="USD", help="stop before the estimated spend would pass USD"
     )
-    r.add_argument("--dry-run", action="store_true", help="print the plan and estimated cost; send nothing")
+    r.add_argument(
+        "--dry-run", action="store_true", help="print the plan, estimated cost and preflight; replay nothing"
+    )
     r.add_argument(
         "--resume", action="store_true", help="continue a stopped or killed run; nothing is sent twice"
     )
