@@ -259,7 +259,7 @@ def render_markdown(rep: Report) -> str:
         ("E2E median Δ", "e2e_median"),
         ("E2E p95 Δ", "e2e_p95"),
         ("errors", "errors"),
-        ("cost / month", "cost"),
+        ("cost", "cost"),
         ("quality", "quality"),
         ("compatibility", "compat"),
     ]
