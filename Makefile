@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format demo bench clean browser
+.PHONY: install test test-fast lint format demo bench clean browser
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -31,6 +31,10 @@ browser:
 
 test: $(STAMP) lint browser
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The unit tests only (no process, server or browser started): a quick loop while developing.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not e2e"
 
 demo: $(STAMP)
 	$(VENV)/bin/parity demo --out demo-out

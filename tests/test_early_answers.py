@@ -21,6 +21,8 @@ from parity.cli import build_parser, main
 from parity.fake.server import FakeProvider
 from parity.store.cli import DEFAULT_DB
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 CLI = [sys.executable, "-m", "parity.cli"]
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
 

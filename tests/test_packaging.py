@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("wire", "store", "recorder", "replayer", "fake", "evals")
 # what a build does not need (and must not write into: setuptools builds in the source tree)

@@ -20,7 +20,7 @@ from gateway_trial import DEVIATIONS, RUN
 
 from parity.cli import main
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 MISSING = re.compile(r"\b(null|NaN|None)\b")
 
 

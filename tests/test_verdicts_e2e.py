@@ -16,7 +16,7 @@ from gateway_trial import DEVIATIONS
 
 from parity.cli import main
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 def _eval(trial: dict, capsys, *extra: str) -> dict:

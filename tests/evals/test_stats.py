@@ -11,6 +11,8 @@ from scipy import stats as sps
 
 from parity.evals import load, stats, timing
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 
 def test_quantile_table_matches_numpy_and_covers():
     rng = np.random.default_rng(0)

@@ -9,6 +9,8 @@ from fakehelpers import HTTP, client_for, post_raw, wav_bytes
 
 from parity.fake.server import FakeProvider
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 MSGS = [{"role": "user", "content": "Hello there"}]
 CHAT = {"model": "gpt-4o-mini", "messages": MSGS}
 

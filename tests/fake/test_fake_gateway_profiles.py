@@ -13,6 +13,8 @@ from fakehelpers import client_for, load_corpus, post_raw, sse_events
 from parity.fake.profiles import OPENAI_MODEL_PATTERNS, PROFILES
 from parity.fake.server import FakeProvider, main
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 MSGS = [{"role": "user", "content": "Tell me about rivers."}]
 CHAT = {"model": "gpt-4o-mini", "messages": MSGS}
 USAGE_STREAM = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}

@@ -12,6 +12,8 @@ from fakehelpers import WEATHER_TOOL, client_for, post_raw, sse_events
 from parity.fake.profiles import GATEWAY_QUIRKS, LEGACY_QUIRKS, PROFILES, QUIRKS
 from parity.fake.server import FakeProvider
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 MSGS = [{"role": "user", "content": "Hello there"}]
 CHAT = {"model": "gpt-4o-mini", "messages": MSGS}
 

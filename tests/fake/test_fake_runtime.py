@@ -17,6 +17,8 @@ from fakehelpers import HTTP, post_raw, wav_bytes
 
 from parity.fake.server import FakeProvider, main
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 ROOT = Path(__file__).resolve().parents[2]
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Name three rivers."}]}
 

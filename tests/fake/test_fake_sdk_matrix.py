@@ -18,6 +18,8 @@ from parity.fake.content import count_tokens
 from parity.fake.profiles import GATEWAY_QUIRKS, PROFILES, Profile
 from parity.fake.server import FakeProvider
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 T = TypeVar("T")
 MSGS = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Tell me about rivers."}]
 MODEL = "gpt-4o-mini"

@@ -26,6 +26,8 @@ from openai.types.shared import ErrorObject
 
 from parity.fake.server import FakeProvider
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 MSGS = [{"role": "user", "content": "What is the capital of France?"}]
 RESPONSE_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseStreamEvent)
 FN_TOOL = {"type": "function", "name": "get_weather", "parameters": WEATHER_TOOL["function"]["parameters"]}

@@ -16,6 +16,8 @@ from openai.types.responses import Response, ResponseStreamEvent
 
 from parity.fake.server import FakeProvider
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 MSGS = [{"role": "user", "content": "What is the capital of France?"}]
 RESPONSE_EVENT = pydantic.TypeAdapter(ResponseStreamEvent)
 

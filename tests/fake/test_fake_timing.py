@@ -8,9 +8,12 @@ from __future__ import annotations
 import statistics
 import time
 
+import pytest
 from fakehelpers import HTTP, post_raw
 
 from parity.fake.server import FakeProvider
+
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "time me"}], "stream": True}
 

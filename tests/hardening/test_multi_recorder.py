@@ -20,6 +20,8 @@ import parity.store.segments as segments
 from parity.store.segments import compact, list_segments, segment_root, write_segment
 from parity.store.store import connect, prepare
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 
 @pytest.fixture(scope="module")
 def fake():

@@ -21,6 +21,7 @@ import threading
 import time
 
 import aiohttp
+import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,6 +29,8 @@ from hypothesis import strategies as st
 from parity.store.store import connect
 from parity.wire.reassemble import output_text
 from parity.wire.sse import parse_all
+
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
 
 
 class SSEUpstream:

@@ -19,6 +19,8 @@ from parity.cli import main
 from parity.replayer.failures import EXIT_PROVIDER_DEAD
 from parity.store.segments import segment_root
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 N_EXCHANGES = 8  # half streamed
 PROVIDERS = ("hang", "reset", "garbage")
 RETRIES = {"hang": 0, "reset": 1, "garbage": 0}

@@ -38,6 +38,8 @@ from parity.cli import main as parity_main
 from parity.fake.server import FakeProvider
 from parity.store.store import connect
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 REPO = Path(__file__).resolve().parents[2]
 RUN = "sweep"
 NOTEBOOKS = ["01_explore_recordings.ipynb", "02_compare_providers.ipynb", "03_cost_projection.ipynb"]

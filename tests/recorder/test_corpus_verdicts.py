@@ -24,7 +24,7 @@ from parity.cli import main
 from parity.fake.profiles import get_profile
 from parity.fake.server import FakeProvider
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 ENDPOINTS = {"chat.completions", "responses", "embeddings", "completions"}
 DEVIATIONS = {
     "usage-chunk-choices": "usage_chunk_shape",

@@ -12,6 +12,8 @@ from parity.cli import COMMAND_MODULES
 from parity.recorder import cli
 from parity.store.segments import segment_root, write_segment
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
     parser = argparse.ArgumentParser()

@@ -18,6 +18,8 @@ from rec_upstreams import CorpusUpstream
 
 from parity.store.store import connect
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 
 @pytest.fixture(scope="module")
 def records() -> list[dict]:

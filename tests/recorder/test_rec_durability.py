@@ -23,6 +23,8 @@ import pytest
 
 from parity.store.store import connect, init_catalog
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 # A request that waited on the store would wait for a flush (0.2 s in these tests) and a segment
 # write, every time. Judge the median, after a warm-up request, so a loaded machine does not fail
 # the test with one slow request.

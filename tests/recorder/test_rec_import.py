@@ -15,6 +15,8 @@ from rec_corpus import expected_from_sse, load_corpus, reassembled_view, request
 from parity.recorder.importers import import_files
 from parity.store.store import connect
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 SECRET = "sk-HAR-secret-777"
 CHAT_REQ = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 CHAT_RESP = {

@@ -12,6 +12,8 @@ import pytest
 
 from parity.store.store import connect
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 JS = Path(__file__).resolve().parents[1] / "js"
 
 

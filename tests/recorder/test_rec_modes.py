@@ -21,6 +21,8 @@ from rec_upstreams import TEXT_HELLO, WireUpstream
 
 from parity.store.store import connect
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 
 def self_signed(tmp: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 (made here with ``cryptography``) and its key."""

@@ -17,8 +17,11 @@ from pathlib import Path
 
 import openai
 import pyarrow.parquet as pq
+import pytest
 
 from parity.store.store import connect
+
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
 
 KEY = "sk-proj-RedactE2eKey0123456789abcdef"
 EMAIL = "maria.lopez@corp-mail.example"

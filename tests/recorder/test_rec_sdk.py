@@ -22,6 +22,8 @@ import pytest
 
 from parity.store.store import connect
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 MODEL = "gpt-4o-mini"
 USER = [{"role": "user", "content": "What is the weather in Paris and what time is it?"}]
 TOOLS = [

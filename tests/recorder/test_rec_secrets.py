@@ -8,11 +8,14 @@ from pathlib import Path
 
 import httpx
 import openai
+import pytest
 from aiohttp import web
 from rec_upstreams import _Threaded
 
 from parity.store.schema import TABLES
 from parity.store.store import connect
+
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
 
 SECRET = "sk-proj-ZZTOPSECRET9d8f7e6"
 HEADERS = {

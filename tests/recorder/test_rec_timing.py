@@ -15,6 +15,8 @@ import pytest
 
 from parity.store.store import connect
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 TTFT_MS, ITL_MS, TOKENS = 300, 25, 12
 E2E_MS = TTFT_MS + (TOKENS - 1) * ITL_MS  # about 575 ms
 HEADERS = {"x-fake-ttft-ms": str(TTFT_MS), "x-fake-itl-ms": str(ITL_MS), "x-fake-tokens": str(TOKENS)}

@@ -13,6 +13,8 @@ from rec_upstreams import BINARY_OTHER, WORDS, WireUpstream
 
 from parity.store.store import connect
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 TEXT = "".join(WORDS)
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}
 

@@ -9,6 +9,8 @@ import pytest
 from parity.cli import main
 from parity.replayer.config import ConfigError, list_presets, load_config, parse_config
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 
 def test_presets_load_with_dated_prices() -> None:
     assert set(list_presets()) >= {"openai", "together", "fireworks", "openrouter", "oxlo", "vllm"}

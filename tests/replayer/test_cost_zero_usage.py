@@ -14,6 +14,8 @@ from parity.cli import main
 from parity.replayer.tokens import answer_text, estimate_tokens
 from parity.store.store import connect
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 PRICING = "[{name}.pricing]\ninput_per_1m = 1.0\noutput_per_1m = 4.0\n"
 
 

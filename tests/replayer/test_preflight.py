@@ -18,7 +18,7 @@ from parity.fake.server import FakeProvider
 from parity.replayer.resume import plan_path
 from parity.store.segments import segment_root
 
-pytestmark = pytest.mark.usefixtures("workload")
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("workload")]
 MODELS = '{ "*" = "*" }'
 
 

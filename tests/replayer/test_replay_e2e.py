@@ -24,6 +24,8 @@ from parity.replayer.mapping import apply_changes
 from parity.store.segments import segment_root
 from parity.store.store import connect
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 SECRET = "sk-parity-test-DISTINCTIVE-7f3a9c1e5b"
 
 

@@ -28,6 +28,8 @@ from parity.fake.server import FakeProvider
 from parity.replayer.failures import EXIT_PROVIDER_DEAD
 from parity.store.store import connect
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 N_CHAT, N_EMB = 4, 2
 
 

@@ -18,6 +18,8 @@ from parity.store.schema import EXCHANGES
 from parity.store.segments import segment_root, write_segment
 from parity.store.store import connect, init_catalog
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 
 def chat(content: str, i: int, **kw) -> dict:
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": content}], "stream": False}

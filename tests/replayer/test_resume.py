@@ -11,11 +11,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from replayhelpers import ROOT, fake_table, make_chat_workload, providers_file, wait_for, write_exchanges
 
 from parity.cli import main
 from parity.store.segments import segment_root
 from parity.store.store import connect
+
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
 
 CONC = 3
 SECRET = "sk-parity-kill-test-5e2d8b7a41"

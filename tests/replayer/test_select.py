@@ -12,6 +12,8 @@ from parity.cli import build_parser
 from parity.replayer.errors import SelectionError
 from parity.replayer.select import Selection, select
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 
 @pytest.fixture
 def store(db: Path) -> Path:

@@ -25,7 +25,10 @@ CHROMIUM = next(
     ),
     None,
 )
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make browser)")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (make browser)"),
+]
 
 
 def chromium(profile: Path, *args: str, timeout: float = 90.0) -> tuple[str, str]:

@@ -16,6 +16,8 @@ from reporthelpers import RUN, _config, build_store
 
 from parity.store.segments import segment_root, write_segment
 
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("0*.ipynb"))
 NAMES = ["01_explore_recordings.ipynb", "02_compare_providers.ipynb", "03_cost_projection.ipynb"]

@@ -15,10 +15,13 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from parity.store.schema import JSON_COLUMNS, TABLES
 from parity.store.segments import compact, list_segments, segment_root, write_segment
 from parity.store.store import MIGRATIONS, connect, init_catalog
+
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
 
 
 def exchange(i: int, **kw) -> dict:
