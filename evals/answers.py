@@ -166,7 +166,7 @@ def check_tools(calls_text: str | None, tools_text: str | None) -> dict:
     }
 
 
-def cell_checks(outputs: pl.DataFrame) -> pl.DataFrame:
+def answer_checks(outputs: pl.DataFrame) -> pl.DataFrame:
     """Per sampled cell (``in_sample``; all when absent): refusal, JSON validity / schema conformance
     and tool-call validity, for every arm."""
     ok = succeeded()

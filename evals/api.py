@@ -305,7 +305,7 @@ def _from_bodies(
     thr, emb_thr, key, for_scorecard = sample
     outputs = load.load_outputs(cur, run, thr, emb_thr, key=key, for_scorecard=for_scorecard)
     t1 = time.perf_counter()
-    checked = answers.cell_checks(outputs)
+    checked = answers.answer_checks(outputs)
     out["compared"] = compared = answers.compare_cells(checked, baseline)
     if "quality" in questions:
         emb = embedding_cells(outputs, baseline) if n_emb else None
@@ -553,7 +553,7 @@ def quality_cells(db: Store, run: str | None = None, baseline: str = "recorded")
     """Per non-baseline cell: similarity, exact match, length ratio, agreement flags and validity checks."""
     with load.open_store(db) as con:
         run = load.resolve_run(con, run)
-        return answers.compare_cells(answers.cell_checks(load.load_outputs(con, run)), baseline)
+        return answers.compare_cells(answers.answer_checks(load.load_outputs(con, run)), baseline)
 
 
 def compat(db: Store, run: str | None = None, *, idle_s: float = 60.0) -> pl.DataFrame:

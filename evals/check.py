@@ -224,12 +224,12 @@ def _missing(v: object) -> bool:
     return v is None or (isinstance(v, float) and not math.isfinite(v))
 
 
-def evaluate(node: Node, row: dict) -> bool | None:
+def eval_rule(node: Node, row: dict) -> bool | None:
     """True / False, or None when the outcome depends on a figure without a value."""
     if isinstance(node, Compare):
         v = row.get(node.figure)
         return None if _missing(v) else _cmp(v, node.op, node.value)
-    vals = [evaluate(p, row) for p in node.parts]
+    vals = [eval_rule(p, row) for p in node.parts]
     if node.op == "and":
         if any(v is False for v in vals):
             return False
@@ -260,7 +260,7 @@ def explain(node: Node, row: dict) -> str:
         return f"{node.figure} = {fmt_value(row.get(node.figure))} {node.op} {fmt_value(node.value)}"
     if node.op == "and":
         return " and ".join(_wrap(explain(p, row), p) for p in node.parts)
-    return " or ".join(_wrap(explain(p, row), p) for p in node.parts if evaluate(p, row) is True)
+    return " or ".join(_wrap(explain(p, row), p) for p in node.parts if eval_rule(p, row) is True)
 
 
 def _wrap(text: str, node: Node) -> str:
@@ -268,7 +268,7 @@ def _wrap(text: str, node: Node) -> str:
 
 
 @dataclass
-class Outcome:
+class RuleOutcome:
     """One rule on one provider."""
 
     provider: str
@@ -279,32 +279,34 @@ class Outcome:
 
 def check(
     rules: list[Rule], summary: list[dict], providers: list[str], allow_missing: bool = False
-) -> list[Outcome]:
-    """Apply every rule to every provider's summary row; one Outcome (with its printed line) each."""
+) -> list[RuleOutcome]:
+    """Apply every rule to every provider's summary row; one RuleOutcome (with its printed line) each."""
     rows = {r["provider"]: r for r in summary}
     out = []
     for p in providers:
         row = rows[p]
         for rule in rules:
-            v = evaluate(rule.root, row)
+            v = eval_rule(rule.root, row)
             values = ", ".join(f"{f} = {fmt_value(row.get(f))}" for f in rule.figures)
             if v is True:
-                out.append(Outcome(p, rule, True, f"FAIL {p}: {explain(rule.root, row)}"))
+                out.append(RuleOutcome(p, rule, True, f"FAIL {p}: {explain(rule.root, row)}"))
             elif v is None and not allow_missing:
                 missing = [f for f in rule.figures if _missing(row.get(f))]
                 out.append(
-                    Outcome(p, rule, True, f"FAIL {p}: no data for {', '.join(missing)} (rule: {rule.text})")
+                    RuleOutcome(
+                        p, rule, True, f"FAIL {p}: no data for {', '.join(missing)} (rule: {rule.text})"
+                    )
                 )
             elif v is None:
                 out.append(
-                    Outcome(p, rule, False, f"ok   {p}: no data, allowed ({values}; rule: {rule.text})")
+                    RuleOutcome(p, rule, False, f"ok   {p}: no data, allowed ({values}; rule: {rule.text})")
                 )
             else:
-                out.append(Outcome(p, rule, False, f"ok   {p}: {values} (rule: {rule.text})"))
+                out.append(RuleOutcome(p, rule, False, f"ok   {p}: {values} (rule: {rule.text})"))
     return out
 
 
-def render(outcomes: list[Outcome], fmt: str = "text", run: str = "", baseline: str = "") -> str:
+def render(outcomes: list[RuleOutcome], fmt: str = "text", run: str = "", baseline: str = "") -> str:
     """The outcomes as ``parity check --format`` prints them: text lines, json, md or csv."""
     rows = [
         {

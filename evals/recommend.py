@@ -8,13 +8,13 @@ A provider that answered no request is named dead, with the replay's diagnosis f
 from __future__ import annotations
 
 from parity.evals.report_format import fmt_pct, fmt_rate, known
-from parity.evals.verdict import Cell, compat_counts
+from parity.evals.verdict import VerdictCell, compat_counts
 
 SIGNIFICANT = {"better": "significant", "worse": "significant", "same": "not significant"}
 MAX_CHECKS = 3  # failing checks named before "+N more"
 
 
-def _label(c: Cell) -> str:
+def _label(c: VerdictCell) -> str:
     s = SIGNIFICANT.get(c.tone)
     return f" ({s})" if s else ""
 
@@ -28,7 +28,7 @@ def dead_reason(config: dict, provider: str) -> str | None:
     return v.get("hint") or (reasons[0].get("reason") if reasons else None) or "no answer"
 
 
-def cost_phrase(r: dict, c: Cell, month_basis: bool) -> str | None:
+def cost_phrase(r: dict, c: VerdictCell, month_basis: bool) -> str | None:
     """ "38% cheaper (significant; $0.35/1k req, no $/month basis)": the cost cell's tone and text."""
     if c.tone == "na":
         return None
@@ -49,7 +49,7 @@ def cost_phrase(r: dict, c: Cell, month_basis: bool) -> str | None:
     return f"{head} ({sig + '; ' if sig else ''}{', '.join(facts)})"
 
 
-def latency_phrase(cells: dict[str, Cell]) -> str | None:
+def latency_phrase(cells: dict[str, VerdictCell]) -> str | None:
     """TTFT median (E2E where nothing streamed, or both when they disagree) with its label."""
     t, e = cells["ttft_median"], cells["e2e_median"]
     parts = []
@@ -60,7 +60,7 @@ def latency_phrase(cells: dict[str, Cell]) -> str | None:
     return ", ".join(parts) or None
 
 
-def errors_phrase(c: Cell) -> str | None:
+def errors_phrase(c: VerdictCell) -> str | None:
     if c.tone in ("better", "worse") or (c.text not in ("—", "0%") and c.tone == "same"):
         return f"failed requests {c.text}{_label(c)}, {c.sub}" if c.sub else f"failed requests {c.text}"
     return None

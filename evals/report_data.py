@@ -92,7 +92,7 @@ def gather(
         costs=costs,
     )
     s.tests = verdict_tests(metrics, costs, base)
-    checked = answers.cell_checks(load.load_outputs(con, run))
+    checked = answers.answer_checks(load.load_outputs(con, run))
     s.disagreements = worst_disagreements(con, run, answers.compare_cells(checked, base), base, worst)
     s.run_info = _one_row(con, "SELECT * EXCLUDE (config) FROM runs WHERE run_id = $run", {"run": run})
     s.traffic = _one_row(

@@ -18,7 +18,7 @@ LATENCY = (("ttft", "TTFT", "time to first token"), ("e2e", "E2E", "end-to-end l
 
 
 @dataclass
-class Cell:
+class VerdictCell:
     """One verdict cell: the value, a second line (CI / context), a colour and a tooltip."""
 
     text: str
@@ -27,12 +27,12 @@ class Cell:
     title: str = ""
 
 
-def latency_median_cell(r: dict, m: str, label: str) -> Cell:
+def latency_median_cell(r: dict, m: str, label: str) -> VerdictCell:
     """Median paired difference vs baseline with its family-wise CI, coloured by the same test:
     ``{m}_p_adjusted`` < 0.05 exactly when that interval excludes 0 (see ``timing.compare``)."""
     est = r.get(f"{m}_median_diff_ms")
     if not known(est):
-        return Cell("—", "no data", "na", f"no {label} measurements to compare")
+        return VerdictCell("—", "no data", "na", f"no {label} measurements to compare")
     lo, hi = r.get(f"{m}_median_diff_ms_adj_ci_low"), r.get(f"{m}_median_diff_ms_adj_ci_high")
     p, level = r.get(f"{m}_p_adjusted"), r.get(f"{m}_adj_ci_level")
     sig = known(p) and p < 0.05 and est != 0
@@ -44,15 +44,17 @@ def latency_median_cell(r: dict, m: str, label: str) -> Cell:
         f"{fmt_p(r.get(f'{m}_p_value'))}, adjusted {fmt_p(p)}"
     )
     reason = None if known(lo) and known(hi) else f"too few pairs for the {lvl} interval"
-    return Cell(fmt_ms(est, sign=True), fmt_ci(lo, hi, ms_number, " ms", reason, "family-wise "), tone, title)
+    return VerdictCell(
+        fmt_ms(est, sign=True), fmt_ci(lo, hi, ms_number, " ms", reason, "family-wise "), tone, title
+    )
 
 
-def latency_p95_cell(r: dict, base: dict, m: str) -> Cell:
+def latency_p95_cell(r: dict, base: dict, m: str) -> VerdictCell:
     """p95 relative to the baseline's; coloured when its unadjusted 95% MOVER CI excludes 0 (the
     interval shown, marked unadjusted: label and interval are one procedure)."""
     pct = r.get(f"{m}_p95_delta_pct")
     if not known(pct):
-        return Cell("—", "no data", "na")
+        return VerdictCell("—", "no data", "na")
     lo, hi = r.get(f"{m}_p95_delta_ms_ci_low"), r.get(f"{m}_p95_delta_ms_ci_high")
     b = base.get(f"{m}_p95_ms")
     reason = r.get(f"{m}_p95_delta_ms_ci_reason")
@@ -70,29 +72,29 @@ def latency_p95_cell(r: dict, base: dict, m: str) -> Cell:
     )
     if not (known(lo) and known(hi)):
         title += f". No interval, so not coloured: {reason or 'the sample cannot bound it'}"
-    return Cell(fmt_pct(pct), sub, tone, title)
+    return VerdictCell(fmt_pct(pct), sub, tone, title)
 
 
-def errors_cell(r: dict, base: dict, test: dict | None) -> Cell:
+def errors_cell(r: dict, base: dict, test: dict | None) -> VerdictCell:
     rate = r.get("error_rate")
     if not known(rate):
-        return Cell("—", "", "na")
+        return VerdictCell("—", "", "na")
     sub = f"baseline {fmt_rate(base.get('error_rate'))}"
     if not test:
-        return Cell(fmt_rate(rate), sub, "same")
+        return VerdictCell(fmt_rate(rate), sub, "same")
     title = (
         f"{FIGURES['error_rate']}. Paired with the baseline: {test['worse']} failed only here, "
         f"{test['better']} only on the baseline; exact McNemar {fmt_p(test.get('p_value'))}, "
         f"Bonferroni-adjusted over the providers {fmt_p(test.get('p_adjusted'))}"
     )
-    return Cell(fmt_rate(rate), sub, test.get("tone", "same"), title)
+    return VerdictCell(fmt_rate(rate), sub, test.get("tone", "same"), title)
 
 
-def cost_cell(r: dict, test: dict | None) -> Cell:
+def cost_cell(r: dict, test: dict | None) -> VerdictCell:
     delta = r.get("cost_delta_pct")
     text = cost_text.headline(r)  # $/month with a basis, else per 1,000 requests; partial is said
     if text is None:
-        return Cell("—", "no pricing", "na", "no price for this provider's model(s) in the run config")
+        return VerdictCell("—", "no pricing", "na", "no price for this provider's model(s) in the run config")
     sub = "; ".join(cost_text.notes(r))
     fig = "cost_month_usd" if known(r.get("cost_month_usd")) else "cost_per_1k_usd"
     tone, title = "same", FIGURES[fig]
@@ -108,10 +110,10 @@ def cost_cell(r: dict, test: dict | None) -> Cell:
         )
     elif not known(delta):
         tone = "info"
-    return Cell(text, sub, tone, title)
+    return VerdictCell(text, sub, tone, title)
 
 
-def quality_cell(r: dict) -> Cell:
+def quality_cell(r: dict) -> VerdictCell:
     q = r.get("quality_score")
     sim = r.get("text_similarity_mean")
     sub = f"text similarity {sim:.2f}" if known(sim) else ""
@@ -128,7 +130,7 @@ def quality_cell(r: dict) -> Cell:
         elif known(ll) and known(wh) and ll > wh:
             tone = "worse"
         title = "LLM judge, both orders; coloured when the Wilson CIs of win and loss rates do not overlap"
-    return Cell(f"{q:.2f}" if known(q) else "—", sub, tone, title)
+    return VerdictCell(f"{q:.2f}" if known(q) else "—", sub, tone, title)
 
 
 def compat_counts(r: dict) -> tuple[int, int, int] | None:
@@ -142,10 +144,10 @@ def compat_counts(r: dict) -> tuple[int, int, int] | None:
     return (passed if known(passed) else n - bad), bad, n
 
 
-def compat_cell(r: dict, base: dict, failed: list[str]) -> Cell:
+def compat_cell(r: dict, base: dict, failed: list[str]) -> VerdictCell:
     counts = compat_counts(r)
     if counts is None:
-        return Cell("—", "no checks applied", "na")
+        return VerdictCell("—", "no checks applied", "na")
     passed, bad, n = counts
     shown = ", ".join(failed[:3]) + (f" +{len(failed) - 3} more" if len(failed) > 3 else "")
     sub = f"fails {shown}" if failed else "all applicable checks pass"
@@ -153,7 +155,7 @@ def compat_cell(r: dict, base: dict, failed: list[str]) -> Cell:
     title = (
         "green: every applicable check passes; red: more failed checks than the baseline (a fact, not a test)"
     )
-    return Cell(f"{passed}/{n} pass", sub, tone, title)
+    return VerdictCell(f"{passed}/{n} pass", sub, tone, title)
 
 
 def failed_checks(ev: Evaluation) -> dict[str, list[str]]:
@@ -185,7 +187,7 @@ def verdict(rep: Report) -> list[dict]:
     return out
 
 
-def headline(r: dict, cells: dict[str, Cell]) -> list[tuple[str, str]]:
+def headline(r: dict, cells: dict[str, VerdictCell]) -> list[tuple[str, str]]:
     """Short (text, tone) phrases: latency, cost, failures, quality, compatibility; each from the
     figure of the cell beside it."""
     chips = []

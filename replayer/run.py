@@ -70,7 +70,7 @@ class RunOptions:
 
 
 @dataclass
-class Outcome:
+class RunOutcome:
     """How a run ended."""
 
     state: str
@@ -165,7 +165,7 @@ def _apply_stored(opts: RunOptions, state: RunState, cfg: Config) -> None:
         )
 
 
-def replay(opts: RunOptions) -> Outcome:
+def replay(opts: RunOptions) -> RunOutcome:
     """Run ``parity replay``; raises ReplayError for anything wrong before sending."""
     if not _RUN_ID.match(opts.run_id):
         raise RunStateError(f"--run {opts.run_id!r}: use letters, digits, '.', '_' or '-' (max 128)")
@@ -223,7 +223,7 @@ def _preflight(opts: RunOptions, cfg: Config, plan: Plan, spend: bool = True) ->
     return reports
 
 
-def _dry_run(opts: RunOptions, cfg: Config, root, state: RunState) -> Outcome:
+def _dry_run(opts: RunOptions, cfg: Config, root, state: RunState) -> RunOutcome:
     exchanges = _load_exchanges(opts, root, state)
     plan = build_plan(exchanges, cfg, opts.repeat, opts.selection.seed)
     opts.out.write(format_plan(plan, cfg, json.dumps(opts.pacing.public())) + "\n")
@@ -231,19 +231,19 @@ def _dry_run(opts: RunOptions, cfg: Config, root, state: RunState) -> Outcome:
         why = preflight.refusal(_preflight(opts, cfg, plan, spend=False))
         if why:
             opts.out.write("note: a real run would stop here (or pass --no-preflight)\n")
-        return Outcome("dry-run", None, 0)
+        return RunOutcome("dry-run", None, 0)
     for p in cfg.providers.values():
         if p.api_key_env:
             with contextlib.suppress(ReplayError):
                 p.api_key()
                 continue
             opts.out.write(f"note: {p.api_key_env} is not set; a real run would stop here\n")
-    return Outcome("dry-run", None, 0)
+    return RunOutcome("dry-run", None, 0)
 
 
 def _run(
     opts: RunOptions, cfg: Config, root, state: RunState, post: PostProcessor, exchanges: list, plan: Plan
-) -> Outcome:
+) -> RunOutcome:
     for w in cfg.warnings:
         opts.err.write(f"warning: {w}\n")
     if opts.max_cost is not None and any(c.estimate is None for c in plan.cells()):
@@ -356,7 +356,7 @@ def _finish(
     stats: dict | None,
     elapsed: float,
     config: dict | None = None,
-) -> Outcome:
+) -> RunOutcome:
     left = runner.progress.stats
     incomplete = sum(s.total - s.done for s in left.values())
     if runner.stop_reason == "interrupted":
@@ -429,4 +429,4 @@ def _finish(
             f"warning: schedule lag p99 {p99:.1f} ms > {LAG_WARN_MS:g} ms: the sender could not keep "
             "the planned times (CPU-bound or provider limits); arrival times are less faithful\n"
         )
-    return Outcome(state, note, code, runner.sent, runner.summaries, runner.send_cpu_s)
+    return RunOutcome(state, note, code, runner.sent, runner.summaries, runner.send_cpu_s)

@@ -4,7 +4,7 @@
   ``eval``/``exec`` (both are replaced by tripwires while parsing);
 * rules generated from the grammar parse to the tree they were built from (round trip), whatever
   the spacing and keyword case;
-* ``evaluate`` / ``explain`` / ``check`` on any summary row (numbers, None, NaN, inf, bools) never
+* ``eval_rule`` / ``explain`` / ``check`` on any summary row (numbers, None, NaN, inf, bools) never
   raise and follow three-valued logic.
 """
 
@@ -16,7 +16,7 @@ import math
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from parity.evals.check import OPS, BoolOp, Compare, Rule, RuleError, check, evaluate, explain, parse
+from parity.evals.check import OPS, BoolOp, Compare, Rule, RuleError, check, eval_rule, explain, parse
 from parity.evals.figures import BOOL_FIGURES, FIGURES, STR_FIGURES
 
 NUM_FIGURES = sorted(set(FIGURES) - BOOL_FIGURES - STR_FIGURES)
@@ -137,7 +137,7 @@ def test_evaluate_explain_and_check_never_raise(prop_count, case, data) -> None:
     full = {"provider": "p"}
     for f in Rule("r", tree).figures:
         full[f] = data.draw(st.none() | st.booleans() if f in BOOL_FIGURES else values, label=f)
-    v = evaluate(tree, full)
+    v = eval_rule(tree, full)
     assert v in (True, False, None)
     if isinstance(tree, Compare):
         x = full.get(tree.figure)

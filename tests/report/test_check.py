@@ -53,7 +53,7 @@ def test_unknown_figure_suggests_close_names():
 
 
 def test_three_valued_logic():
-    ev = chk.evaluate
+    ev = chk.eval_rule
 
     def node(text: str) -> chk.Node:
         return chk.parse(text).root
