@@ -130,14 +130,14 @@ def nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
     return out
 
 
-def fmt_ms(v: float) -> str:
+def axis_ms(v: float) -> str:
     """Axis label for a duration in ms: 250 ms, 1.5 s."""
     if abs(v) >= 1000:
         return f"{v / 1000:g} s"
     return f"{v:g} ms"
 
 
-def fmt_usd(v: float) -> str:
+def axis_usd(v: float) -> str:
     """Axis label for a dollar amount, small amounts included."""
     if v == 0:
         return "$0"
@@ -148,16 +148,12 @@ def fmt_usd(v: float) -> str:
     return f"${v:.0e}"
 
 
-def fmt_tokens(v: float) -> str:
+def axis_tokens(v: float) -> str:
     """Axis label for a token count: 500, 2k, 1M."""
     if abs(v) >= 1e6:
         return f"{v / 1e6:g}M"
     if abs(v) >= 1e3:
         return f"{v / 1e3:g}k"
-    return f"{v:g}"
-
-
-def fmt_share(v: float) -> str:
     return f"{v:g}"
 
 
@@ -261,7 +257,7 @@ def cdf(
     )
     xs = Scale(lo, hi, 56, width - 34, log)
     ys = Scale(0, 1, height - 44, legend_bottom + 8)
-    _axes(svg, xs, ys, fmt_ms, lambda t: f"{t:.0%}", xlabel, "")
+    _axes(svg, xs, ys, axis_ms, lambda t: f"{t:.0%}", xlabel, "")
     for q, name in ((0.5, "p50"), (0.95, "p95")):
         svg.line(xs.a, ys(q), xs.b, ys(q), stroke="#999", stroke_dasharray="4 3")
         svg.text(xs.b + 3, ys(q) + 4, name, fill="#666", font_size=10)
@@ -280,7 +276,7 @@ def boxes(
     colour: dict[str, str],
     title: str,
     xlabel: str,
-    xfmt: Callable[[float], str] = fmt_ms,
+    xfmt: Callable[[float], str] = axis_ms,
     width: int = 560,
 ) -> Markup | None:
     """Horizontal box plots: whiskers p5-p95, box p25-p75, median bar, p99 tick; from precomputed stats."""
@@ -329,7 +325,7 @@ def forest(
     title: str,
     xlabel: str,
     width: int = 1120,
-    xfmt: Callable[[float], str] = fmt_ms,
+    xfmt: Callable[[float], str] = axis_ms,
 ) -> Markup | None:
     """Point estimates with 95% CIs around a zero line, coloured by tone; rows: (label, est, lo, hi, tone)."""
     rows = [r for r in rows if r[1] is not None]
@@ -395,7 +391,7 @@ def scatter_cost(
     ys = Scale(
         float(ys_all.min()) * 0.7, float(ys_all.max()) * 1.4, height - 44, legend_bottom + 22 + band, log=True
     )
-    _axes(svg, xs, ys, fmt_tokens, fmt_usd, "prompt tokens (log)", ylabel)
+    _axes(svg, xs, ys, axis_tokens, axis_usd, "prompt tokens (log)", ylabel)
     for k, (x, y) in points.items():
         x, y = np.asarray(x, float), np.asarray(y, float)
         keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
@@ -451,7 +447,7 @@ def paired_bars(
     _legend(svg, [(names[0], "#b8c4ce"), (names[1], "#37474f")], label_w, 14, width)
     xs = Scale(0, hi * 1.1, label_w, width - 150)
     ys = Scale(0, len(rows), 28, 28 + row_h * len(rows))
-    _axes(svg, xs, Scale(0, 1, ys.b, ys.a), fmt_ms, None, xlabel)
+    _axes(svg, xs, Scale(0, 1, ys.b, ys.a), axis_ms, None, xlabel)
     for i, (k, (a, b)) in enumerate(rows.items()):
         y = ys(i + 0.5)
         svg.text(label_w - 8, y + 4, k, text_anchor="end", fill=colour.get(k, "#222"), font_weight="600")
@@ -460,7 +456,7 @@ def paired_bars(
                 continue
             yy = y - 13 + j * 13
             svg.rect(xs(0), yy, xs(v) - xs(0), 11, fill=fill)
-            svg.text(xs(v) + 4, yy + 9, fmt_ms(round(v)), fill="#333", font_size=10)
+            svg.text(xs(v) + 4, yy + 9, axis_ms(round(v)), fill="#333", font_size=10)
         if notes and notes.get(k):
             svg.text(width - 144, y + 4, notes[k], fill="#333", font_size=11)
     return svg.markup()
