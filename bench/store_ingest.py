@@ -26,7 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from parity.recorder.capture import Capture  # noqa: E402
-from parity.recorder.redact import BUILTIN, RedactionSpec, Redactor, Rule  # noqa: E402
+from parity.recorder.redact import Redactor  # noqa: E402
+from parity.recorder.redaction_rules import BUILTIN, RedactionSpec, Rule  # noqa: E402
 from parity.store.segments import segment_root  # noqa: E402
 from parity.store.store import connect, init_catalog  # noqa: E402
 from parity.store.writer import BatchWriter  # noqa: E402

@@ -25,8 +25,9 @@ if __package__ in (None, "") and importlib.util.find_spec("parity") is None:
 
 from parity.recorder.capture import Capture
 from parity.recorder.recordings import recording_row, without_userinfo
-from parity.recorder.redact import RedactionError, Redactor
+from parity.recorder.redact import Redactor
 from parity.recorder.redact import build as build_redactor
+from parity.recorder.redaction_rules import RedactionError
 from parity.recorder.writer_proc import ProcessWriter
 from parity.store.segments import segment_root, store_salt
 from parity.store.store import init_catalog

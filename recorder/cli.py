@@ -302,8 +302,8 @@ def cmd_record(args) -> int:
 
 def cmd_import(args) -> int:
     from parity.recorder.importers import ImportError_, import_files
-    from parity.recorder.redact import RedactionError
     from parity.recorder.redact import build as build_redactor
+    from parity.recorder.redaction_rules import RedactionError
 
     try:
         redactor = build_redactor(args.redact or None, _builtin(args), args.redact_hook or None)

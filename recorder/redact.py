@@ -7,13 +7,8 @@ of one ``exchanges`` row (``request_body``, ``request_raw``, ``response_body``,
 ``request_redactions``. It runs where rows are built (the writer process or thread, the
 importer), so nothing unredacted reaches a segment or a spill file.
 
-Rules file::
-
-    builtin = ["email", "phone"]          # optional: built-in rules to enable
-    [[rule]]
-    name = "customer_id"                  # letters, digits, _ . -
-    pattern = 'CUST-\\d{6}'               # Python regex
-    replacement = "[REDACTED:customer]"   # optional, default "[REDACTED:<name>]"
+The rules file, the built-in rules and the hook are loaded and checked in
+:mod:`parity.recorder.redaction_rules`; matching a text is :mod:`parity.recorder.redact_text`.
 
 Where a rule applies:
 
@@ -45,200 +40,32 @@ text).
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import json
 import json.scanner
 import logging
 import os
 import re
-import sys
-import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
+from parity.recorder.redact_text import (
+    HOOK_ERROR,
+    JSON_DECODER,
+    PASSES,
+    REQUEST_SKIP_KEYS,
+    SKIP_KEYS,
+    RowTally,
+    TextRedactor,
+)
+from parity.recorder.redaction_rules import spec_from_options
 from parity.wire.reassemble import dumps
 
 log = logging.getLogger("parity.redact")
 
-HOOK_ERROR = "[REDACTED:hook-error]"
 WITHHELD = "[REDACTED:redaction-error]"
-_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # Keys whose string values a stream spells out piece by piece, one piece per event.
 STREAM_TEXT_KEYS = frozenset({"content", "refusal", "arguments", "text", "delta", "reasoning_content"})
-# Keys whose string values in a response or stream event are only ever identifiers or enums the
-# API defines, never content: not searched (a chat id is not a phone number, and skipping them
-# halves the cost on streams). In a request only "model" is skipped: requests carry user-chosen
-# keys (metadata), and a model name is no content.
-SKIP_KEYS = frozenset(
-    {"id", "object", "model", "role", "type", "finish_reason", "system_fingerprint", "status", "service_tier"}
-)
-REQUEST_SKIP_KEYS = frozenset({"model"})
 # Top-level fields of a Responses/transcription event that tell its pieces apart.
 _EVENT_KEYS = ("type", "item_id", "output_index", "content_index", "summary_index")
-
-
-class RedactionError(Exception):
-    """The redaction rules cannot be used (bad file, bad regex, unknown built-in, missing hook)."""
-
-
-def luhn(digits: str) -> bool:
-    """Luhn checksum of the digits in ``digits`` (card numbers)."""
-    nums = [int(c) for c in digits if c.isdigit()]
-    total = 0
-    for i, d in enumerate(reversed(nums)):
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return len(nums) >= 13 and total % 10 == 0
-
-
-def ipv4(text: str) -> bool:
-    """Four octets of 0..255 without leading zeros."""
-    return all(int(o) <= 255 and (o == "0" or o[0] != "0") for o in text.split("."))
-
-
-_CHECKS: dict[str, Callable[[str], bool]] = {"luhn": luhn, "ipv4": ipv4}
-_DIGIT = re.compile(r"\d")
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One regex rule; ``check`` names a validator a match must pass (``luhn``).
-
-    ``hint`` (built-ins) is a literal every match contains, or ``\\d`` for "a digit": a text
-    without it is not searched at all.
-    """
-
-    name: str
-    pattern: str
-    replacement: str = ""
-    check: str | None = None
-    builtin: bool = False
-    hint: str | None = None
-
-    def public(self) -> dict:
-        out = {"name": self.name, "pattern": self.pattern, "replacement": self.replacement}
-        if self.check:
-            out["check"] = self.check
-        if self.builtin:
-            out["builtin"] = True
-        return out
-
-
-# A match may only start where a token starts (the look-behinds): without that, a long run of
-# letters (a base64 image) costs quadratic time. The look-behind comes after the first character,
-# so that the regex engine can skip to candidate first characters instead of trying every position
-# (five to eight times faster on prose).
-BUILTIN: dict[str, Rule] = {
-    r.name: r
-    for r in (
-        Rule(
-            "email",
-            r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
-            builtin=True,
-            hint="@",
-        ),
-        Rule(
-            "phone",  # +CC, (area) or digits first; 8+ digits in groups of 2-4
-            r"[+(\d](?<![\w+.,/-][+(\d])"
-            r"(?:(?<=\+)\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?\d{3,4}|\d{2,4}[ .-]?\d{3,4})"
-            r"|(?<=\()\d{1,4}\)[ .-]?\d{3,4}|(?<=\d)\d{1,3}[ .-]?\d{3,4})"
-            r"[ .-]?\d{3,4}(?!\w|[.,]\d)",
-            builtin=True,
-            hint="\\d",
-        ),
-        Rule(
-            "credit_card",
-            r"\d(?<![\d-]\d)(?:[ -]?\d){12,18}(?!\d)",
-            check="luhn",
-            builtin=True,
-            hint="\\d",
-        ),
-        Rule(
-            "ipv4",
-            r"\d(?<![\d.]\d)\d{0,2}(?:\.\d{1,3}){3}(?!\d|\.\d)",
-            check="ipv4",
-            builtin=True,
-            hint="\\d",
-        ),
-        Rule("openai_key", r"(?<![A-Za-z0-9_-])sk-[A-Za-z0-9_-]{20,}", builtin=True, hint="sk-"),
-    )
-}
-
-
-@dataclass(frozen=True)
-class RedactionSpec:
-    """What a Redactor is built from; picklable, so the writer process rebuilds the same one."""
-
-    rules: tuple[Rule, ...] = ()
-    hook: str | None = None  # module:function or /abs/path/file.py:function
-    rules_file: str | None = None  # where the file rules came from (for the record)
-
-
-def load_rules_file(path: str | os.PathLike) -> tuple[list[Rule], list[str]]:
-    """Rules and built-in names of a TOML rules file; RedactionError naming the problem."""
-    p = Path(path)
-    try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise RedactionError(f"redaction rules {p}: cannot read ({e.strerror or e})") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise RedactionError(f"redaction rules {p}: not valid TOML ({e})") from None
-    unknown = set(doc) - {"rule", "builtin"}
-    if unknown:
-        raise RedactionError(
-            f"redaction rules {p}: unknown key(s) {sorted(unknown)}; use [[rule]] and builtin"
-        )
-    builtin = doc.get("builtin", [])
-    if not isinstance(builtin, list) or not all(isinstance(b, str) for b in builtin):
-        raise RedactionError(f"redaction rules {p}: builtin must be a list of names")
-    items = doc.get("rule", [])
-    if not isinstance(items, list):
-        raise RedactionError(f"redaction rules {p}: use [[rule]] tables")
-    rules = []
-    for i, item in enumerate(items, 1):
-        where = f"redaction rules {p}, rule {i}"
-        extra = set(item) - {"name", "pattern", "replacement"}
-        if extra:
-            raise RedactionError(f"{where}: unknown key(s) {sorted(extra)} (name, pattern, replacement)")
-        name, pattern = item.get("name"), item.get("pattern")
-        if not isinstance(name, str) or not isinstance(pattern, str) or not pattern:
-            raise RedactionError(f"{where}: needs a name and a non-empty pattern (strings)")
-        repl = item.get("replacement", "")
-        if not isinstance(repl, str):
-            raise RedactionError(f"{where} ({name}): replacement must be a string")
-        rules.append(Rule(name, pattern, repl))
-    return rules, builtin
-
-
-def spec_from_options(
-    rules_file: str | os.PathLike | None = None,
-    builtin: str | list[str] | tuple[str, ...] | None = None,
-    hook: str | None = None,
-) -> RedactionSpec | None:
-    """The spec the options ask for (None when they ask for no redaction); RedactionError if invalid."""
-    names = [b.strip() for b in (builtin.split(",") if isinstance(builtin, str) else builtin or ())]
-    names = [b for b in names if b]
-    rules: list[Rule] = []
-    source = None
-    if rules_file:
-        source = str(Path(rules_file).resolve())
-        file_rules, file_builtin = load_rules_file(rules_file)
-        rules += file_rules
-        names += file_builtin
-    for n in names:
-        if n not in BUILTIN:
-            raise RedactionError(f"unknown built-in redaction rule {n!r}; choose from {', '.join(BUILTIN)}")
-    rules = [BUILTIN[n] for n in dict.fromkeys(names)] + rules
-    hook = (hook or "").strip() or None
-    if hook:
-        hook = _normalise_hook(hook)
-    if not rules and not hook:
-        return None
-    return RedactionSpec(tuple(rules), hook, source)
 
 
 def build(
@@ -251,210 +78,11 @@ def build(
     return Redactor(spec) if spec else None
 
 
-def _normalise_hook(hook: str) -> str:
-    target, sep, fn = hook.rpartition(":")
-    if not sep or not target or not fn:
-        raise RedactionError(f"redaction hook {hook!r}: use module:function or path/to/file.py:function")
-    if target.endswith(".py") or "/" in target:
-        return f"{Path(target).resolve()}:{fn}"
-    return hook
-
-
-def _load_hook(hook: str) -> tuple[Callable[[str], str], str | None]:
-    """The hook function and a hash of its source file (None when unknown)."""
-    target, _, fn_name = hook.rpartition(":")
-    try:
-        if target.endswith(".py") or "/" in target:
-            path = Path(target)
-            if not path.is_file():
-                raise RedactionError(f"redaction hook {hook!r}: no file {path}")
-            name = "parity_redact_hook_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
-            mod_spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(mod_spec)
-            mod_spec.loader.exec_module(module)
-        else:
-            if os.getcwd() not in sys.path:  # `parity record` is a console script: cwd is not on the path
-                sys.path.append(os.getcwd())
-            module = importlib.import_module(target)
-    except RedactionError:
-        raise
-    except Exception as e:
-        raise RedactionError(
-            f"redaction hook {hook!r}: cannot import {target} ({type(e).__name__}: {e})"
-        ) from None
-    fn = getattr(module, fn_name, None)
-    if not callable(fn):
-        raise RedactionError(f"redaction hook {hook!r}: {target} has no function {fn_name}")
-    try:
-        src = Path(getattr(module, "__file__", "") or "")
-        digest = hashlib.sha256(src.read_bytes()).hexdigest() if src.is_file() else None
-    except OSError:
-        digest = None
-    return fn, digest
-
-
-@dataclass
-class _Row:
-    """Counters for one row."""
-
-    n: int = 0
-    hook_failures: list[str] = field(default_factory=list)
-
-
-class Redactor:
-    """Applies the rules and the hook to text, JSON, SSE and multipart; built and checked from a spec."""
-
-    def __init__(self, spec: RedactionSpec) -> None:
-        self.spec = spec
-        self.rules: list[tuple[re.Pattern, str, Callable[[str], bool] | None, Rule]] = []
-        seen = set()
-        for r in spec.rules:
-            if not _NAME.match(r.name):
-                raise RedactionError(f"redaction rule name {r.name!r}: use letters, digits, _ . - (max 64)")
-            if r.name in seen:
-                raise RedactionError(f"redaction rule {r.name!r} is given twice")
-            seen.add(r.name)
-            try:
-                rx = re.compile(r.pattern)
-            except re.error as e:
-                raise RedactionError(f"redaction rule {r.name!r}: bad regex {r.pattern!r}: {e}") from None
-            if rx.fullmatch(""):
-                raise RedactionError(f"redaction rule {r.name!r}: pattern {r.pattern!r} matches empty text")
-            check = _CHECKS.get(r.check) if r.check else None
-            self.rules.append((rx, r.replacement or f"[REDACTED:{r.name}]", check, r))
-        for _, repl, _, r in self.rules:  # redacting twice must equal redacting once
-            hit = next((o.name for rx, _, _, o in self.rules if rx.search(repl)), None)
-            if hit:
-                raise RedactionError(
-                    f"redaction rule {r.name!r}: its replacement {repl!r} is matched by rule {hit!r}; "
-                    "choose a replacement no rule matches"
-                )
-        self.hook: Callable[[str], str] | None = None
-        self.hook_sha256: str | None = None
-        if spec.hook:
-            self.hook, self.hook_sha256 = _load_hook(spec.hook)
-            try:
-                ok = isinstance(self.hook("parity redaction self-test"), str)
-            except Exception as e:
-                raise RedactionError(
-                    f"redaction hook {spec.hook!r} failed on a test string ({type(e).__name__})"
-                ) from None
-            if not ok:
-                raise RedactionError(f"redaction hook {spec.hook!r} must return a str")
-        self.hook_errors = 0
-
-    def __reduce__(self):  # the hook may not pickle: rebuild from the spec in the other process
-        return (Redactor, (self.spec,))
-
-    def describe(self) -> dict:
-        """The rule set as stored in ``recordings.options`` (names, patterns, hook; a hash of all)."""
-        out = {
-            "rules": [{**r.public(), "replacement": repl} for _, repl, _, r in self.rules],
-            "hook": self.spec.hook,
-            "hook_sha256": self.hook_sha256,
-        }
-        out["hash"] = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()[:16]
-        return {**out, "rules_file": self.spec.rules_file}
-
-    # --- text ---
-    def spans(self, text: str) -> list[tuple[int, int, str]]:
-        """Matches of every rule in ``text``, overlapping ones merged: (start, end, replacement)."""
-        found = []
-        digits = None
-        for rx, repl, check, rule in self.rules:
-            if rule.hint is not None:
-                if rule.hint == "\\d":
-                    if digits is None:
-                        digits = _DIGIT.search(text) is not None
-                    if not digits:
-                        continue
-                elif rule.hint not in text:
-                    continue
-            for m in rx.finditer(text):
-                if m.end() > m.start() and (check is None or check(m.group())):
-                    found.append((m.start(), m.end(), repl))
-        if not found:
-            return found
-        found.sort(key=lambda s: (s[0], -s[1]))
-        merged = [found[0]]
-        for s, e, repl in found[1:]:
-            ms, me, mrepl = merged[-1]
-            if s < me:
-                merged[-1] = (ms, max(me, e), mrepl)
-            else:
-                merged.append((s, e, repl))
-        return merged
-
-    def text(self, s: str, st: _Row | None = None) -> str:
-        """``s`` with every match replaced, then passed through the hook."""
-        st = st if st is not None else _Row()
-        for _ in range(_PASSES):
-            spans = self.spans(s)
-            if not spans:
-                break
-            s = _replace(s, spans)
-            st.n += len(spans)
-        return self._hook(s, st) if self.hook else s
-
-    def _hook(self, s: str, st: _Row) -> str:
-        try:
-            out = self.hook(s)
-            if not isinstance(out, str):
-                raise TypeError(f"returned {type(out).__name__}, not str")
-        except Exception as e:
-            self.hook_errors += 1
-            st.hook_failures.append(type(e).__name__)
-            st.n += 1
-            if self.hook_errors == 1:
-                log.warning(
-                    "parity redaction: hook %s raised %s; such texts are stored as %s (logged once, counted after)",
-                    self.spec.hook,
-                    type(e).__name__,
-                    HOOK_ERROR,
-                )
-            return HOOK_ERROR
-        if out != s:
-            st.n += 1
-        return out
-
-    # --- JSON ---
-    def json_text(self, text: str, st: _Row, skip: frozenset = SKIP_KEYS) -> str | None:
-        """A JSON document with its string values redacted; the same text when nothing changed."""
-        try:
-            doc = _DECODER.decode(text)
-        except (ValueError, RecursionError):
-            st.n += 1  # cannot see inside: do not keep it
-            return None
-        before = st.n
-        doc = self._walk(doc, st, skip)
-        if st.n == before:
-            return text
-        try:
-            return dumps(doc)
-        except ValueError:
-            return None
-
-    def _walk(self, doc, st: _Row, skip: frozenset):
-        if isinstance(doc, str):
-            return self.text(doc, st)
-        if not isinstance(doc, (dict, list)):
-            return doc
-        stack = [doc]
-        while stack:  # iterative: request bodies may nest deeper than Python's recursion limit
-            node = stack.pop()
-            items = node.items() if isinstance(node, dict) else enumerate(node)
-            for k, v in list(items):
-                if isinstance(v, str):
-                    if k not in skip:
-                        new = self.text(v, st)
-                        if new is not v:
-                            node[k] = new
-                elif isinstance(v, (dict, list)):
-                    stack.append(v)
-        return doc
+class Redactor(TextRedactor):
+    """Applies the rules and the hook to the texts of a row: JSON, SSE, multipart, plain text."""
 
     # --- SSE ---
-    def sse(self, text: str, st: _Row) -> str:
+    def sse(self, text: str, st: RowTally) -> str:
         """An event stream's text: each event's JSON redacted, streamed text matched across events."""
         parts = _LINE_END.split(text)
         lines = parts[0::2]
@@ -487,7 +115,7 @@ class Redactor:
         for refs in channels.values():
             pieces = [c[k] for _, c, k in refs]
             new = pieces
-            for _ in range(_PASSES):
+            for _ in range(PASSES):
                 whole = "".join(new)
                 spans = self.spans(whole)
                 if not spans:
@@ -511,7 +139,7 @@ class Redactor:
         parts[0::2] = lines
         return "".join(parts)
 
-    def _event(self, doc, i: int, channels: dict, st: _Row) -> None:
+    def _event(self, doc, i: int, channels: dict, st: RowTally) -> None:
         """Redact one event's JSON now, except streamed text pieces, which go to their channel."""
         head = ()
         if type(doc) is dict and "type" in doc:  # Responses / transcription events
@@ -542,7 +170,7 @@ class Redactor:
                     stack.append((v, (*path, step)))
 
     # --- bytes and multipart ---
-    def raw_bytes(self, raw: bytes, st: _Row) -> bytes:
+    def raw_bytes(self, raw: bytes, st: RowTally) -> bytes:
         """A non-JSON body: redacted as text, undecodable bytes kept as they are."""
         s = raw.decode("utf-8", "surrogateescape")
         new = self.text(s, st)
@@ -553,7 +181,7 @@ class Redactor:
         except UnicodeEncodeError:
             return new.encode("utf-8", "replace")
 
-    def multipart(self, raw: bytes, content_type: str, st: _Row) -> bytes:
+    def multipart(self, raw: bytes, content_type: str, st: RowTally) -> bytes:
         """Text fields and text-typed files of a multipart body; other parts byte for byte."""
         boundary = None
         for part in content_type.split(";"):
@@ -582,7 +210,7 @@ class Redactor:
                 out.append(b"\r\n")
         return b"".join(out)
 
-    def _part(self, head: bytes, value: bytes, st: _Row) -> bytes:
+    def _part(self, head: bytes, value: bytes, st: RowTally) -> bytes:
         h = head.lower()
         ctype = re.search(rb"content-type:\s*([^\r\n;]+)", h)
         kind = ctype.group(1).strip() if ctype else b""
@@ -605,7 +233,7 @@ class Redactor:
     # --- rows ---
     def apply_row(self, row: dict) -> dict:
         """Redact the content columns of an ``exchanges`` row in place; never raises."""
-        st = _Row()
+        st = RowTally()
         had_body = row.get("request_body") is not None
         self._guard(row, "request_body", st, lambda v: self.json_text(v, st, REQUEST_SKIP_KEYS))
         if row.get("request_raw"):
@@ -642,7 +270,7 @@ class Redactor:
                 row["error_message"] = f"{row.get('error_message') or ''} [{note}]"
         return row
 
-    def _guard(self, row: dict, col: str, st: _Row, fn: Callable) -> None:
+    def _guard(self, row: dict, col: str, st: RowTally, fn: Callable) -> None:
         v = row.get(col)
         if not v:
             return
@@ -654,12 +282,7 @@ class Redactor:
             st.n += 1
 
 
-def _reject(name: str):
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject)
-_SCAN = json.scanner.make_scanner(_DECODER)  # the C scanner: json.loads costs ~3 us per event more
+_SCAN = json.scanner.make_scanner(JSON_DECODER)  # the C scanner: json.loads costs ~3 us per event more
 
 
 def _event_json(value: str):
@@ -674,20 +297,6 @@ def _event_json(value: str):
 
 
 _LINE_END = re.compile(r"(\r\n|\r|\n)")
-# Matching again after a replacement finds what a match's end hid from a rule's look-behind
-# ("a@b.coma@b.co"); replacements are never matched themselves, so this ends, and redacting
-# the result again changes nothing. The bound only matters for rules that match across a
-# placeholder's edge.
-_PASSES = 8
-
-
-def _replace(s: str, spans: list[tuple[int, int, str]]) -> str:
-    out, cur = [], 0
-    for a, b, repl in spans:
-        out += [s[cur:a], repl]
-        cur = b
-    out.append(s[cur:])
-    return "".join(out)
 
 
 def _split_replace(whole: str, pieces: list[str], spans: list[tuple[int, int, str]]) -> list[str]:

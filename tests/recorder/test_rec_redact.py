@@ -16,7 +16,9 @@ from mitmproxy.test import taddons, tflow
 
 from parity.recorder.addon import Recorder
 from parity.recorder.capture import Capture, build_row
-from parity.recorder.redact import BUILTIN, HOOK_ERROR, RedactionError, build, luhn
+from parity.recorder.redact import build
+from parity.recorder.redact_text import HOOK_ERROR
+from parity.recorder.redaction_rules import BUILTIN, RedactionError, luhn
 from parity.store.segments import segment_root
 from parity.store.store import connect, init_catalog
 from parity.store.writer import BatchWriter
