@@ -2,206 +2,25 @@
 
 The addon fills a :class:`Capture` on the event loop with references only (headers,
 raw bytes, timestamps); :meth:`Capture.__call__` runs on the writer thread and does all
-the work: decoding, SSE parsing, reassembly, secret stripping.
+the work: decoding (``content_encoding.py``), SSE parsing, reassembly, JSON the store takes
+(``json_body.py``), scrubbing the request's own credentials (``scrub.py``).
 """
 
 from __future__ import annotations
 
-import base64
-import gzip
-import hashlib
 import json
 import uuid
-import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
-from parity.wire.credentials import (
-    REDACTED,
-    REQUEST_HEADERS_KEPT,
-    RESPONSE_HEADERS_KEPT,
-    SECRET_HEADERS,
-    SECRET_QUERY,
-    clean_query,
-)
+from parity.recorder.content_encoding import decode_body, decode_chunks
+from parity.recorder.json_body import error_message_of, error_type_of, json_or_none, storable_json
+from parity.recorder.scrub import credential_values, fingerprint, scrub
+from parity.wire.credentials import REQUEST_HEADERS_KEPT, RESPONSE_HEADERS_KEPT, clean_query
 from parity.wire.endpoints import classify
 from parity.wire.reassemble import dumps, extract_usage, finish_reason, reassemble
 from parity.wire.sse import parse_all
-
-
-def fingerprint(headers: dict[str, str], salt: bytes) -> str | None:
-    """Salted hash prefix of the API key, to group traffic by key without storing it."""
-    for name in ("authorization", "api-key", "x-api-key", "x-goog-api-key"):
-        v = headers.get(name)
-        if v:
-            key = v.split(" ", 1)[1] if v.lower().startswith("bearer ") else v
-            return hashlib.sha256(salt + key.strip().encode()).hexdigest()[:16]
-    return None
-
-
-_SCRUBBED = (
-    "query",
-    "request_body",
-    "request_headers",
-    "response_body",
-    "response_raw",
-    "response_headers",
-    "error_message",
-    "request_raw",
-    "response_raw_bytes",
-)
-
-
-def credential_values(headers: dict[str, str], query: str) -> list[str]:
-    """The secrets this request carried (keys, tokens), so that echoes of them can be scrubbed."""
-    vals = []
-    for name in SECRET_HEADERS:
-        v = headers.get(name)
-        if v and name not in ("cookie", "set-cookie"):
-            vals.append(v.split(" ", 1)[1] if v.lower().startswith(("bearer ", "basic ")) else v)
-    if query:
-        vals += [v for k, v in parse_qsl(query, keep_blank_values=True) if k.lower() in SECRET_QUERY]
-    # Short values would scrub ordinary text; real keys are long.
-    return sorted({v.strip() for v in vals if len(v.strip()) >= 8}, key=len, reverse=True)
-
-
-def scrub(row: dict, secrets: list[str]) -> None:
-    """Replace every echo of the request's own credentials (an error body quoting the key...) in ``row``."""
-    for k in _SCRUBBED:
-        v = row.get(k)
-        if not v:
-            continue
-        for sec in secrets:
-            if isinstance(v, str):
-                if sec in v:
-                    v = v.replace(sec, REDACTED)
-            elif isinstance(v, (bytes, bytearray)):
-                b = sec.encode()
-                if b in v:
-                    v = v.replace(b, REDACTED.encode())
-        row[k] = v
-
-
-def decode_body(raw: bytes, encoding: str | None) -> tuple[bytes, str | None]:
-    """Undo content-encoding (gzip, deflate, br, zstd); returns (bytes, error or None).
-
-    A corrupt or truncated body gives back the raw bytes with an error, never a silent partial.
-    """
-    enc = (encoding or "").strip().lower()
-    if not raw or enc in ("", "identity"):
-        return raw, None
-    try:
-        if enc in ("gzip", "x-gzip"):
-            return gzip.decompress(raw), None
-        if enc == "deflate":
-            try:
-                return zlib.decompress(raw), None
-            except zlib.error:
-                return zlib.decompress(raw, -zlib.MAX_WBITS), None
-        if enc == "br":
-            import brotli
-
-            return brotli.decompress(raw), None
-        if enc == "zstd":
-            return _zstd_frames(raw), None
-    except Exception as e:  # corrupt or truncated compressed body: keep the raw bytes
-        return raw, f"undecodable {enc} body: {e}"
-    return raw, f"unknown content-encoding {enc}"
-
-
-def _zstd_frames(raw: bytes) -> bytes:
-    """All zstd frames of ``raw``; a cut frame is an error (decompressobj alone would return b'')."""
-    import zstandard
-
-    out, data = [], raw
-    while data:
-        d = zstandard.ZstdDecompressor().decompressobj()
-        out.append(d.decompress(data))
-        if not d.eof:
-            raise ValueError("truncated zstd frame")
-        data = d.unused_data
-    return b"".join(out)
-
-
-class _Incremental:
-    """Decode one content-encoding read by read; ``finished`` says whether the stream ended cleanly."""
-
-    def __init__(self, enc: str) -> None:
-        self.enc = enc
-        self._d = None
-        if enc in ("gzip", "x-gzip"):
-            self._d = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)
-        elif enc == "br":
-            import brotli
-
-            self._d = brotli.Decompressor()
-        elif enc == "zstd":
-            import zstandard
-
-            self._d = zstandard.ZstdDecompressor().decompressobj()
-
-    def feed(self, data: bytes) -> bytes:
-        if self.enc == "deflate" and self._d is None:  # zlib-wrapped per the RFC, raw in some servers
-            try:
-                d = zlib.decompressobj()
-                out = d.decompress(data)
-                self._d = d
-                return out
-            except zlib.error:
-                self._d = zlib.decompressobj(-zlib.MAX_WBITS)
-        if self.enc == "br":
-            return self._d.process(data)
-        # gzip members and zstd frames may be concatenated (RFC 1952 2.2, RFC 8878 3): after the
-        # end of one, go on with a fresh decoder on whatever follows, in this read or the next.
-        multi = self.enc in ("gzip", "x-gzip", "zstd")
-        if multi and data and self._d.eof:
-            self._d = self._fresh()
-        out = self._d.decompress(data)
-        while multi and self._d.eof and self._d.unused_data:
-            rest = self._d.unused_data
-            self._d = self._fresh()
-            out += self._d.decompress(rest)
-        return out
-
-    def _fresh(self):
-        if self.enc == "zstd":
-            import zstandard
-
-            return zstandard.ZstdDecompressor().decompressobj()
-        return zlib.decompressobj(wbits=zlib.MAX_WBITS | 32)
-
-    @property
-    def finished(self) -> bool:
-        if self._d is None:
-            return False
-        if self.enc == "br":
-            return self._d.is_finished()
-        return bool(self._d.eof)
-
-
-def decode_chunks(
-    chunks: list[tuple[float, bytes]], encoding: str | None
-) -> tuple[list[tuple[float, bytes]], str | None]:
-    """Undo content-encoding read by read, keeping each read's arrival time."""
-    enc = (encoding or "").strip().lower()
-    if enc in ("", "identity"):
-        return chunks, None
-    if enc not in ("gzip", "x-gzip", "deflate", "br", "zstd"):
-        return chunks, f"unknown content-encoding {enc}"
-    dec = _Incremental(enc)
-    out: list[tuple[float, bytes]] = []
-    try:
-        for t, data in chunks:
-            piece = dec.feed(data)
-            if piece:
-                out.append((t, piece))
-    except Exception as e:  # corrupt compressed stream: keep what decoded, say so
-        return out, f"undecodable {enc} stream: {e}"
-    if chunks and not dec.finished:
-        return out, f"{enc} stream ended before its end marker"
-    return out, None
 
 
 def header_dict(headers: Any) -> dict[str, str]:
@@ -229,62 +48,6 @@ def header_dict(headers: Any) -> dict[str, str]:
         k = str(k).lower()
         out[k] = f"{out[k]}, {v}" if k in out else str(v)
     return out
-
-
-def _json_or_none(data: bytes) -> tuple[object | None, str | None]:
-    """Parse JSON strictly (no NaN/Infinity, which DuckDB's JSON type rejects)."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None, "invalid_utf8"
-    try:
-        return _DECODER.decode(text), None
-    except (ValueError, RecursionError):
-        return None, "invalid_json"
-
-
-def _reject(name: str):
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject)  # one instance: json.loads(..., kw) builds one per call
-
-
-def storable_json(text: str, parsed: object) -> tuple[str | None, bool]:
-    """JSON text DuckDB's JSON type accepts: ``text`` itself, or (rarely) a re-encoding.
-
-    Python accepts an unpaired surrogate escape such as ``"\\ud800"``; DuckDB rejects it, and one
-    such cell would make every query on the column fail for the whole store. Only then is the
-    text re-encoded, with U+FFFD for the lone surrogates; returns (text, altered).
-    """
-    if "\\ud" not in text and "\\uD" not in text:
-        return text, False
-    try:
-        again = json.dumps(parsed, ensure_ascii=False, separators=(",", ":"))
-    except (ValueError, RecursionError):
-        return text, False
-    try:
-        again.encode("utf-8")
-        return text, False  # only valid surrogate pairs
-    except UnicodeEncodeError:
-        pass
-    try:
-        return dumps(parsed), True
-    except ValueError:
-        return None, True  # the caller keeps the raw bytes
-
-
-def _error_type(status: int | None, body: object) -> str | None:
-    if status is None or status < 400:
-        return None
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict):
-            for k in ("type", "code"):
-                v = err.get(k)
-                if v not in (None, ""):
-                    return str(v)
-    return f"http_{status}"
 
 
 @dataclass
@@ -448,7 +211,7 @@ def _request_fields(row: dict, c: Capture, req_h: dict, req_ct: str, limit: int 
     req_json = None
     ct = req_ct.lower()
     if raw_req and "multipart/" not in ct and not cut:
-        req_json, jerr = _json_or_none(raw_req)
+        req_json, jerr = json_or_none(raw_req)
         if jerr and "json" in ct:
             errors.append((f"request_{jerr}", f"request body is not valid JSON ({len(raw_req)} bytes)"))
     if isinstance(req_json, (dict, list)):
@@ -517,7 +280,7 @@ def _response_fields(
         if row["status"] is not None and row["status"] >= 400:
             errors.insert(0, (f"http_{row['status']}", "empty error body"))
         return cut
-    parsed, jerr = (None, "truncated") if cut else _json_or_none(body_bytes)
+    parsed, jerr = (None, "truncated") if cut else json_or_none(body_bytes)
     if isinstance(parsed, (dict, list)):
         row["response_body"], altered = storable_json(body_bytes.decode("utf-8"), parsed)
         if altered:
@@ -531,9 +294,9 @@ def _response_fields(
             reasoning_tokens=u.reasoning,
             finish_reason=finish_reason(body),
         )
-        et = _error_type(row["status"], parsed)
+        et = error_type_of(row["status"], parsed)
         if et:
-            errors.insert(0, (et, _error_message(parsed)))
+            errors.insert(0, (et, error_message_of(parsed)))
         return cut
     try:
         row["response_raw"] = body_bytes.decode("utf-8")
@@ -546,16 +309,6 @@ def _response_fields(
     elif jerr and jerr != "truncated" and "json" in resp_ct:
         errors.append((f"response_{jerr}", f"response body is not valid JSON ({len(body_bytes)} bytes)"))
     return cut
-
-
-def _error_message(body: object) -> str | None:
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict) and err.get("message") is not None:
-            return str(err.get("message"))[:2000]
-        if isinstance(err, str):
-            return err[:2000]
-    return None
 
 
 def _stream_family(endpoint: str, events: list) -> str | None:
@@ -649,7 +402,3 @@ def _multipart_field(raw: bytes, content_type: str, name: str) -> str | None:
         if sep and needle in head and b"filename=" not in head:
             return value.rstrip(b"\r\n").decode("utf-8", errors="replace")[:256]
     return None
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()

@@ -35,7 +35,8 @@ import zstandard
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from parity.recorder.capture import Capture, build_row, decode_body, decode_chunks
+from parity.recorder.capture import Capture, build_row
+from parity.recorder.content_encoding import decode_body, decode_chunks
 from parity.store.schema import JSON_COLUMNS
 from parity.store.segments import rows_to_table
 from parity.wire.endpoints import ENDPOINTS
@@ -511,7 +512,7 @@ def test_one_fault_gives_its_error_type_and_keeps_the_rest(prop_count, case: Cas
 @given(case=cases(["resp_decode_truncated"]))
 def test_truncated_compressed_body_is_a_decode_error(prop_count, case: Case) -> None:
     """Found by this suite: a cut zstd body decoded to b'' with no error (decompressobj() does not
-    complain about a missing frame end); fixed in recorder/capture.py decode_body since."""
+    complain about a missing frame end); fixed in recorder/content_encoding.py decode_body since."""
     prop_count()
     check_case(case)
 

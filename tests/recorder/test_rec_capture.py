@@ -12,7 +12,8 @@ import pytest
 import zstandard
 from mitmproxy.http import Headers
 
-from parity.recorder.capture import Capture, build_row, decode_chunks, header_dict
+from parity.recorder.capture import Capture, build_row, header_dict
+from parity.recorder.content_encoding import decode_chunks
 from parity.store.schema import EXCHANGES
 from parity.wire.credentials import clean_query
 
