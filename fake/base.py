@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import content as C
+from .plans import forced_name
 
 
 class ApiError(Exception):
@@ -146,7 +146,7 @@ def function_tools(tools: Any, nested: bool) -> list[dict[str, Any]]:
 
 def check_forced(tool_choice: Any, tools: list[dict[str, Any]]) -> None:
     """400 when tool_choice names a function that is not among the tools."""
-    name = C.forced_name(tool_choice)
+    name = forced_name(tool_choice)
     if name is not None and name not in {t["name"] for t in tools}:
         raise ApiError(
             400,

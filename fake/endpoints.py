@@ -11,8 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from . import content as C
+from . import media as M
 from . import wire as W
 from .base import ApiError, Ctx, check_forced, function_tools, int_param, stop_list
+from .plans import ChoicePlan, GenRequest, plan_choices
 from .profiles import Profile
 
 DEFAULT_MODELS = (
@@ -47,11 +49,11 @@ class Endpoints:
         raise NotImplementedError
 
     # --- text generation endpoints ----------------------------------------------------------------
-    def _gen_request(self, ctx: Ctx, *, n: int, max_tokens: int | None, stop: list[str]) -> C.GenRequest:
+    def _gen_request(self, ctx: Ctx, *, n: int, max_tokens: int | None, stop: list[str]) -> GenRequest:
         p = self.profile
         if p.ignore_params:  # a provider that silently drops these
             n, max_tokens, stop = 1, None, []
-        return C.GenRequest(
+        return GenRequest(
             seed=C.request_seed(ctx.body, p.seed),
             n=n,
             max_tokens=max_tokens,
@@ -64,8 +66,8 @@ class Endpoints:
         rid = prefix + C.short_id(C.stable_hash(self.profile.seed, ctx.seq, prefix), n)
         return {"id": rid, "created": int(time.time()), "model": ctx.model}
 
-    def _plan(self, req: C.GenRequest) -> list[C.ChoicePlan]:
-        return C.plan_choices(req, self.profile.answer_min_tokens, self.profile.answer_max_tokens)
+    def _plan(self, req: GenRequest) -> list[ChoicePlan]:
+        return plan_choices(req, self.profile.answer_min_tokens, self.profile.answer_max_tokens)
 
     @staticmethod
     def _fingerprint(model: str) -> str:
@@ -88,7 +90,7 @@ class Endpoints:
         """Token counts as usage reports them (0 and 0 under the zero_usage quirk)."""
         return (0, 0) if self.profile.zero_usage else (prompt, completion)
 
-    def _steps_of(self, ctx: Ctx, plans: list[C.ChoicePlan]) -> int:
+    def _steps_of(self, ctx: Ctx, plans: list[ChoicePlan]) -> int:
         return max(len(W.plan_chunks(pl, ctx.chunk_tokens)) for pl in plans)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -155,7 +157,7 @@ class Endpoints:
         req = self._gen_request(
             ctx, n=n, max_tokens=int_param(b, "max_tokens", 16, 0), stop=stop_list(b.get("stop"))
         )
-        plans: list[C.ChoicePlan] = []
+        plans: list[ChoicePlan] = []
         for i in range(len(texts)):
             req.seed = C.stable_hash(C.request_seed(b, self.profile.seed), i)
             plans += self._plan(req)
@@ -256,16 +258,16 @@ class Endpoints:
                 param="encoding_format",
                 code="invalid_value",
             )
-        native = C.model_dims(ctx.model)
+        native = M.model_dims(ctx.model)
         dims = int_param(b, "dimensions", None, 1, native)
         data = []
         for i, text in enumerate(texts):
-            vec = C.embed(text, ctx.model, dims)
+            vec = M.embed(text, ctx.model, dims)
             data.append(
                 {
                     "object": "embedding",
                     "index": i,
-                    "embedding": C.embedding_b64(vec) if enc == "base64" else vec.tolist(),
+                    "embedding": M.embedding_b64(vec) if enc == "base64" else vec.tolist(),
                 }
             )
         obj = {
@@ -291,7 +293,7 @@ class Endpoints:
                 param="response_format",
                 code="invalid_value",
             )
-        tr = C.transcribe(upload["data"], self.profile.seed)
+        tr = M.transcribe(upload["data"], self.profile.seed)
         translate = request.path.endswith("/translations")
         usage = {"type": "duration", "seconds": math.ceil(tr.duration)}
         obj: Any
@@ -300,7 +302,7 @@ class Endpoints:
         elif fmt == "text":
             obj = tr.text + "\n"
         elif fmt in ("srt", "vtt"):
-            obj = C.subtitles(tr, fmt)
+            obj = M.subtitles(tr, fmt)
         else:
             obj = {
                 "task": "translate" if translate else "transcribe",
@@ -330,13 +332,13 @@ class Endpoints:
                 param="response_format",
                 code="invalid_value",
             )
-        w, h = C.image_size(b.get("size"))
+        w, h = M.image_size(b.get("size"))
         seed = C.request_seed(b, self.profile.seed)
         data = []
         for i in range(n):
-            rgb = C.colour_for(C.stable_hash(seed, i))
+            rgb = M.colour_for(C.stable_hash(seed, i))
             if fmt == "b64_json":
-                item = {"b64_json": base64.b64encode(C.make_png(w, h, rgb)).decode()}
+                item = {"b64_json": base64.b64encode(M.make_png(w, h, rgb)).decode()}
             else:
                 # Served by this fake (GET /v1/fake-images/...), at the address the client used.
                 item = {
@@ -352,9 +354,9 @@ class Endpoints:
         m = re.fullmatch(r"(\d{1,4})x(\d{1,4})-([0-9a-f]{6})\.png", request.match_info["name"])
         if not m:
             raise ApiError(404, f"Invalid URL (GET {request.path})")
-        w, h = C.image_size(f"{m.group(1)}x{m.group(2)}")
+        w, h = M.image_size(f"{m.group(1)}x{m.group(2)}")
         rgb = tuple(bytes.fromhex(m.group(3)))
-        return web.Response(body=C.make_png(w, h, (rgb[0], rgb[1], rgb[2])), content_type="image/png")
+        return web.Response(body=M.make_png(w, h, (rgb[0], rgb[1], rgb[2])), content_type="image/png")
 
     async def _moderations(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/moderations."""
@@ -372,7 +374,7 @@ class Endpoints:
         obj = {
             "id": self._head(ctx, "modr-")["id"],
             "model": model,
-            "results": [C.moderate(t) for t in texts],
+            "results": [M.moderate(t) for t in texts],
         }
         return await self._send_json(request, ctx, obj)
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from .content import ChoicePlan, chunk_pieces
+from .plans import ChoicePlan, chunk_pieces
 from .profiles import Profile
 
 _PAD = "qZ3xV9kLm2TsR8wYc4NbH7dFg"

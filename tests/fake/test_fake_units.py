@@ -15,6 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parity.fake import content as C
+from parity.fake import media as M
+from parity.fake import plans as P
 from parity.fake.profiles import (
     GATEWAY_QUIRKS,
     LEGACY_QUIRKS,
@@ -107,15 +109,15 @@ def test_gen_from_schema_validates(schema: dict) -> None:
 
 
 def test_tool_plan_fragments_and_token_accounting() -> None:
-    req = C.GenRequest(
+    req = P.GenRequest(
         seed=9, tools=[{"name": "get_weather", "parameters": PERSON_SCHEMA}], tool_choice="required"
     )
-    (plan,) = C.plan_choices(req, 20, 300)
+    (plan,) = P.plan_choices(req, 20, 300)
     call = plan.tool_calls[0]
     assert "".join(call.pieces) == call.arguments and plan.finish_reason == "tool_calls"
     assert plan.completion_tokens == C.count_tokens("get_weather") + C.count_tokens(call.arguments)
-    cut = C.plan_choices(
-        C.GenRequest(seed=9, tools=req.tools, tool_choice="required", max_tokens=6), 20, 300
+    cut = P.plan_choices(
+        P.GenRequest(seed=9, tools=req.tools, tool_choice="required", max_tokens=6), 20, 300
     )[0]
     assert cut.finish_reason == "length" and cut.completion_tokens == 6
     assert call.arguments.startswith(cut.tool_calls[0].arguments)
@@ -123,33 +125,33 @@ def test_tool_plan_fragments_and_token_accounting() -> None:
 
 # --- embeddings, audio, images -----------------------------------------------------------------------
 def test_embeddings_unit_deterministic_and_similar() -> None:
-    a = C.embed("the cat sat on the mat", "text-embedding-3-small")
+    a = M.embed("the cat sat on the mat", "text-embedding-3-small")
     assert a.dtype == np.float32 and a.shape == (1536,) and abs(float(np.linalg.norm(a)) - 1) < 1e-5
-    assert np.array_equal(a, C.embed("the cat sat on the mat", "text-embedding-3-small"))
-    near = C.embed("the cat sat on a mat", "text-embedding-3-small")
-    far = C.embed("quarterly revenue grew", "text-embedding-3-small")
+    assert np.array_equal(a, M.embed("the cat sat on the mat", "text-embedding-3-small"))
+    near = M.embed("the cat sat on a mat", "text-embedding-3-small")
+    far = M.embed("quarterly revenue grew", "text-embedding-3-small")
     assert float(a @ near) > 0.6 > 0.2 > float(a @ far)
-    short = C.embed("the cat sat on the mat", "text-embedding-3-small", 64)
+    short = M.embed("the cat sat on the mat", "text-embedding-3-small", 64)
     assert short.shape == (64,) and float(short @ (a[:64] / np.linalg.norm(a[:64]))) > 0.9999
-    assert C.embed("x", "text-embedding-3-large").shape == (3072,)
-    decoded = np.frombuffer(__import__("base64").b64decode(C.embedding_b64(a)), dtype="<f4")
+    assert M.embed("x", "text-embedding-3-large").shape == (3072,)
+    decoded = np.frombuffer(__import__("base64").b64decode(M.embedding_b64(a)), dtype="<f4")
     assert np.array_equal(decoded, a)
 
 
 def test_audio_duration_and_transcript() -> None:
-    assert C.audio_duration(wav_bytes(2.5)) == 2.5
-    assert C.audio_duration(wav_bytes(1.0, rate=8000)) == 1.0
-    assert C.audio_duration(b"\xff\xfb" + bytes(31998)) == 2.0  # not WAV: 128 kbit/s estimate
-    tr = C.transcribe(wav_bytes(6.0), 0)
-    assert tr.text == C.transcribe(wav_bytes(6.0), 0).text != C.transcribe(wav_bytes(6.1), 0).text
+    assert M.audio_duration(wav_bytes(2.5)) == 2.5
+    assert M.audio_duration(wav_bytes(1.0, rate=8000)) == 1.0
+    assert M.audio_duration(b"\xff\xfb" + bytes(31998)) == 2.0  # not WAV: 128 kbit/s estimate
+    tr = M.transcribe(wav_bytes(6.0), 0)
+    assert tr.text == M.transcribe(wav_bytes(6.0), 0).text != M.transcribe(wav_bytes(6.1), 0).text
     assert tr.segments[0]["start"] == 0 and tr.segments[-1]["end"] == pytest.approx(6.0)
     assert 10 <= len(tr.words) <= 25
-    vtt = C.subtitles(tr, "vtt")
+    vtt = M.subtitles(tr, "vtt")
     assert vtt.startswith("WEBVTT\n\n00:00:00.000 --> ")
 
 
 def test_png_is_valid() -> None:
-    png = C.make_png(7, 3, (10, 20, 30))
+    png = M.make_png(7, 3, (10, 20, 30))
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     pos, chunks = 8, {}
     while pos < len(png):
@@ -160,17 +162,17 @@ def test_png_is_valid() -> None:
         pos += 12 + length
     assert struct.unpack(">II", chunks[b"IHDR"][:8]) == (7, 3)
     assert zlib.decompress(chunks[b"IDAT"]) == (b"\x00" + bytes([10, 20, 30]) * 7) * 3
-    assert C.image_size("256x512") == (256, 512) and C.image_size("auto") == (1024, 1024)
+    assert M.image_size("256x512") == (256, 512) and M.image_size("auto") == (1024, 1024)
 
 
 def test_moderation() -> None:
-    bad = C.moderate("I will kill them")
+    bad = M.moderate("I will kill them")
     assert (
         bad["flagged"]
         and bad["categories"]["violence"]
-        and set(bad["categories"]) == set(C.MODERATION_CATEGORIES)
+        and set(bad["categories"]) == set(M.MODERATION_CATEGORIES)
     )
-    assert not C.moderate("lovely weather")["flagged"]
+    assert not M.moderate("lovely weather")["flagged"]
 
 
 # --- profiles --------------------------------------------------------------------------------------
