@@ -35,7 +35,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchkit import cpu_seconds, free_port, stop_proc, wait_port
+from benchkit import cpu_seconds, stop_proc
+
+from parity.procs import free_port, wait_port
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -144,7 +146,7 @@ def start_recorder(name: str, db: Path, upstream: str, work: Path) -> Rec:
             argv, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     rec = Rec(name, port, db, proc, log)
-    wait_port(port, proc)
+    wait_port(port, proc, timeout=60.0)
     return rec
 
 
@@ -299,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
             lb = subprocess.Popen(
                 [haproxy, "-db", "-f", str(cfg)], stdout=fh, stderr=subprocess.STDOUT, start_new_session=True
             )
-        wait_port(fe1, lb)
-        wait_port(fe2, lb)
+        wait_port(fe1, lb, timeout=60.0)
+        wait_port(fe2, lb, timeout=60.0)
         version = subprocess.run([haproxy, "-v"], capture_output=True, text=True).stdout.splitlines()[0]
         time.sleep(1.0)  # the recorders' writer processes finish starting
         variants = {

@@ -35,7 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit import cpu_seconds, free_port, stop_proc, wait_port
+from benchkit import cpu_seconds, stop_proc
+
+from parity.procs import free_port, wait_port
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -174,7 +176,7 @@ async def _serve_upstream(port: int) -> None:
 def start(argv: list[str], port: int, log: Path) -> subprocess.Popen:
     with open(log, "ab") as fh:
         proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
-    wait_port(port, proc)
+    wait_port(port, proc, timeout=60.0)
     return proc
 
 

@@ -48,7 +48,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchkit import free_port, stop_proc
+from benchkit import stop_proc
+
+from parity.procs import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:

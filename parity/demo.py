@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from parity.procs import free_port, wait_port
 
 # name -> (fake profile and overrides, model mapping, pricing TOML lines, what it stands for)
 _MAPS = {
@@ -103,23 +103,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_demo)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited early with {proc.returncode}: {' '.join(proc.args)}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
-
-
 class Processes:
     """Child processes that are always stopped, in reverse order."""
 
@@ -151,7 +134,7 @@ class Processes:
 
 
 def _fake(procs: Processes, out: Path, name: str, profile: str, overrides: dict[str, str]) -> tuple[str, int]:
-    port = _free_port()
+    port = free_port()
     args = [
         sys.executable,
         "-m",
@@ -166,7 +149,7 @@ def _fake(procs: Processes, out: Path, name: str, profile: str, overrides: dict[
     for k, v in overrides.items():
         args += ["--set", f"{k}={v}"]
     p = procs.start(args, out / f"{name}.log")
-    _wait_port(port, p)
+    wait_port(port, p)
     return f"http://127.0.0.1:{port}/v1", port
 
 
@@ -205,7 +188,7 @@ def cmd_demo(args) -> int:
     env_note = "(offline: every server is on 127.0.0.1)"
     with Processes() as procs:
         prod_url, _ = _fake(procs, out, "production", "openai-like", {"time_scale": "0.25"})
-        port = _free_port()
+        port = free_port()
         rec = procs.start(
             [
                 sys.executable,
@@ -224,7 +207,7 @@ def cmd_demo(args) -> int:
             ],
             out / "recorder.log",
         )
-        _wait_port(port, rec)
+        wait_port(port, rec)
         print(f"[1/4] recording {args.requests} requests through parity record {env_note}", flush=True)
         stats = asyncio.run(run_workload(f"http://127.0.0.1:{port}/v1", n=args.requests, concurrency=8))
         time.sleep(0.7)  # one flush interval

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,32 +17,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from parity.procs import free_port, wait_port
+
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 VENV_BIN = Path(PYTHON).parent
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (small race: bind soon after)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def wait_port(
-    port: int, host: str = "127.0.0.1", timeout: float = 20.0, proc: subprocess.Popen | None = None
-):
-    """Block until something accepts connections on ``port``; fail early if ``proc`` died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        try:
-            socket.create_connection((host, port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout} s")
 
 
 @dataclass

@@ -13,7 +13,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -296,12 +295,6 @@ def wait_for(cond, timeout: float = 10.0, every: float = 0.05) -> bool:
 
 def parity_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "parity.cli", *args]
-
-
-def port_free() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- sending through recorders

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
 
+from parity.procs import free_port
 from parity.replayer.client import Capture, ProviderClient
 from parity.replayer.config import parse_config
 from parity.replayer.failures import CellOutcome, diagnose
@@ -98,9 +99,7 @@ def _attempt(base_url: str, **keys) -> tuple[str | None, str | None, int]:
 
 
 def test_connection_refused_names_host_and_port() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     etype, msg, n = _attempt(f"http://127.0.0.1:{port}/v1")
     assert etype == "connection_error" and n == 2  # retried, as the SDK does
     assert reason_of(msg) == f"connection refused at 127.0.0.1:{port}"

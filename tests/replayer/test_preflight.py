@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from replayhelpers import providers_file
-from test_replay_failures import N_CHAT, N_EMB, NoEmbeddings, _dead_port, _query, _replay, workload  # noqa: F401
+from test_replay_failures import N_CHAT, N_EMB, NoEmbeddings, _query, _replay, workload  # noqa: F401
 
 from parity.cli import main
 from parity.fake.server import FakeProvider
+from parity.procs import free_port
 from parity.replayer.resume import plan_path
 from parity.store.segments import segment_root
 
@@ -73,7 +74,7 @@ def _healthy(db: Path, tmp_path: Path, healthy: FakeProvider, monkeypatch, capsy
 
 
 def test_dead_port_names_the_reason_and_host_port(db: Path, tmp_path: Path, healthy, capsys) -> None:
-    port = _dead_port()
+    port = free_port()  # nothing listens there
     pf = providers_file(
         tmp_path, _table("good", healthy.base_url) + _table("dead", f"http://127.0.0.1:{port}/v1")
     )
@@ -168,7 +169,7 @@ def test_bad_input_is_one_line_and_exit_2(db: Path, tmp_path: Path, capsys) -> N
 
 
 def test_replay_refuses_before_sending_anything(db: Path, tmp_path: Path, healthy, capsys) -> None:
-    port = _dead_port()
+    port = free_port()  # nothing listens there
     pf = providers_file(
         tmp_path, _table("good", healthy.base_url) + _table("dead", f"http://127.0.0.1:{port}/v1")
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from replayhelpers import (
 )
 
 from parity.cli import main
+from parity.procs import free_port
 from parity.replayer.mapping import apply_changes
 from parity.store.segments import segment_root
 from parity.store.store import connect
@@ -441,9 +441,7 @@ def test_bad_selection_and_run_names(db: Path, tmp_path: Path, fakes, capsys) ->
 
 def test_provider_failures_are_data(db: Path, tmp_path: Path, fakes, capsys) -> None:
     write_exchanges(db, make_chat_workload(3))
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # nobody listens there
     fp = fakes("ok", "instant", ttft_ms=5)
     pf = providers_file(
         tmp_path,

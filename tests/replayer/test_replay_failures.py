@@ -4,7 +4,6 @@ answered nothing, and tells a wrong base_url and an unsupported endpoint apart (
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from replayhelpers import (
 
 from parity.cli import main
 from parity.fake.server import FakeProvider
+from parity.procs import free_port
 from parity.replayer.failures import EXIT_PROVIDER_DEAD
 from parity.store.store import connect
 
@@ -46,13 +46,6 @@ def _query(db: Path, sql: str, params: list | None = None) -> list[tuple]:
         return con.execute(sql, params or []).fetchall()
     finally:
         con.close()
-
-
-def _dead_port() -> int:
-    """A 127.0.0.1 port nothing listens on."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _replay(db: Path, pf: Path, run: str, *extra: str) -> int:
@@ -95,7 +88,7 @@ def test_dead_provider_wrong_base_url_and_unsupported_endpoint(
 ) -> None:
     good, nov1 = fakes("good", "instant"), fakes("nov1", "instant")
     root_url = nov1.base_url.removesuffix("/v1")
-    port = _dead_port()
+    port = free_port()  # nothing listens there
     pf = providers_file(
         tmp_path,
         fake_table("good", good)
@@ -221,7 +214,7 @@ def _replay_process(db: Path, pf: Path, run: str, *extra: str) -> subprocess.Com
 def test_a_resumed_run_judges_the_whole_run(db: Path, tmp_path: Path, fakes, workload) -> None:
     """--max-cost stops the first part; the resume's summary counts the cells of both parts."""
     good = fakes("good", "instant")
-    port = _dead_port()
+    port = free_port()  # nothing listens there
     pf = providers_file(
         tmp_path,
         fake_table("good", good, "[good.pricing]\ninput_per_1m = 1000.0\noutput_per_1m = 1000.0")
