@@ -19,8 +19,12 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # Lazy, so `python -m parity.fake.server` does not import the server module twice (runpy warning).
-    if name in ("FakeProvider", "main"):
-        from . import server
+    if name == "FakeProvider":
+        from .server import FakeProvider
 
-        return getattr(server, name)
+        return FakeProvider
+    if name == "main":
+        from .cli import main
+
+        return main
     raise AttributeError(name)

@@ -10,8 +10,9 @@ import openai
 import pytest
 from fakehelpers import client_for, load_corpus, post_raw, sse_events
 
+from parity.fake.cli import main
 from parity.fake.profiles import OPENAI_MODEL_PATTERNS, PROFILES
-from parity.fake.server import FakeProvider, main
+from parity.fake.server import FakeProvider
 
 pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
 

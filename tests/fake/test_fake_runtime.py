@@ -15,7 +15,8 @@ import openai
 import pytest
 from fakehelpers import HTTP, post_raw, wav_bytes
 
-from parity.fake.server import FakeProvider, main
+from parity.fake.cli import main
+from parity.fake.server import FakeProvider
 
 pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
 
