@@ -198,7 +198,6 @@ _CHECKS = (
 )
 CATALOGUE: dict[str, Check] = {c.name: c for c in _CHECKS}
 CHECKS: dict[str, str] = {c.name: c.what for c in _CHECKS}
-FAILING = tuple(c.name for c in _CHECKS if c.severity == "failure")
 # checks counted per model or provider rather than per cell
 NOT_PER_CELL = ("models_listed", "cold_start")
 CELL_CHECKS = [c for c in CHECKS if c not in NOT_PER_CELL]

@@ -190,13 +190,6 @@ def _duration(s: float) -> str:
     return f"{s / 60:.0f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
-def cost_table(
-    costs: pl.DataFrame, baseline: str, month: MonthBasis | None = None, by: Sequence[str] = ("provider",)
-) -> pl.DataFrame:
-    """Per group: totals, cost per success, monthly projection and the paired cost delta vs baseline."""
-    return cost_rollup(cost_sums(costs, baseline, by), month, by)
-
-
 def cost_sums(costs: pl.DataFrame, baseline: str, by: Sequence[str] = ("provider",)) -> pl.DataFrame:
     """Per group, the sums every cost figure is a ratio of (so coarser groups are sums of these).
 

@@ -50,8 +50,6 @@ OPENAI_MODEL_PATTERNS = (
     "davinci-*",
     "babbage-*",
 )
-# Options given in milliseconds/seconds of *behaviour* that time_scale multiplies.
-_SCALED = ("ttft_ms", "itl_ms", "itl_jitter_ms", "cold_start_ms", "cold_idle_s")
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ _COUNTERS = ("written", "spilled", "reimported", "lost", "failures", "segments")
 
 
 class ProcessWriter:
-    """Same interface as BatchWriter (start, put, flush_now, close, stats); the work runs in a child."""
+    """Same interface as BatchWriter (start, put, close, stats); the work runs in a child."""
 
     def __init__(
         self,
@@ -99,9 +99,6 @@ class ProcessWriter:
         self.stats.queued += 1
         if len(self._q) >= 5000:
             self._wake.set()
-
-    def flush_now(self) -> None:
-        self._wake.set()
 
     @property
     def pending(self) -> int:

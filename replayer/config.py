@@ -19,7 +19,6 @@ from parity.replayer.pricing import Pricing
 from parity.wire.endpoints import REPLAYABLE
 
 PRESET_DIR = Path(__file__).with_name("presets")
-RESERVED = ("recorded",)
 _PRICE_FIELDS = (
     "input_per_1m",
     "cached_input_per_1m",

@@ -17,7 +17,6 @@ class RunState:
     """A run's progress as found in the store and its journals."""
 
     exists: bool = False
-    last_state: str | None = None
     config: dict | None = None
     done: set[Key] = field(default_factory=set)
     in_flight: set[Key] = field(default_factory=set)
@@ -58,7 +57,6 @@ def run_state(db: str, root: Path, run_id: str) -> RunState:
         ).fetchall()
         if events:
             st.exists = True
-            st.last_state = events[-1][0]
             configs = [c for _, c in events if c]
             st.config = json.loads(configs[0]) if configs else None
         rows = con.execute(

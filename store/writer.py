@@ -177,10 +177,6 @@ class BatchWriter:
             log.error("parity writer: %d rows could not be written or spilled and are lost", len(self._q))
         return self.stats
 
-    def flush_now(self) -> None:
-        """Ask the thread to flush without waiting for the interval."""
-        self._wake.set()
-
     @property
     def pending(self) -> int:
         """Rows queued and not yet written or spilled."""

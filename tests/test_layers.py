@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 RANK = {"wire": 0, "store": 1, "recorder": 2, "replayer": 2, "fake": 2, "evals": 3}
-APP = 4  # parity/__init__.py, cli.py, demo.py, workload.py
+APP = 4  # parity/__init__.py, cli.py, demo.py, workload.py, procs.py
 BARE = frozenset(RANK)  # the folders' own names, never imported as top-level modules
 ELSEWHERE = ("tests", "bench", "notebooks")  # code that may import any layer, but only as parity.*
 
