@@ -284,15 +284,6 @@ def kill9_tree(proc: subprocess.Popen) -> list[int]:
     return kids
 
 
-def wait_for(cond, timeout: float = 10.0, every: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(every)
-    return bool(cond())
-
-
 def parity_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "parity.cli", *args]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from faultkit import ROOT, markers_in_store, parity_argv, query, send_all
+from waitkit import wait_for
 
 import parity.store.segments as segments
 from parity.store.segments import compact, list_segments, segment_root, write_segment
@@ -74,7 +75,7 @@ def test_compact_while_a_recorder_writes_keeps_every_row_once(fake, run_recorder
     first = [((a, b)[i % 2].base_url, f"mc-{i:04d}", i % 3 == 0) for i in range(120)]
     assert set(asyncio.run(send_all(first, concurrency=8)).values()) == {200}
     assert b.stop() == 0  # b is done; a keeps writing below
-    time.sleep(0.6)  # a's last rows of the first batch are in segments
+    assert wait_for(lambda: len(markers_in_store(db, "mc-")) == 120)  # the first batch is in segments
 
     # a writes continuously (small batches, so many segments) while compaction runs
     later = [(a.base_url, f"mc-{i:04d}", i % 3 == 0) for i in range(120, 420)]

@@ -13,7 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from faultkit import ROOT, exchange_row, fault_servers, kill9_tree, parity_argv, query, wait_for, write_rows
+from faultkit import ROOT, exchange_row, fault_servers, kill9_tree, parity_argv, query, write_rows
+from waitkit import wait_for
 
 from parity.cli import main
 from parity.replayer.failures import EXIT_PROVIDER_DEAD

@@ -33,6 +33,7 @@ import httpx
 import openai
 import pyarrow.parquet as pq
 import pytest
+from waitkit import wait_for
 
 from parity.cli import main as parity_main
 from parity.fake.server import FakeProvider
@@ -241,15 +242,6 @@ def test_replay_scrubs_its_key_even_split_between_reads() -> None:
 
 
 # --- the pipeline -----------------------------------------------------------------------------------
-def _wait(cond, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def _send_app_traffic(base_url: str, phase: str) -> dict[str, int]:
     """The app's requests through the recorder, each carrying keys; returns how many were sent."""
     n = {"requests": 0}
@@ -422,19 +414,23 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, proc_kit) -> SimpleNamesp
             rec = proc_kit.start_proxy(argv, port, out / "logs" / "recorder.log", db=db, env=env, cwd=out)
             try:
                 ns.counts["live"] = _send_app_traffic(rec.base_url, "live")
-                _wait(lambda: any((root / "exchanges").glob("seg-*.parquet")), 10, "a first segment")
+                assert wait_for(lambda: any((root / "exchanges").glob("seg-*.parquet")), 10), (
+                    "timed out waiting for a first segment"
+                )
                 # 2. break the store (a file where the table folder was; chmod does not stop root)
                 table = root / "exchanges"
                 moved = table.with_name("exchanges.moved")
                 table.rename(moved)
                 table.write_text("not a folder")
                 ns.counts["spill"] = _send_app_traffic(rec.base_url, "spill")
-                _wait(lambda: "total spilled" in rec.log(), 15, "the spill")
+                assert wait_for(lambda: "total spilled" in rec.log(), 15), "timed out waiting for the spill"
                 time.sleep(0.4)  # a second spill flush, if the rows spanned two
                 snapshots["spilled"] = sweep_tree(out)
                 table.unlink()
                 moved.rename(table)
-                _wait(lambda: "re-imported" in rec.log(), 15, "the re-import of the spill")
+                assert wait_for(lambda: "re-imported" in rec.log(), 15), (
+                    "timed out waiting for the re-import of the spill"
+                )
                 time.sleep(0.3)
             finally:
                 ns.recorder_rc = rec.stop()
@@ -482,7 +478,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, proc_kit) -> SimpleNamesp
                     start_new_session=True,
                 )
             try:
-                _wait(lambda: _journal_lines(root) >= 8, 40, "journaled replay results")
+                assert wait_for(lambda: _journal_lines(root) >= 8, 40), (
+                    "timed out waiting for journaled replay results"
+                )
                 proc.send_signal(signal.SIGINT)
                 ns.replay_rc = proc.wait(30)
             finally:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from waitkit import wait_for
 
 from parity.store.store import connect, init_catalog
 
@@ -95,7 +96,7 @@ def test_kill_9_loses_at_most_the_last_flush_interval(fake, run_recorder) -> Non
     A segment being written when a process dies is a *.tmp file that readers never see."""
     rec = run_recorder(fake.url, "--flush-interval", "0.5")
     send(rec, 25, "k9")
-    time.sleep(2.0)  # > flush interval + one write, with room for a busy machine
+    wait_count(rec.db, "k9", 25)  # handed over and written: what a kill -9 must not lose
     child = int(re.search(r"writer process (\d+) started", rec.log()).group(1))
     rec.kill9()
     assert rec.proc.returncode == -signal.SIGKILL
@@ -160,17 +161,19 @@ def test_readers_in_another_process_see_rows_while_recording(fake, run_recorder)
         print(json.dumps([a, b, m]))
         """
     )
+    runs: list[subprocess.CompletedProcess] = []
+
+    def read() -> list:
+        runs.append(
+            subprocess.run([sys.executable, "-c", reader], capture_output=True, text=True, timeout=60)
+        )
+        return json.loads(runs[-1].stdout)
+
     for total in (10, 25):
         send(rec, total - (10 if total == 25 else 0), f"live{total}")
-        time.sleep(1.1)  # rows are readable about one flush interval after their response
-        deadline = time.monotonic() + 5  # (more only when the machine is very busy)
-        while True:
-            out = subprocess.run([sys.executable, "-c", reader], capture_output=True, text=True, timeout=60)
-            got = json.loads(out.stdout)
-            if got == [total, total, "gpt-4o-mini"] or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        assert got == [total, total, "gpt-4o-mini"], out.stderr
+        want = [total, total, "gpt-4o-mini"]
+        # rows are readable about one flush interval after their response (more on a busy machine)
+        assert wait_for(lambda want=want: read() == want, timeout=6, every=0.2), runs[-1].stderr
         assert rec.proc.poll() is None  # still recording
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from waitkit import wait_for
 
 import parity.store.writer as writer_mod
 from parity.store.segments import list_segments, segment_root
@@ -24,14 +25,6 @@ def row(i: int) -> dict:
 
 def count(db: Path) -> int:
     return connect(db).execute("SELECT count(DISTINCT id) FROM exchanges").fetchall()[0][0]
-
-
-def wait_for(cond, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -66,11 +59,11 @@ def test_table_folder_replaced_by_a_file_spills_then_reimports(writer, migrated_
     with caplog.at_level(logging.ERROR, "parity.writer"):
         for i in range(5):
             writer.put("exchanges", row(i))
-        wait_for(lambda: writer.stats.spilled == 5)
+        assert wait_for(lambda: writer.stats.spilled == 5)
     assert "STORE WRITE FAILED" in caplog.text and writer.stats.failures >= 1
     assert list((writer.spill_dir / "exchanges").glob("seg-*.parquet"))
     table.unlink()  # the store is writable again; no new traffic is needed
-    wait_for(lambda: writer.stats.reimported == 5)
+    assert wait_for(lambda: writer.stats.reimported == 5)
     assert count(migrated_store) == 5 and writer.stats.lost == 0
     assert not list((writer.spill_dir / "exchanges").glob("seg-*.parquet"))
 
@@ -81,10 +74,10 @@ def test_read_only_table_folder_spills(writer, migrated_store: Path) -> None:
     table.chmod(0o500)
     try:
         writer.put("exchanges", row(1))
-        wait_for(lambda: writer.stats.spilled == 1)
+        assert wait_for(lambda: writer.stats.spilled == 1)
     finally:
         table.chmod(0o700)
-    wait_for(lambda: writer.stats.reimported == 1)
+    assert wait_for(lambda: writer.stats.reimported == 1)
     assert count(migrated_store) == 1
 
 
@@ -101,10 +94,10 @@ def test_disk_full_spills(writer, migrated_store: Path, monkeypatch) -> None:
     monkeypatch.setattr(writer_mod, "write_segment", enospc)
     for i in range(3):
         writer.put("exchanges", row(i))
-    wait_for(lambda: writer.stats.spilled == 3)
+    assert wait_for(lambda: writer.stats.spilled == 3)
     assert "No space left" in writer.stats.last_error
     full["on"] = False
-    wait_for(lambda: writer.stats.reimported == 3)
+    assert wait_for(lambda: writer.stats.reimported == 3)
     assert count(migrated_store) == 3
 
 
@@ -120,10 +113,10 @@ def test_store_and_spill_both_failing_keeps_rows_in_memory(writer, migrated_stor
     monkeypatch.setattr(writer_mod, "write_segment", fail)
     for i in range(4):
         writer.put("exchanges", row(i))
-    wait_for(lambda: writer.stats.failures >= 3)
+    assert wait_for(lambda: writer.stats.failures >= 3)
     assert writer.pending == 4 and writer.stats.lost == 0
     broken["on"] = False
-    wait_for(lambda: writer.stats.written == 4)
+    assert wait_for(lambda: writer.stats.written == 4)
     assert count(migrated_store) == 4
 
 
@@ -131,7 +124,7 @@ def test_a_bad_row_does_not_sink_its_batch_and_is_kept_what_fits(writer, migrate
     writer.put("exchanges", row(1))
     writer.put("exchanges", {**row(2), "status": "not an int", "model": "lone \ud800 surrogate"})
     writer.put("exchanges", row(3))
-    wait_for(lambda: writer.stats.written == 3)
+    assert wait_for(lambda: writer.stats.written == 3)
     assert writer.stats.lost == 0 and count(migrated_store) == 3
     [(status, model, err, msg)] = (
         connect(migrated_store)
@@ -156,7 +149,7 @@ def test_row_builders_run_on_the_writer_thread_with_a_fallback(writer, migrated_
             return {**row(9), "error_type": "recorder_error", "error_message": str(err)}
 
     writer.put("exchanges", Builder())
-    wait_for(lambda: writer.stats.written == 1)
+    assert wait_for(lambda: writer.stats.written == 1)
     assert seen == ["parity-writer"]
     assert connect(migrated_store).execute("SELECT error_type FROM exchanges").fetchall() == [
         ("recorder_error",)
@@ -229,13 +222,13 @@ def test_process_writer_replaces_a_dead_child(migrated_store: Path, tmp_path: Pa
     w = ProcessWriter(segment_root(migrated_store), spill_dir=tmp_path / "spill", interval=0.1)
     w.start()
     w.put("exchanges", row(1))
-    wait_for(lambda: count(migrated_store) == 1)
+    assert wait_for(lambda: count(migrated_store) == 1)
     first = w._proc.pid
     os.kill(first, sig.SIGKILL)  # the child this test started
     w._proc.join(5)
     for i in range(2, 12):
         w.put("exchanges", row(i))
-    wait_for(lambda: count(migrated_store) == 11)
+    assert wait_for(lambda: count(migrated_store) == 11)
     assert w._proc.pid != first
     assert w.close().lost == 0
 

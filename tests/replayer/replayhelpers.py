@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -163,12 +162,3 @@ def fake_table(name: str, fp: FakeProc, extra: str = "", models: str | None = '{
     if models:
         head += f"models = {models}\n"
     return f"\n{head}{extra}\n"
-
-
-def wait_for(cond, timeout: float = 10.0, every: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(every)
-    return cond()

@@ -12,7 +12,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from replayhelpers import ROOT, fake_table, make_chat_workload, providers_file, wait_for, write_exchanges
+from replayhelpers import ROOT, fake_table, make_chat_workload, providers_file, write_exchanges
+from waitkit import wait_for
 
 from parity.cli import main
 from parity.store.segments import segment_root
