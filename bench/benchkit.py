@@ -1,27 +1,12 @@
-"""Process and port helpers the bench scripts share (run them as ``python bench/NAME.py``)."""
+"""CPU accounting the bench scripts share (run them as ``python bench/NAME.py``); ports and stopping
+processes come from ``parity.procs``."""
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from pathlib import Path
 
 CLK = os.sysconf("SC_CLK_TCK")
-
-
-def stop_proc(proc: subprocess.Popen | None, timeout: float = 60.0) -> int | None:
-    """SIGTERM ``proc`` (only it), wait, SIGKILL if it will not go; returns its exit code."""
-    if proc is None:
-        return None
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    return proc.returncode
 
 
 def cpu_seconds(pid: int) -> float:

@@ -35,9 +35,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit import cpu_seconds, stop_proc
+from benchkit import cpu_seconds
 
-from parity.procs import free_port, wait_port
+from parity.procs import free_port, stop_proc, wait_port
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable

@@ -48,9 +48,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchkit import stop_proc
-
-from parity.procs import free_port
+from parity.procs import free_port, stop_proc
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from parity.procs import free_port, wait_port
+from parity.procs import free_port, stop_proc, wait_port
 
 # name -> (fake profile and overrides, model mapping, pricing TOML lines, what it stands for)
 _MAPS = {
@@ -116,14 +115,7 @@ class Processes:
         return p
 
     def stop(self, p: subprocess.Popen, timeout: float = 15.0) -> int:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        return p.returncode
+        return stop_proc(p, timeout)
 
     def __enter__(self) -> Processes:
         return self

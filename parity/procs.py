@@ -1,8 +1,9 @@
-"""Loopback ports for the processes parity starts (the demo), shared by the tests and benches."""
+"""Ports and stopping for the processes parity starts (the demo), shared by the tests and benches."""
 
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import subprocess
 import time
@@ -28,3 +29,17 @@ def wait_port(
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout} s")
+
+
+def stop_proc(proc: subprocess.Popen | None, timeout: float = 60.0) -> int | None:
+    """SIGTERM ``proc`` (only it), wait, SIGKILL if it will not go; returns its exit code."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+    return proc.returncode
