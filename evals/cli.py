@@ -103,10 +103,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_arguments(p)
-    p.set_defaults(func=handler)
+    p.set_defaults(func=cmd_eval)
 
 
-def handler(args: argparse.Namespace) -> int:
+def cmd_eval(args: argparse.Namespace) -> int:
     """Run the evaluation; EvalError becomes one line on stderr and exit code 2."""
     try:
         rubric = args.rubric.read_text() if args.rubric else None
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     """Standalone entry point (``python -m parity.evals.cli``)."""
     p = argparse.ArgumentParser(prog="parity eval", description=DESCRIPTION)
     add_arguments(p)
-    return handler(p.parse_args(argv))
+    return cmd_eval(p.parse_args(argv))
 
 
 def _text(df: pl.DataFrame) -> pl.DataFrame:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from parity.wire.errors import ParityError
 
-class EvalError(Exception):
+
+class EvalError(ParityError):
     """An evaluation cannot be computed (no such store or run, bad option, unreachable judge)."""

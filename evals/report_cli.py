@@ -162,7 +162,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_report_arguments(p)
-    p.set_defaults(func=report_handler)
+    p.set_defaults(func=cmd_report)
     c = subparsers.add_parser(
         "check",
         help="CI gate: exit 1 when a provider's figures break a rule",
@@ -171,7 +171,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_check_arguments(c)
-    c.set_defaults(func=check_handler)
+    c.set_defaults(func=cmd_check)
 
 
 def _format(args: argparse.Namespace) -> str:
@@ -181,7 +181,7 @@ def _format(args: argparse.Namespace) -> str:
     return {".md": "md", ".markdown": "md", ".json": "json"}.get(suffix, "html")
 
 
-def report_handler(args: argparse.Namespace) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
     """Build and write the report; errors become one line on stderr and exit code 2."""
     from parity.evals import report
 
@@ -212,7 +212,7 @@ def report_handler(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_handler(args: argparse.Namespace) -> int:
+def cmd_check(args: argparse.Namespace) -> int:
     """Evaluate the run, apply the rules; 0 all ok, 1 a rule failed, 2 a usage or store error."""
     from parity.evals import check
     from parity.evals.api import evaluate

@@ -40,10 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=DESCRIPTION,
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    ).set_defaults(func=handler, _fake_parser=parser)
+    ).set_defaults(func=cmd_fake_provider, _fake_parser=parser)
 
 
-def handler(args: argparse.Namespace) -> int:
+def cmd_fake_provider(args: argparse.Namespace) -> int:
     argv = ["--host", args.host, "--port", str(args.port), "--profile", args.profile]
     for s in args.sets:
         argv += ["--set", s]

@@ -8,7 +8,9 @@ import logging
 import os
 import sys
 
-# command -> the module whose ``register(subparsers)`` adds it with ``set_defaults(func=handler)``.
+from parity.wire.errors import EXIT_OK, EXIT_USAGE, ParityError
+
+# command -> the module whose ``register(subparsers)`` adds it with ``set_defaults(func=cmd_<command>)`` (every handler is named so).
 # Only the module of the command being run is imported, so ``parity record`` never pays for
 # (or depends on) the evaluation stack.
 COMMANDS = {
@@ -104,8 +106,12 @@ def _run(argv: list[str] | None) -> int:
     quiet_libraries(args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
-    return int(args.func(args) or 0)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or EXIT_OK)
+    except ParityError as e:  # what a handler did not word itself: still one line, never a traceback
+        print(f"parity {command}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -13,11 +13,12 @@ import sys
 from pathlib import Path
 
 from parity.store.cli import add_db_option
+from parity.wire.errors import ParityError
 
 log = logging.getLogger("parity.record")
 
 
-class RecordError(Exception):
+class RecordError(ParityError):
     """A recorder command cannot start."""
 
 

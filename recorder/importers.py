@@ -32,11 +32,12 @@ from parity.recorder.recordings import recording_row
 from parity.recorder.redact import Redactor
 from parity.store.segments import rows_to_table, segment_root, store_salt, write_segment
 from parity.store.writer import sanitized, withhold
+from parity.wire.errors import ParityError
 
 BATCH = 5000
 
 
-class ImportError_(Exception):  # the name ImportError is a builtin
+class ImportError_(ParityError):  # the name ImportError is a builtin
     """The import cannot run at all (the store cannot be created or written)."""
 
 

@@ -25,8 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from parity.wire.errors import ParityError
 
-class RedactionError(Exception):
+
+class RedactionError(ParityError):
     """The redaction rules cannot be used (bad file, bad regex, unknown built-in, missing hook)."""
 
 

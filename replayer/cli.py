@@ -130,7 +130,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip the preflight check of keys, base_urls, models and endpoints (see parity providers check)",
     )
-    p.set_defaults(func=handle)
+    p.set_defaults(func=cmd_replay)
     register_providers(subparsers)
 
 
@@ -184,7 +184,7 @@ def options(args: argparse.Namespace) -> RunOptions:
     )
 
 
-def handle(args: argparse.Namespace) -> int:
+def cmd_replay(args: argparse.Namespace) -> int:
     """Run the sub-command; a ReplayError becomes one line on stderr and exit code 2."""
     try:
         return replay(options(args)).exit_code
@@ -241,7 +241,7 @@ def register_providers(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--provider", action="append", metavar="NAME", help="only these providers of the file (repeatable)"
     )
-    c.set_defaults(func=handle_check)
+    c.set_defaults(func=cmd_providers_check)
     p.set_defaults(func=lambda args: _no_subcommand(p))
 
 
@@ -250,7 +250,7 @@ def _no_subcommand(p: argparse.ArgumentParser) -> int:
     return 2
 
 
-def handle_check(args: argparse.Namespace) -> int:
+def cmd_providers_check(args: argparse.Namespace) -> int:
     """``parity providers check``: print the preflight lines; exit 1 on a failure, 2 on bad input."""
     from parity.replayer import preflight
     from parity.replayer.config import load_config

@@ -1,4 +1,5 @@
-"""The replayer's exceptions; provider failures are data (result rows), never these.
+"""The replayer's exceptions (the whole tree: parity.wire.errors); provider failures are data
+(result rows), never these.
 
 ReplayError              anything that stops ``parity replay`` before or outside sending
 ├── ConfigError          the providers file is wrong (names the provider and the key)
@@ -8,8 +9,10 @@ ReplayError              anything that stops ``parity replay`` before or outside
 
 from __future__ import annotations
 
+from parity.wire.errors import ParityError
 
-class ReplayError(Exception):
+
+class ReplayError(ParityError):
     """Base of every replayer error; the CLI prints it as one line and exits 2."""
 
 

@@ -6,7 +6,7 @@ whole), printed under the summary, and stored as ``failures`` in the config of t
 ``run_events`` row, where ``parity eval`` reads it (``runs.config -> 'failures'``).
 
 - A provider is **dead** when none of its requests succeeded although production answered
-  at least one of them: the run exits with :data:`EXIT_PROVIDER_DEAD`.
+  at least one of them: the run exits with :data:`parity.wire.errors.EXIT_PROVIDER_DEAD` (3).
 - An endpoint is **unsupported** by a provider when every request to it got 404 or 405
   (not ``model_not_found``) while the provider answered another endpoint with a 2xx; its
   requests are reported apart (``unsupported_endpoint``), not among the failures.
@@ -22,7 +22,6 @@ from parity.replayer.config import ProviderConfig
 from parity.replayer.transport import reason_of
 from parity.store.store import connect
 
-EXIT_PROVIDER_DEAD = 3
 UNSUPPORTED = "unsupported_endpoint"
 _NOT_SERVED = (404, 405)
 _TOP = 3

@@ -28,7 +28,7 @@ from parity.replayer import preflight
 from parity.replayer.config import Config, load_config
 from parity.replayer.costs import cost_of
 from parity.replayer.errors import ReplayError, RunStateError, SelectionError
-from parity.replayer.failures import EXIT_PROVIDER_DEAD, Diagnosis, diagnose, load_outcomes
+from parity.replayer.failures import Diagnosis, diagnose, load_outcomes
 from parity.replayer.journal import Journal
 from parity.replayer.mapping import recorded_model
 from parity.replayer.pacing import Pacing
@@ -42,6 +42,7 @@ from parity.store.export import compact_store
 from parity.store.segments import segment_root, write_segment
 from parity.store.store import NoStoreError, require_store
 from parity.store.version import __version__
+from parity.wire.errors import EXIT_PROVIDER_DEAD
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 LAG_WARN_MS = 10.0

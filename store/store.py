@@ -30,11 +30,12 @@ from parity.store.segments import (
     segment_root,
     segment_state,
 )
+from parity.wire.errors import ParityError
 
 log = logging.getLogger("parity.store")
 
 
-class StoreError(Exception):
+class StoreError(ParityError):
     """The store cannot be opened or read."""
 
 

@@ -100,3 +100,34 @@ def test_help_exits_zero(command, capsys):
 def test_no_command_prints_help(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+def test_every_error_parity_raises_is_a_parity_error():
+    """One error base (parity.wire.errors): each package's errors derive from it, so the entry point
+    can word any of them as one line with exit code 2."""
+    from parity.evals.check import RuleError
+    from parity.recorder.cli import RecordError
+    from parity.recorder.importers import ImportError_
+    from parity.recorder.redaction_rules import RedactionError
+    from parity.replayer.errors import ConfigError, RunStateError, SelectionError
+    from parity.replayer.preflight import PreflightError
+    from parity.store.store import NoStoreError
+    from parity.wire.errors import ParityError
+
+    for cls in (RuleError, RecordError, ImportError_, RedactionError, ConfigError, RunStateError):
+        assert issubclass(cls, ParityError), cls
+    assert issubclass(SelectionError, ParityError) and issubclass(PreflightError, ParityError)
+    assert issubclass(NoStoreError, ParityError)
+
+
+def test_an_unworded_parity_error_is_one_line_and_exit_2(monkeypatch, capsys):
+    from parity.evals import cli as eval_cli
+    from parity.evals.errors import EvalError
+
+    def boom(args):
+        raise EvalError("the run has no cells")
+
+    monkeypatch.setattr(eval_cli, "cmd_eval", boom)
+    assert main(["eval", "--run", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "parity eval: error: the run has no cells"

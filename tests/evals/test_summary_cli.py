@@ -113,7 +113,7 @@ def test_register_adds_eval_with_help():
     args = parser.parse_args(
         ["eval", "--db", "x.duckdb", "--baseline", "together", "--judge", "j:m", "--json"]
     )
-    assert args.func is cli.handler and args.baseline == "together" and args.judge == "j:m"
+    assert args.func is cli.cmd_eval and args.baseline == "together" and args.judge == "j:m"
     helptext = sub.choices["eval"].format_help()
     for opt in ("--db", "--run", "--baseline", "--slo", "--judge", "--providers", "--rubric", "--json"):
         assert opt in helptext

@@ -17,8 +17,8 @@ from faultkit import ROOT, exchange_row, fault_servers, kill9_tree, parity_argv,
 from waitkit import wait_for
 
 from parity.cli import main
-from parity.replayer.failures import EXIT_PROVIDER_DEAD
 from parity.store.segments import segment_root
+from parity.wire.errors import EXIT_PROVIDER_DEAD
 
 pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
 

@@ -25,8 +25,8 @@ from replayhelpers import (
 from parity.cli import main
 from parity.fake.server import FakeProvider
 from parity.procs import free_port
-from parity.replayer.failures import EXIT_PROVIDER_DEAD
 from parity.store.store import connect
+from parity.wire.errors import EXIT_PROVIDER_DEAD
 
 pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
 
