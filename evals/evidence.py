@@ -17,6 +17,7 @@ import polars as pl
 
 from parity.evals.compat_checks import PRODUCTION_ARM
 from parity.evals.load import frame, results_text
+from parity.replayer.facts import chunk_keys_missing
 from parity.replayer.sampling import sample_key
 
 EXCERPT_CHARS = 700  # per excerpt; the part a check is about is kept whole up to this
@@ -69,14 +70,12 @@ def _sse_part(raw: str | None, check: str) -> str | None:
 
 
 def _lacks(line: str, key: str) -> bool:
-    """Is ``line`` a non-usage chunk with a choice that lacks ``key``?"""
+    """Is ``line`` a non-usage chunk with a choice that lacks ``key`` (as the facts judge it)?"""
     try:
         obj = json.loads(line.removeprefix("data:").strip())
     except ValueError:
         return False
-    if not isinstance(obj, dict) or obj.get("usage") is not None:
-        return False
-    return any(isinstance(c, dict) and key not in c for c in obj.get("choices") or [])
+    return isinstance(obj, dict) and obj.get("usage") is None and key in chunk_keys_missing(obj)
 
 
 def _body_part(body: str | None, check: str) -> str:

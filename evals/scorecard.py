@@ -27,7 +27,7 @@ from parity.evals.compat_checks import (
 from parity.evals.load import cell_key
 from parity.evals.outcome import succeeded
 from parity.replayer.facts import COLUMNS as FACTS
-from parity.replayer.facts import stop_hit
+from parity.replayer.facts import ERROR_KEYS, stop_hit
 
 # (the checks, what they protect and their severity: parity.evals.compat_checks)
 # The load_outputs columns the checks read (the rest are for quality).
@@ -160,9 +160,6 @@ def _legacy_rows(
     return df.join(
         sub.select(keys).with_columns(pl.Series("_stop_hit", hits, dtype=pl.Boolean)), on=keys, how="left"
     ).drop("text", "stop")
-
-
-_ERROR_KEYS = ("message", "type", "param", "code")
 
 
 def _transient(col: str) -> pl.Expr:
@@ -325,7 +322,7 @@ def cell_checks(
         .then(~keys_missing.str.contains("logprobs"))
         .alias("chunk_logprobs_key"),
         pl.when(err & pl.col("chk_error_keys").is_not_null())
-        .then(pl.all_horizontal(pl.col("chk_error_keys").str.contains(f"{k}:") for k in _ERROR_KEYS))
+        .then(pl.all_horizontal(pl.col("chk_error_keys").str.contains(f"{k}:") for k in ERROR_KEYS))
         .alias("error_fields_present"),
         # the final answer's code and every kept 429's
         pl.when(err | pl.col("code_429").is_not_null())

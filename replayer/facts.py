@@ -42,6 +42,8 @@ COLUMNS = (
 )
 # Keys every choice of a chat/completions chunk carries on OpenAI (null until they mean something).
 CHUNK_CHOICE_KEYS = ("finish_reason", "logprobs")
+# The keys of OpenAI's error object (all four always sent; code and param may be null).
+ERROR_KEYS = ("code", "message", "param", "type")
 _FIELDS = ("data:", "event:", "id:", "retry:", ":")
 
 
@@ -166,9 +168,7 @@ def _error_facts(body: object, status: int | None, headers: dict | None) -> dict
     err = b.get("error")
     is_err = err is not None or (status is not None and status >= 400)
     keys = (
-        ",".join(
-            f"{k}:{_json_type(err[k])}" for k in sorted(err) if k in ("code", "message", "param", "type")
-        )
+        ",".join(f"{k}:{_json_type(err[k])}" for k in sorted(err) if k in ERROR_KEYS)
         if is_err and isinstance(err, dict)
         else None
     )
@@ -188,6 +188,17 @@ def _error_facts(body: object, status: int | None, headers: dict | None) -> dict
     }
 
 
+def chunk_keys_missing(chunk: dict) -> set[str]:
+    """The keys OpenAI always sends in a chat/completions chunk's choices that this (non-usage)
+    chunk's choices lack."""
+    choices = chunk.get("choices")
+    missing: set[str] = set()
+    for c in choices if isinstance(choices, list) else []:
+        if isinstance(c, dict) and ("delta" in c or "text" in c):
+            missing.update(k for k in CHUNK_CHOICE_KEYS if k not in c)
+    return missing
+
+
 def stream_facts(
     endpoint: str, events: list[tuple[str, object]] | None, names: list[str | None] | None
 ) -> dict:
@@ -204,16 +215,14 @@ def stream_facts(
     chat = endpoint in ("chat.completions", "completions")
     usage_choices: int | None = None
     missing: set[str] = set()
-    for (_, obj), _name in zip(events, names, strict=True):
+    for _, obj in events:
         if not (chat and isinstance(obj, dict)):
             continue
-        choices = obj.get("choices")
         if obj.get("usage") is not None:  # the usage chunk: its shape is judged on its own
+            choices = obj.get("choices")
             usage_choices = max(usage_choices or 0, len(choices) if isinstance(choices, list) else 0)
-        elif isinstance(choices, list):
-            for c in choices:
-                if isinstance(c, dict) and ("delta" in c or "text" in c):
-                    missing.update(k for k in CHUNK_CHOICE_KEYS if k not in c)
+        else:
+            missing |= chunk_keys_missing(obj)
     return {
         "chk_done": any(isinstance(d, str) and d.strip() == "[DONE]" for d, _ in events),
         "chk_unnamed_events": sum(
