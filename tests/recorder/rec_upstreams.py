@@ -12,9 +12,7 @@ import asyncio
 import contextlib
 import gzip
 import json
-import socket
 import ssl
-import struct
 import threading
 import zlib
 from collections.abc import Iterator
@@ -23,6 +21,8 @@ from typing import Any
 import brotli
 import zstandard
 from aiohttp import web
+
+from parity.fake.base import abort
 
 WORDS = ["Hello", " from", " the", " wire", " upstream", "."]
 TEXT_HELLO = "".join(WORDS)
@@ -74,17 +74,6 @@ def chat_events() -> list[bytes]:
     )
     evs.append(b"data: [DONE]\n\n")
     return evs
-
-
-def _abort(request: web.BaseRequest) -> None:
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
 
 
 class _Compressor:
@@ -244,7 +233,7 @@ class WireUpstream(_Threaded):
                 await resp.write(comp.chunk(ev) if comp else ev)
                 await asyncio.sleep(gap)
             if reset:
-                _abort(request)
+                abort(request)
                 return resp
             if linger:
                 await asyncio.sleep(linger)
