@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 import duckdb
 import polars as pl
 
-from parity.evals import answers, evidence, groups, judging, load, scorecard, spend, stats, timing
-from parity.evals.embeddings import embedding_cells
+from parity.evals import load
 from parity.evals.errors import EvalError
 from parity.evals.load import Store
-from parity.evals.outcome import succeeded
+from parity.evals.metrics import answers, evidence, groups, judging, scorecard, spend, stats, timing
+from parity.evals.metrics.embeddings import embedding_cells
+from parity.evals.metrics.outcome import succeeded
 from parity.evals.summarise import rows, summarise
 
 QUESTIONS = ("latency", "cost", "quality", "compat")

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import polars as pl
 
-from parity.evals import report_format, verdict_text
 from parity.evals.api import Evaluation, evaluate
+from parity.evals.arguments import add_monthly_requests
 from parity.evals.errors import EvalError
-from parity.evals.report_cli import add_monthly_requests
+from parity.evals.report import fmt as report_format
+from parity.evals.report import verdict_text
 from parity.store.cli import add_db_option
 
 DESCRIPTION = """\

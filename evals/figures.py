@@ -6,8 +6,8 @@ block is generated from one pattern per metric and percentile (see ``latency_fig
 
 from __future__ import annotations
 
-from parity.evals.compat_checks import CATALOGUE
-from parity.evals.stats import QUANTILES, pct_name
+from parity.evals.metrics.compat_checks import CATALOGUE
+from parity.evals.metrics.stats import QUANTILES, pct_name
 
 # per-request metric -> (figure prefix, unit suffix, what it is)
 LATENCY_METRICS: dict[str, tuple[str, str, str]] = {

@@ -16,9 +16,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from parity.evals.compat_checks import RATE_LIMIT_CODES
 from parity.evals.errors import EvalError
-from parity.evals.outcome import SUCCEEDED_SQL
+from parity.evals.metrics.compat_checks import RATE_LIMIT_CODES
+from parity.evals.metrics.outcome import SUCCEEDED_SQL
 from parity.replayer.facts import COLUMNS as FACTS
 from parity.store.schema import RESULTS
 from parity.store.segments import SEGMENT_GLOB, segment_root, segment_state, table_dir
@@ -114,7 +114,7 @@ def run_config(con: duckdb.DuckDBPyConnection, run: str) -> dict:
         raise EvalError(f"run {run!r} has an unreadable config: {e}") from e
 
 
-# A cell's token counts and the replayer's cost of it (parity.evals.spend prices cells from these).
+# A cell's token counts and the replayer's cost of it (parity.evals.metrics.spend prices cells from these).
 USAGE_COLUMNS = (
     "prompt_tokens",
     "completion_tokens",

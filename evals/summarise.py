@@ -8,8 +8,8 @@ from datetime import date, datetime
 import polars as pl
 
 from parity.evals.figures import BOOL_FIGURES, FIGURES, INT_FIGURES, LATENCY_METRICS, PAIRABLE, STR_FIGURES
-from parity.evals.stats import QUANTILES, pct_name
-from parity.evals.timing import declare
+from parity.evals.metrics.stats import QUANTILES, pct_name
+from parity.evals.metrics.timing import declare
 
 
 def _dtype(name: str) -> pl.DataType:

@@ -356,7 +356,7 @@ COST = [
         + '\nMONTHLY_REQUESTS = float(os.environ["PARITY_MONTHLY_REQUESTS"]) if os.environ.get("PARITY_MONTHLY_REQUESTS") else None',
         metadata={"tags": ["parameters"]},
     ),
-    new_code_cell(SETUP + "\nimport json\n\nfrom parity import evals\nfrom parity.evals import spend"),
+    new_code_cell(SETUP + "\nimport json\n\nfrom parity import evals\nfrom parity.evals.metrics import spend"),
     new_code_cell(RESOLVE_RUN),
     new_markdown_cell("## The run's cost figures (`evals.cost`, `evals.breakeven`)"),
     new_code_cell(
@@ -387,7 +387,7 @@ traffic = sql(
     run=RUN,
 )
 by_model = traffic.group_by("model").agg(pl.len().alias("n"), pl.col("p").sum(), pl.col("c").sum()).sort("n", descending=True)
-# requests a month / requests recorded (parity.evals.spend.month_basis); no basis: per 1,000 requests
+# requests a month / requests recorded (parity.evals.metrics.spend.month_basis); no basis: per 1,000 requests
 month = (ev.month.requests or 1000) / max(traffic.height, 1)
 per = "cost_month_usd" if ev.month.requests else "cost_per_1k_usd"
 

@@ -24,8 +24,8 @@ COMMANDS = {
     "fake-provider": "parity.fake.cli",
     "providers": "parity.replayer.cli",
     "eval": "parity.evals.cli",
-    "report": "parity.evals.report_cli",
-    "check": "parity.evals.report_cli",
+    "report": "parity.evals.report.cli",
+    "check": "parity.evals.gate.cli",
     "demo": "parity.demo",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))

@@ -53,7 +53,7 @@ def units_known(
 
     Audio priced per minute needs its length; images priced per image need nothing more; any other
     answer under a per-token price needs a token count (0 prompt and 0 completion tokens is no
-    count: every request has a prompt). ``parity.evals.spend.request_costs`` applies the same rule.
+    count: every request has a prompt). ``parity.evals.metrics.spend.request_costs`` applies the same rule.
     """
     if endpoint.startswith("audio.") and price.per_audio_minute:
         return seconds is not None

@@ -105,7 +105,7 @@ def test_no_command_prints_help(capsys):
 def test_every_error_parity_raises_is_a_parity_error():
     """One error base (parity.wire.errors): each package's errors derive from it, so the entry point
     can word any of them as one line with exit code 2."""
-    from parity.evals.check import RuleError
+    from parity.evals.gate.rules import RuleError
     from parity.recorder.cli import RecordError
     from parity.recorder.importers import ImportError_
     from parity.recorder.redaction_rules import RedactionError

@@ -56,11 +56,11 @@ def test_the_only_top_level_name_is_parity(wheel: Path) -> None:
 def test_the_wheel_ships_presets_and_templates_and_they_load(wheel: Path, tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "parity/replayer/presets/openai.toml" in names
-    assert "parity/evals/templates/report.html.j2" in names
+    assert "parity/evals/report/templates/report.html.j2" in names
     zipfile.ZipFile(wheel).extractall(tmp_path)
     # Run from the unpacked wheel (sys.path comes before the editable install's finder).
     code = (
-        "import parity, parity.replayer.config as c, parity.evals.report as r\n"
+        "import parity, parity.replayer.config as c, parity.evals.report.page as r\n"
         f"assert parity.__file__.startswith({str(tmp_path)!r}), parity.__file__\n"
         "assert 'openai' in c.list_presets()\n"
         "assert (r.TEMPLATES / 'report.html.j2').is_file()\n"

@@ -118,7 +118,7 @@ def test_the_report_shows_the_findings(trial, capsys):
 
 
 def test_every_check_is_documented_with_what_it_protects():
-    from parity.evals.compat_checks import CATALOGUE
+    from parity.evals.metrics.compat_checks import CATALOGUE
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
     for c in CATALOGUE.values():

@@ -16,7 +16,7 @@ A provider's failure during a replay is data (a result row), never one of these:
     │   ├── RunStateError           --run / --resume do not fit the store
     │   └── PreflightError          parity.replayer.preflight: a provider failed its preflight
     └── EvalError                   parity.evals.errors
-        └── RuleError               parity.evals.check: a --fail-if rule cannot be parsed
+        └── RuleError               parity.evals.gate.rules: a --fail-if rule cannot be parsed
 
 It lives in the lowest layer because every layer raises it.
 """

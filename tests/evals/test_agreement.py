@@ -8,8 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from parity.evals import report_data, stats, timing
-from parity.evals.verdict import cost_cell, latency_median_cell
+from parity.evals.metrics import stats, timing
+from parity.evals.report import data as report_data
+from parity.evals.report.verdict import cost_cell, latency_median_cell
 
 ALPHA = stats.ALPHA
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from parity import evals
-from parity.evals import spend
+from parity.evals.metrics import spend
 from parity.replayer.costs import units_known
 from parity.replayer.pricing import Pricing, breakeven_prompt_tokens, request_cost
 

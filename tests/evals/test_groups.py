@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from parity.evals import groups, stats, timing
+from parity.evals.metrics import groups, stats, timing
 
 BY = ["provider", "endpoint", "model"]
 

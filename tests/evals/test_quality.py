@@ -10,8 +10,8 @@ import pytest
 from evalhelpers import WEATHER_TOOL, chat_body, chat_request, make_result, run_config, tool_call, write_run
 
 from parity import evals
-from parity.evals.answers import check_json, check_tools
-from parity.evals.embeddings import embedding_pairs
+from parity.evals.metrics.answers import check_json, check_tools
+from parity.evals.metrics.embeddings import embedding_pairs
 
 SCHEMA = {
     "type": "object",

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 from scipy import stats as sps
 
-from parity.evals import load, stats, timing
+from parity.evals import load
+from parity.evals.metrics import stats, timing
 
 pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
 

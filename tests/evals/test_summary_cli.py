@@ -14,7 +14,7 @@ from evalhelpers import latency_arms, make_exchange, run_config, write_run
 
 from parity import evals
 from parity.evals import cli
-from parity.evals.report_format import fmt_p, fmt_pct
+from parity.evals.report.fmt import fmt_p, fmt_pct
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Properties of the CI gate's rule language (evals/check.py).
+"""Properties of the CI gate's rule language (evals/gate/rules.py).
 
 * any string -> a ``Rule`` or a ``RuleError`` with a message, never another exception and never
   ``eval``/``exec`` (both are replaced by tripwires while parsing);
@@ -16,8 +16,8 @@ import math
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from parity.evals.check import OPS, BoolOp, Compare, Rule, RuleError, check, eval_rule, explain, parse
 from parity.evals.figures import BOOL_FIGURES, FIGURES, STR_FIGURES
+from parity.evals.gate.rules import OPS, BoolOp, Compare, Rule, RuleError, check, eval_rule, explain, parse
 
 NUM_FIGURES = sorted(set(FIGURES) - BOOL_FIGURES - STR_FIGURES)
 TOKENS = [*OPS, "(", ")", "and", "or", "AND", "Or", "true", "FALSE", "1", "-5", "0.05", "1e-3", ".5", "+2",

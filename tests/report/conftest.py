@@ -16,14 +16,14 @@ def report_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def built_report(report_store: Path):
-    """``parity.evals.report.build`` of the synthetic run."""
-    from parity.evals import report
+    """``parity.evals.report.page.build`` of the synthetic run."""
+    from parity.evals.report import page as report
 
     return report.build(report_store, RUN)
 
 
 @pytest.fixture(scope="session")
 def report_html(built_report) -> str:
-    from parity.evals import report
+    from parity.evals.report import page as report
 
     return report.render_html(built_report)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from parity.evals import charts
+from parity.evals.report import charts
 
 EVIL = '</text></svg><script>alert(1)</script>"&'
 

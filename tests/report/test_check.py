@@ -7,8 +7,8 @@ from reporthelpers import RUN
 
 from parity.cli import main
 from parity.evals import FIGURES
-from parity.evals import check as chk
 from parity.evals.api import evaluate
+from parity.evals.gate import rules as chk
 from parity.evals.summarise import rows
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from parity.evals.verdict import verdict
+from parity.evals.report.verdict import verdict
 
 
 def test_compat_chip_and_cell_agree_on_a_run_with_a_failing_check(built_report):

@@ -16,9 +16,10 @@ from reporthelpers import INJECTED_EXCHANGE, INJECTION, RUN, build_store
 
 from parity import evals
 from parity.cli import build_parser, main
-from parity.evals import report, report_view
-from parity.evals.report_cli import register
-from parity.evals.verdict import verdict
+from parity.evals.report import page as report
+from parity.evals.report import view as report_view
+from parity.evals.report.cli import register
+from parity.evals.report.verdict import verdict
 
 
 class Doc(HTMLParser):

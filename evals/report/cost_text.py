@@ -5,8 +5,8 @@ One place, so the verdict cell, the Markdown comment and the HTML report say the
 
 from __future__ import annotations
 
-from parity.evals.report_format import fmt_pct, fmt_rate, fmt_usd, known
-from parity.evals.spend import MonthBasis
+from parity.evals.metrics.spend import MonthBasis
+from parity.evals.report.fmt import fmt_pct, fmt_rate, fmt_usd, known
 
 
 def headline(r: dict) -> str | None:

@@ -14,10 +14,10 @@ import numpy as np
 import polars as pl
 import polars.selectors as cs
 
-from parity.evals import groups, stats
 from parity.evals.errors import EvalError
-from parity.evals.outcome import succeeded
-from parity.evals.stats import ALPHA, MIN_PAIRS, QUANTILES, pct_name
+from parity.evals.metrics import groups, stats
+from parity.evals.metrics.outcome import succeeded
+from parity.evals.metrics.stats import ALPHA, MIN_PAIRS, QUANTILES, pct_name
 
 GROUP = ("provider", "endpoint", "model")
 # per-request metric -> True when a larger value is worse (a slowdown)

@@ -22,8 +22,8 @@ try:  # optional accelerator; jsonschema stays the reference
 except ImportError:  # pragma: no cover
     _fast = None
 
-from parity.evals.embeddings import embedding_pairs
-from parity.evals.outcome import succeeded
+from parity.evals.metrics.embeddings import embedding_pairs
+from parity.evals.metrics.outcome import succeeded
 
 GROUP = ("provider", "endpoint", "model")
 REFUSAL_RE = (

@@ -7,8 +7,8 @@ A provider that answered no request is named dead, with the replay's diagnosis f
 
 from __future__ import annotations
 
-from parity.evals.report_format import fmt_pct, fmt_rate, known
-from parity.evals.verdict import VerdictCell, compat_counts
+from parity.evals.report.fmt import fmt_pct, fmt_rate, known
+from parity.evals.report.verdict import VerdictCell, compat_counts
 
 SIGNIFICANT = {"better": "significant", "worse": "significant", "same": "not significant"}
 MAX_CHECKS = 3  # failing checks named before "+N more"

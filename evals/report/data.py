@@ -17,10 +17,11 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from parity.evals import answers, load, spend, stats, timing
+from parity.evals import load
 from parity.evals.api import Evaluation
 from parity.evals.errors import EvalError
-from parity.evals.outcome import succeeded
+from parity.evals.metrics import answers, spend, stats, timing
+from parity.evals.metrics.outcome import succeeded
 from parity.evals.summarise import rows as frame_rows
 
 ALPHA = 0.05

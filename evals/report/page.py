@@ -20,13 +20,16 @@ import jinja2
 import markupsafe
 import polars as pl
 
-from parity.evals import cost_text, load
+from parity.evals import load
 from parity.evals.api import Evaluation, evaluate, unsupported_endpoints
 from parity.evals.load import Store
-from parity.evals.recommend import recommendations
-from parity.evals.report_data import Report, appendix, gather
-from parity.evals.report_format import fmt_num, fmt_rate, known
-from parity.evals.report_view import (
+from parity.evals.metrics.scorecard import CHECKS
+from parity.evals.report import cost_text
+from parity.evals.report.data import Report, appendix, gather
+from parity.evals.report.fmt import fmt_num, fmt_rate, known
+from parity.evals.report.recommend import recommendations
+from parity.evals.report.verdict import verdict
+from parity.evals.report.view import (
     anchor,
     chart_set,
     ci_min_n,
@@ -36,9 +39,7 @@ from parity.evals.report_view import (
     scorecard,
     table,
 )
-from parity.evals.scorecard import CHECKS
 from parity.evals.summarise import rows as frame_rows
-from parity.evals.verdict import verdict
 
 FORMATS = ("html", "md", "json")
 TEMPLATES = Path(__file__).parent / "templates"

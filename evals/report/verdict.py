@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from parity.evals import cost_text
 from parity.evals.api import Evaluation
 from parity.evals.figures import FIGURES
-from parity.evals.report_data import Report
-from parity.evals.report_format import fmt_ci, fmt_ms, fmt_p, fmt_pct, fmt_rate, known, ms_number
+from parity.evals.report import cost_text
+from parity.evals.report.data import Report
+from parity.evals.report.fmt import fmt_ci, fmt_ms, fmt_p, fmt_pct, fmt_rate, known, ms_number
 
 LATENCY = (("ttft", "TTFT", "time to first token"), ("e2e", "E2E", "end-to-end latency"))
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, fields
 import numpy as np
 import polars as pl
 
-from parity.evals import groups
 from parity.evals.errors import EvalError
 from parity.evals.load import USAGE_COLUMNS
-from parity.evals.outcome import succeeded
-from parity.evals.timing import key_column
+from parity.evals.metrics import groups
+from parity.evals.metrics.outcome import succeeded
+from parity.evals.metrics.timing import key_column
 from parity.replayer.config import PricingTable
 from parity.replayer.pricing import Pricing, breakeven_prompt_tokens
 

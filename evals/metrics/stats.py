@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
-from parity.evals import groups
+from parity.evals.metrics import groups
 
 ALPHA = 0.05
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)

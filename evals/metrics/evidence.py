@@ -15,8 +15,8 @@ import json
 import duckdb
 import polars as pl
 
-from parity.evals.compat_checks import PRODUCTION_ARM
 from parity.evals.load import frame, results_text
+from parity.evals.metrics.compat_checks import PRODUCTION_ARM
 from parity.replayer.facts import chunk_keys_missing
 from parity.replayer.sampling import sample_key
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import io
 
-from parity.evals import cost_text
 from parity.evals.api import Evaluation, unsupported_endpoints
-from parity.evals.recommend import dead_reason
-from parity.evals.report_format import fmt_ms, fmt_p, fmt_pct, known, ms_number
+from parity.evals.report import cost_text
+from parity.evals.report.fmt import fmt_ms, fmt_p, fmt_pct, known, ms_number
+from parity.evals.report.recommend import dead_reason
+from parity.evals.report.verdict import LATENCY, compat_counts, failed_checks, latency_median_cell
 from parity.evals.summarise import rows
-from parity.evals.verdict import LATENCY, compat_counts, failed_checks, latency_median_cell
 
 WIDTH = 120
 FORMATS = ("text", "json", "md", "csv")  # parity eval --format

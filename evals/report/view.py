@@ -10,14 +10,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 
-from parity.evals import charts, spend, stats
-from parity.evals.compat_checks import CATALOGUE, CHECKS
 from parity.evals.figures import FIGURES
-from parity.evals.outcome import succeeded
-from parity.evals.report_data import MAX_SCATTER, Report
-from parity.evals.report_format import fmt_figure, fmt_ms, fmt_p, fmt_pct, known
+from parity.evals.metrics import spend, stats
+from parity.evals.metrics.compat_checks import CATALOGUE, CHECKS
+from parity.evals.metrics.outcome import succeeded
+from parity.evals.report import charts
+from parity.evals.report.data import MAX_SCATTER, Report
+from parity.evals.report.fmt import fmt_figure, fmt_ms, fmt_p, fmt_pct, known
+from parity.evals.report.verdict import LATENCY, latency_median_cell
 from parity.evals.summarise import rows as frame_rows
-from parity.evals.verdict import LATENCY, latency_median_cell
 
 QUALITY_PARTS = (
     ("text_similarity_mean", "text similarity"),

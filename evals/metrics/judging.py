@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from parity.evals import stats
 from parity.evals.errors import EvalError
+from parity.evals.metrics import stats
 
 DEFAULT_RUBRIC = """You compare two AI assistant answers to the same request.
 Judge which answer serves the user better: correct, complete, follows the instructions and the

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from parity.evals import groups
-from parity.evals.compat_checks import (
+from parity.evals.load import cell_key
+from parity.evals.metrics import groups
+from parity.evals.metrics.compat_checks import (
     ALPHA,
     BRANCHED_CODES,
     CATALOGUE,
@@ -24,12 +25,11 @@ from parity.evals.compat_checks import (
     PRODUCTION_ARM,
     RATE_LIMIT_CODES,
 )
-from parity.evals.load import cell_key
-from parity.evals.outcome import succeeded
+from parity.evals.metrics.outcome import succeeded
 from parity.replayer.facts import COLUMNS as FACTS
 from parity.replayer.facts import ERROR_KEYS, stop_hit
 
-# (the checks, what they protect and their severity: parity.evals.compat_checks)
+# (the checks, what they protect and their severity: parity.evals.metrics.compat_checks)
 # The load_outputs columns the checks read (the rest are for quality).
 _COLUMNS = (
     *("exchange_id", "provider", "repeat", "endpoint", "stream", "status", "error_type", "provider_model"),
