@@ -73,12 +73,29 @@ class Ctx:
     tokens: int | None
     chunk_tokens: int
     request_id: str
+    queued: float = 0.0  # seconds spent waiting for a capacity slot (already inside ttft)
+    service: float | None = None  # seconds a request holds its slot when the profile fixes it
 
     def next_itl(self) -> float:
         """One inter-token delay in seconds (jittered when the profile says so)."""
         if not self.jitter:
             return self.itl
         return max(0.0, self.itl + self.rng.gauss(0.0, self.jitter))
+
+    def offsets(self, n: int) -> list[float]:
+        """When each of n steps is due, in seconds after t0: TTFT, then ITLs or an even spread to the
+        end of a fixed service time."""
+        if self.service is None:
+            out = [self.ttft]
+            for _ in range(1, n):
+                out.append(out[-1] + self.next_itl())
+            return out
+        first = self.queued + min(self.ttft - self.queued, self.service)
+        end = self.queued + self.service
+        if n <= 1:
+            return [end]
+        gap = (end - first) / (n - 1)
+        return [first + i * gap for i in range(n)]
 
 
 def header_num(request: web.BaseRequest, name: str) -> float | None:

@@ -27,6 +27,7 @@ examples:
   parity fake-provider --list-profiles
   parity fake-provider --profile slow --port 9001
   parity fake-provider --profile cold-start --set cold_start_ms=4000 --seed 1
+  parity fake-provider --profile instant --slots 4 --service-ms 200 --port 9002   # 20 req/s capacity
       then, in providers.toml: base_url = "http://127.0.0.1:9001/v1"
 """
 
@@ -49,6 +50,10 @@ def cmd_fake_provider(args: argparse.Namespace) -> int:
         argv += ["--set", s]
     if args.seed is not None:
         argv += ["--seed", str(args.seed)]
+    if args.slots is not None:
+        argv += ["--slots", str(args.slots)]
+    if args.service_ms is not None:
+        argv += ["--service-ms", str(args.service_ms)]
     if args.request_log is not None:
         argv += ["--request-log", str(args.request_log)]
     if args.list_profiles:
@@ -78,6 +83,18 @@ def parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=None, help="content/timing/error seed (default: profile's, 0)"
     )
     ap.add_argument(
+        "--slots",
+        type=int,
+        default=None,
+        help="capacity model: serve N requests at once; the others queue, and the wait is part of TTFT",
+    )
+    ap.add_argument(
+        "--service-ms",
+        type=float,
+        default=None,
+        help="capacity model: each request holds its slot exactly MS (capacity = slots / service time)",
+    )
+    ap.add_argument(
         "--request-log", type=Path, default=None, help="append every request as JSONL to this file"
     )
     ap.add_argument(
@@ -95,7 +112,9 @@ async def _serve(fp: FakeProvider) -> int:
     except OSError as exc:
         print(f"fake-provider: cannot listen on {fp.host}:{fp.port}: {exc}", file=sys.stderr)
         return 1
-    print(f"fake-provider listening on {fp.base_url} (profile {fp.profile.name})", flush=True)
+    cap = fp.profile.capacity_rps
+    extra = f", capacity {fp.profile.slots} slots = {cap:g} req/s" if cap else ""
+    print(f"fake-provider listening on {fp.base_url} (profile {fp.profile.name}{extra})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -121,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     from parity.fake.server import FakeProvider  # the server (aiohttp) only when one is started
 
     try:
+        sets: dict[str, object] = dict(parse_set(args.sets))
+        if args.slots is not None:
+            sets["slots"] = args.slots
+        if args.service_ms is not None:
+            sets["service_ms"] = args.service_ms
         fp = FakeProvider(
             args.profile,
             host=args.host,
@@ -128,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             request_log=args.request_log,
             record_requests=False,  # a long-running server must not grow a list forever
-            **parse_set(args.sets),
+            **sets,
         )
     except (ValueError, TypeError) as exc:
         ap.error(str(exc))

@@ -94,6 +94,11 @@ class Profile:
     break_every: int = 3
     break_after_chunks: int = 3
     zero_usage: bool = False  # usage reports 0 input and 0 output tokens
+    # capacity model (0 = unlimited): requests wait for one of `slots`; the wait is part of TTFT
+    slots: int = 0
+    service_ms: float = 0.0  # > 0: a request holds its slot exactly this long (first token at min(ttft, it))
+    queue_limit: int = 0  # > 0: a request finding this many already waiting gets 429 at once
+    kv_slowdown: float = 0.0  # a request's times x (1 + kv_slowdown * other busy slots / slots)
 
     def __post_init__(self) -> None:
         if self.ttft_dist not in ("fixed", "normal", "lognormal"):
@@ -110,6 +115,15 @@ class Profile:
             raise ValueError("need 1 <= answer_min_tokens <= answer_max_tokens")
         if self.error_every < 0 or self.break_every < 1 or self.break_after_chunks < 0:
             raise ValueError("need error_every >= 0, break_every >= 1 and break_after_chunks >= 0")
+        if self.slots < 0 or self.queue_limit < 0 or self.service_ms < 0 or self.kv_slowdown < 0:
+            raise ValueError("need slots, queue_limit, service_ms and kv_slowdown >= 0")
+
+    @property
+    def capacity_rps(self) -> float | None:
+        """Requests per second the slots can serve when service_ms fixes a request's time (else None)."""
+        if self.slots <= 0 or self.service_ms <= 0 or self.kv_slowdown > 0:
+            return None
+        return self.slots / (self.ms("service_ms") / 1000.0)
 
     def ms(self, name: str) -> float:
         """An option that time_scale applies to, scaled (ms or s as named)."""
@@ -197,6 +211,14 @@ PROFILES: dict[str, Profile] = {
         cold_start_ms=2500.0,
         cold_idle_s=10.0,
         **_OPENAI_TIMING,
+    ),
+    "capacity": Profile(
+        name="capacity",
+        description="a self-hosted server: 4 slots, 250 ms per request (16 req/s), queueing in TTFT",
+        ttft_ms=40.0,
+        slots=4,
+        service_ms=250.0,
+        kv_slowdown=0.0,
     ),
     "quirky": Profile(
         name="quirky",

@@ -107,7 +107,7 @@ class Replies:
         """Reply with JSON once the whole generation (TTFT + steps-1 ITLs) would have finished."""
         self._raise_injected(ctx)
         loop = asyncio.get_running_loop()
-        total = ctx.ttft + sum(ctx.next_itl() for _ in range(max(0, steps - 1)))
+        total = ctx.offsets(max(1, steps))[-1]
         await sleep_until(loop, ctx.t0 + total)
         if ctx.error == "reset":
             abort(request)
@@ -135,9 +135,7 @@ class Replies:
         n = len(steps)
         # Steps written before an injected reset (which then happens when the next one is due).
         end = min(self.profile.reset_after_chunks, max(n - 1, 0)) if ctx.error == "reset" else n
-        deadlines = [ctx.t0 + ctx.ttft]
-        for _ in range(1, n):
-            deadlines.append(deadlines[-1] + ctx.next_itl())
+        deadlines = [ctx.t0 + o for o in ctx.offsets(n)]
         try:
             if preamble:  # e.g. response.created: sent as soon as the request is accepted
                 writer = await resp.prepare(request)

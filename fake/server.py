@@ -95,6 +95,9 @@ class FakeProvider(Replies, Endpoints):
         self._log_file: Any = None
         self._runner: web.AppRunner | None = None
         self._pacer: Pacer
+        self._slots: asyncio.Semaphore | None = None  # the capacity model (profile.slots > 0)
+        self.busy = 0  # slots in use
+        self.waiting = 0  # requests queued for a slot
 
     # --- lifecycle --------------------------------------------------------------------------------
     @property
@@ -131,6 +134,7 @@ class FakeProvider(Replies, Endpoints):
         # No access log: it costs as much CPU as a small streamed response.
         self._runner = web.AppRunner(self.build_app(), access_log=None, shutdown_timeout=1.0)
         self._pacer = Pacer(asyncio.get_running_loop())
+        self._slots = asyncio.Semaphore(self.profile.slots) if self.profile.slots > 0 else None
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=2048, reuse_address=True)
         await site.start()
@@ -210,6 +214,9 @@ class FakeProvider(Replies, Endpoints):
                 ApiError(500, "The server had an error while processing your request.", type="server_error")
             )
         finally:
+            if request.get("fake_slot") and self._slots is not None:
+                self.busy -= 1
+                self._slots.release()
             model = request.get("fake_model")
             if model is not None:  # set by _begin once the model is known
                 self._active[model] -= 1
@@ -321,20 +328,51 @@ class FakeProvider(Replies, Endpoints):
             ttft_ms += p.ms("cold_start_ms")
         tokens = header_num(request, "x-fake-tokens")
         chunk_tokens = header_num(request, "x-fake-chunk-tokens")
+        itl_s = (p.ms("itl_ms") if itl_ms is None else itl_ms) / 1000.0
+        service = p.ms("service_ms") / 1000.0 if p.service_ms > 0 else None
+        queued, slow = (await self._take_slot(request)) if post and self._slots is not None else (0.0, 1.0)
         return Ctx(
             seq=seq,
             t0=t0,
             body=body,
             model=model if isinstance(model, str) else "",
-            ttft=ttft_ms / 1000.0,
-            itl=(p.ms("itl_ms") if itl_ms is None else itl_ms) / 1000.0,
+            ttft=queued + ttft_ms * slow / 1000.0,
+            itl=itl_s * slow,
             jitter=p.ms("itl_jitter_ms") / 1000.0 if itl_ms is None else 0.0,
+            queued=queued,
+            service=None if service is None else service * slow,
             rng=rng,
             error=error,
             tokens=max(1, int(tokens)) if tokens is not None else None,
             chunk_tokens=max(1, int(chunk_tokens)) if chunk_tokens else p.chunk_tokens,
             request_id="req_" + os.urandom(16).hex(),
         )
+
+    async def _take_slot(self, request: web.Request) -> tuple[float, float]:
+        """Wait for a free slot (FIFO); returns (seconds waited, the KV-cache slowdown factor)."""
+        p, slots = self.profile, self._slots
+        assert slots is not None
+        if p.queue_limit and self.waiting >= p.queue_limit and slots.locked():
+            after = p.retry_after_s
+            raise ApiError(
+                429,
+                f"The server is at capacity ({p.slots} slots busy, {self.waiting} requests queued). "
+                f"Please try again in {after:g}s.",
+                type="requests",
+                code="rate_limit_exceeded",
+                headers={"retry-after": f"{after:g}", "retry-after-ms": str(int(after * 1000))},
+            )
+        loop = asyncio.get_running_loop()
+        t = loop.time()
+        self.waiting += 1
+        try:
+            await slots.acquire()
+        finally:
+            self.waiting -= 1
+        request["fake_slot"] = True
+        others = self.busy
+        self.busy += 1
+        return loop.time() - t, 1.0 + p.kv_slowdown * others / p.slots
 
     def _pick_error(self, request: web.Request, seq: int) -> str | None:
         """Injected failure for request #seq: header, then schedule, then seeded rate."""

@@ -177,7 +177,7 @@ def test_moderation() -> None:
 
 # --- profiles --------------------------------------------------------------------------------------
 def test_named_profiles() -> None:
-    older = {"openai-like", "fast", "slow", "flaky", "cold-start", "quirky", "instant"}
+    older = {"openai-like", "fast", "slow", "flaky", "cold-start", "quirky", "instant", "capacity"}
     gateway = {q.replace("_", "-") for q in GATEWAY_QUIRKS}
     assert set(PROFILES) == older | gateway
     for name in gateway:  # one deviation each, on OpenAI's timing
