@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import importlib.util
 import ipaddress
+import json
 import logging
 import signal
 import socket
@@ -44,6 +46,63 @@ def _redaction_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _shadow_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group(
+        "shadow traffic (mirror live requests to candidate providers; production is never touched)"
+    )
+    g.add_argument(
+        "--shadow",
+        metavar="FILE",
+        default="",
+        help="providers file (the replay one): mirror each finished request to its providers",
+    )
+    g.add_argument(
+        "--shadow-sample",
+        type=float,
+        default=1.0,
+        metavar="SHARE",
+        help="share of requests mirrored, in (0, 1] (by a hash of the request's id; default 1)",
+    )
+    g.add_argument(
+        "--shadow-run", default="shadow", metavar="NAME", help="the run the mirrors go to (default shadow)"
+    )
+    g.add_argument(
+        "--shadow-max-cost", default="", metavar="USD", help="stop mirroring once the candidates cost this"
+    )
+    g.add_argument(
+        "--shadow-queue",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="exchanges waiting for the shadow process; beyond, mirrors are dropped (default 1000)",
+    )
+    g.add_argument(
+        "--shadow-status-every",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds between the run's stored counters (parity ls) while they change (default 10)",
+    )
+
+
+# The shadow addon lives a layer above the recorder: it is loaded by file path, as ``mitmdump -s``
+# would load it, so the recorder never imports it.
+SHADOW_ADDON = "parity.shadow.addon"
+
+
+def shadow_addons() -> list:
+    """The shadow addon instances, loaded from their file."""
+    from mitmproxy.addons.script import load_script
+
+    spec = importlib.util.find_spec(SHADOW_ADDON)
+    if spec is None or not spec.origin:
+        raise RecordError("--shadow: the shadow addon is not installed with parity")
+    module = load_script(spec.origin)
+    if module is None:
+        raise RecordError(f"--shadow: cannot load {spec.origin}")
+    return list(module.addons)
+
+
 def _builtin(args) -> str:
     return ",".join(args.redact_builtin or [])
 
@@ -63,6 +122,9 @@ examples:
       then run the app with OPENAI_BASE_URL=http://127.0.0.1:8080/v1
   parity record --upstream https://api.openai.com --db parity.duckdb --listen 127.0.0.1:9000 --tag staging
   parity record --mode regular --db parity.duckdb --redact-builtin email,openai_key
+  parity record --upstream https://api.openai.com --db parity.duckdb --shadow providers.toml \
+      --shadow-sample 0.1 --shadow-run staging --shadow-max-cost 20
+      also mirror 10% of the live requests to the providers of providers.toml (docs/shadow.md)
 
 next: parity ls --db parity.duckdb (what was recorded), then parity replay."""
 
@@ -126,6 +188,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no mitmproxy connection log lines")
     _redaction_args(p)
+    _shadow_args(p)
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser(
@@ -263,6 +326,8 @@ async def _run_proxy(args, host: str, port: int, mode: str) -> int:
     master = DumpMaster(opts, with_termlog=False, with_dumper=False)
     recorder = Recorder()
     master.addons.add(recorder, Announce(args, mode, host, port))
+    if args.shadow:
+        master.addons.add(*shadow_addons())  # after the recorder: its hooks see the recorder's capture
     master.options.update(
         parity_db=str(args.db),
         parity_tag=args.tag,
@@ -276,6 +341,15 @@ async def _run_proxy(args, host: str, port: int, mode: str) -> int:
         parity_redact_hook=args.redact_hook,
         ssl_insecure=args.ssl_insecure,
     )
+    if args.shadow:
+        master.options.update(
+            parity_shadow=args.shadow,
+            parity_shadow_sample=args.shadow_sample,
+            parity_shadow_run=args.shadow_run,
+            parity_shadow_max_cost=args.shadow_max_cost,
+            parity_shadow_queue=args.shadow_queue,
+            parity_shadow_status_s=args.shadow_status_every,
+        )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)
@@ -360,10 +434,50 @@ def cmd_ls(args) -> int:
         ).fetchall()
         if errs:
             print("errors: " + ", ".join(f"{t} {n}" for t, n in errs))
-    runs = con.execute("SELECT run_id, state, started_at FROM runs ORDER BY started_at").fetchall()
-    if runs:
-        print("replay runs: " + ", ".join(f"{r} ({s})" for r, s, _ in runs))
+    runs = con.execute(
+        "SELECT run_id, state, started_at, CAST(config AS VARCHAR) FROM runs ORDER BY started_at"
+    ).fetchall()
+    replays = [(r, s) for r, s, _, c in runs if not _shadow_of(c)]
+    if replays:
+        print("replay runs: " + ", ".join(f"{r} ({s})" for r, s in replays))
+    for run, state, _, config in runs:
+        sh = _shadow_of(config)
+        if sh:
+            print(shadow_line(run, state, sh))
     return 0
+
+
+def _shadow_of(config: str | None) -> dict | None:
+    """The counters a shadow run stores in its config (``parity.shadow.status``), None for a replay run."""
+    if not config:
+        return None
+    try:
+        return json.loads(config).get("shadow")
+    except (ValueError, AttributeError):
+        return None
+
+
+def shadow_line(run: str, state: str, sh: dict) -> str:
+    """One shadow run for ``parity ls``: state, mirrored per provider, drops by reason, spend."""
+
+    def items(d: dict | None) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted((d or {}).items(), key=lambda kv: -kv[1])) or "none"
+
+    sample = sh.get("sample")
+    cap = sh.get("max_cost")
+    lines = [
+        f"shadow run {run} ({state}{', capped' if sh.get('state') == 'capped' else ''}): "
+        f"{sh.get('sampled', 0)} of {sh.get('seen', 0)} requests sampled (sample {sample:g}), "
+        f"updated {sh.get('updated_at') or '?'}"
+        if isinstance(sample, (int, float))
+        else f"shadow run {run} ({state})",
+        f"  mirrored: {items(sh.get('mirrored'))}; ok: {items(sh.get('ok'))}; failed: {items(sh.get('failed'))}",
+        f"  dropped: {items(sh.get('dropped'))}",
+        f"  spend: ${float(sh.get('spent_usd') or 0):.4f}" + (f" of ${cap:g} cap" if cap is not None else ""),
+    ]
+    if sh.get("skipped"):
+        lines.append(f"  not mirrored: {items(sh.get('skipped'))}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """The layers of docs/architecture.md, checked on every import (function-level ones too).
 
-Bottom to top: wire < store < (recorder, replayer, fake) < evals < the app (parity/*.py). A module
+Bottom to top: wire < store < (recorder, replayer, fake) < shadow < evals < the app (parity/*.py). A module
 may import its own package and any layer below its own; the recorder, the replayer and the fake
 provider are one layer and never import each other (what they share lives in wire or store).
 Nothing anywhere imports the folders by their bare names (``import recorder``): only ``parity.*``
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-RANK = {"wire": 0, "store": 1, "recorder": 2, "replayer": 2, "fake": 2, "evals": 3}
-APP = 4  # parity/__init__.py, cli.py, demo.py, workload.py, procs.py
+RANK = {"wire": 0, "store": 1, "recorder": 2, "replayer": 2, "fake": 2, "shadow": 3, "evals": 4}
+APP = 5  # parity/__init__.py, cli.py, demo.py, workload.py, procs.py
 BARE = frozenset(RANK)  # the folders' own names, never imported as top-level modules
 ELSEWHERE = ("tests", "bench", "notebooks")  # code that may import any layer, but only as parity.*
 
@@ -122,12 +122,15 @@ AGAINST = [
     "fake/x.py | from parity.replayer import config | sideways",
     "evals/x.py | from parity import __version__ | up",
     "replayer/x.py | import recorder.store | bare name",
+    "recorder/x.py | from parity.shadow.addon import Shadow | up",
+    "shadow/x.py | from parity.evals import cli | up",
 ]
 ALLOWED = [
     "evals/x.py | from parity.replayer.facts import COLUMNS\nfrom parity.store.store import connect",
     "replayer/x.py | from parity.wire.sse import parse_all\nfrom parity.replayer import journal",
     "fake/x.py | from . import content\nfrom .base import Ctx",
     "parity/cli.py | from parity.evals import cli\nfrom parity import __version__",
+    "shadow/x.py | from parity.replayer.client import ProviderClient\nfrom parity.recorder.capture import build_row",
 ]
 
 

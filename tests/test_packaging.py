@@ -15,7 +15,7 @@ import pytest
 pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
 
 REPO = Path(__file__).resolve().parents[1]
-LAYERS = ("wire", "store", "recorder", "replayer", "fake", "evals")
+LAYERS = ("wire", "store", "recorder", "replayer", "fake", "shadow", "evals")
 # what a build does not need (and must not write into: setuptools builds in the source tree)
 NOT_SOURCE = shutil.ignore_patterns(
     ".git", ".venv", "node_modules", "build", "*.egg-info", "__pycache__", "artifacts", "demo-out", ".*cache"

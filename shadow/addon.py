@@ -1,0 +1,215 @@
+"""The shadow mitmproxy addon: mirror (a deterministic sample of) live requests to candidate providers.
+
+Loaded beside the recorder, after it: ``parity record --shadow providers.toml`` or
+``mitmdump -s recorder/addon.py -s shadow/addon.py --set parity_db=... --set parity_shadow=providers.toml``.
+Production is never touched: the hooks only look at the recorder's capture, and once production's
+exchange has finished hand it to the shadow process (``parity.shadow.handoff``), which sends the
+mirrors. A request is mirrored when its endpoint is replayable and free of side effects, and its
+sample key (a hash of the exchange id, ``parity.replayer.sampling``) falls in the sample: every
+candidate sees the same requests, and the share stays the same across restarts. See docs/shadow.md.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+
+from mitmproxy import ctx, exceptions, http
+
+if __package__ in (None, "") and importlib.util.find_spec("parity") is None:
+    # loaded by path from a checkout (``mitmdump -s shadow/addon.py``) with parity not installed
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from parity.replayer.sampling import SPACE, sample_key
+from parity.shadow.handoff import ShadowHandle, ShadowInit
+from parity.wire.endpoints import REPLAYABLE, classify, has_side_effects
+
+log = logging.getLogger("parity.shadow")
+_REC = "parity"  # the recorder's capture in flow.metadata
+_KEY = "parity_shadow"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+OPTIONS = (
+    "parity_shadow",
+    "parity_shadow_sample",
+    "parity_shadow_run",
+    "parity_shadow_max_cost",
+    "parity_shadow_queue",
+    "parity_shadow_drain_s",
+    "parity_shadow_status_s",
+)
+
+
+def parse_max_cost(value: str) -> float | None:
+    """``--shadow-max-cost`` in USD ('' = no cap)."""
+    if not value.strip():
+        return None
+    try:
+        v = float(value)
+    except ValueError:
+        raise exceptions.OptionsError(f"parity_shadow_max_cost {value!r}: expected a number of USD") from None
+    if not v >= 0:
+        raise exceptions.OptionsError("parity_shadow_max_cost must be >= 0")
+    return v
+
+
+def check_run(db: str, run_id: str) -> None:
+    """Refuse to add mirrors to a run that a replay made (a shadow run continues)."""
+    from parity.store.store import connect
+
+    try:
+        con = connect(db)
+        try:
+            rows = con.execute(
+                "SELECT CAST(config AS VARCHAR) FROM runs WHERE run_id = ?", [run_id]
+            ).fetchall()
+        finally:
+            con.close()
+    except Exception:  # noqa: BLE001 (a new or unreadable store: the shadow process will say)
+        return
+    if rows and rows[0][0] and '"shadow"' not in rows[0][0]:
+        raise exceptions.OptionsError(
+            f"run {run_id!r} in {db} is a replay run, not a shadow run; choose another --shadow-run NAME"
+        )
+
+
+class Shadow:
+    """Hands finished production exchanges to the shadow process."""
+
+    def __init__(self) -> None:
+        self.handle: ShadowHandle | None = None
+        self._threshold = SPACE
+        self._spec: tuple | None = None
+
+    def load(self, loader) -> None:
+        loader.add_option(
+            "parity_shadow",
+            str,
+            "",
+            "Providers file (the replay one): mirror live requests to its providers.",
+        )
+        loader.add_option(
+            "parity_shadow_sample", float, 1.0, "Share of requests mirrored, in (0, 1] (by a hash of the id)."
+        )
+        loader.add_option(
+            "parity_shadow_run", str, "shadow", "Name of the shadow run (a restart continues it)."
+        )
+        loader.add_option(
+            "parity_shadow_max_cost", str, "", "Stop mirroring once the candidates cost this many USD."
+        )
+        loader.add_option(
+            "parity_shadow_queue", int, 1000, "Exchanges waiting for the shadow process; more are dropped."
+        )
+        loader.add_option(
+            "parity_shadow_drain_s", float, 10.0, "At a stop, seconds mirrors in flight may still finish."
+        )
+        loader.add_option(
+            "parity_shadow_status_s", float, 10.0, "Seconds between stored counters of the shadow run."
+        )
+
+    def configure(self, updated) -> None:
+        if not set(OPTIONS + ("parity_db",)) & set(updated):
+            return
+        o = ctx.options
+        if not o.parity_shadow:
+            self._close()
+            return
+        if not getattr(o, "parity_db", ""):
+            raise exceptions.OptionsError("parity_shadow needs the recorder and parity_db (the store)")
+        if not 0 < o.parity_shadow_sample <= 1:
+            raise exceptions.OptionsError("parity_shadow_sample must be in (0, 1]")
+        if not _RUN_ID.match(o.parity_shadow_run):
+            raise exceptions.OptionsError(
+                f"parity_shadow_run {o.parity_shadow_run!r}: use letters, digits, '.', '_' or '-' (max 128)"
+            )
+        if o.parity_shadow_queue < 1:
+            raise exceptions.OptionsError("parity_shadow_queue must be >= 1")
+        max_cost = parse_max_cost(o.parity_shadow_max_cost)
+        from parity.replayer.config import load_config
+        from parity.replayer.errors import ReplayError
+
+        try:
+            load_config(o.parity_shadow).check_keys()  # a bad file or a missing key: one line, before traffic
+        except ReplayError as e:
+            raise exceptions.OptionsError(f"--shadow: {e}") from None
+        check_run(o.parity_db, o.parity_shadow_run)
+        spec = tuple(getattr(o, k) for k in OPTIONS + ("parity_db",))
+        if spec == self._spec and self.handle is not None:
+            return
+        self._close()
+        from parity.recorder.redact import build as build_redactor
+        from parity.store.segments import segment_root
+
+        redactor = build_redactor(
+            getattr(o, "parity_redact", "") or None,
+            getattr(o, "parity_redact_builtin", ""),
+            getattr(o, "parity_redact_hook", "") or None,
+        )
+        init = ShadowInit(
+            db=o.parity_db,
+            root=str(segment_root(o.parity_db)),
+            providers=str(Path(o.parity_shadow).resolve()),
+            run_id=o.parity_shadow_run,
+            sample=o.parity_shadow_sample,
+            max_cost=max_cost,
+            redactor=redactor,
+            drain_s=o.parity_shadow_drain_s,
+            status_s=o.parity_shadow_status_s,
+        )
+        self._threshold = int(o.parity_shadow_sample * SPACE)
+        self.handle = ShadowHandle(init, bound=o.parity_shadow_queue)
+        self.handle.start()
+        self._spec = spec
+
+    def _close(self) -> None:
+        if self.handle is not None:
+            h, self.handle = self.handle, None
+            code = h.close(timeout=h.init.drain_s + 30.0)
+            c = h.counts
+            log.info(
+                "parity: shadow run %r: %d requests seen, %d sampled, %d dropped (queue full); "
+                "shadow process exit %s",
+                h.init.run_id,
+                c["seen"],
+                c["sampled"],
+                c["queue_full"],
+                code,
+            )
+
+    def done(self) -> None:
+        self._close()
+
+    # --- hooks: a look at the recorder's capture, a deque append; never raising ---
+    def request(self, flow: http.HTTPFlow) -> None:
+        try:
+            h = self.handle
+            cap = flow.metadata.get(_REC)
+            if h is None or cap is None:
+                return
+            if classify(cap.method, cap.path) not in REPLAYABLE or has_side_effects(cap.method, cap.path):
+                return
+            h.counts["seen"] += 1
+            if not cap.id:
+                cap.id = os.urandom(16).hex()  # the exchange's id, so the mirrors pair with its row
+            if self._threshold < SPACE and sample_key(cap.id) >= self._threshold:
+                return
+            h.counts["sampled"] += 1
+            flow.metadata[_KEY] = cap
+        except Exception:
+            log.exception("parity shadow: request hook failed (traffic unaffected)")
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        try:
+            cap = flow.metadata.pop(_KEY, None)
+            if cap is not None and self.handle is not None:
+                self.handle.offer(cap)
+        except Exception:
+            log.exception("parity shadow: response hook failed (traffic unaffected)")
+
+    error = response  # production failed: its request is still mirrored (the arm shows the failure)
+
+
+addons = [Shadow()]
