@@ -1,4 +1,4 @@
-"""``parity export`` and ``parity compact``."""
+"""``parity export``, ``parity compact`` and ``parity upgrade``, and the ``--db`` option of every command."""
 
 from __future__ import annotations
 
@@ -12,15 +12,35 @@ def add_db_option(p: argparse.ArgumentParser, *, creates: bool = False) -> None:
     """``--db PATH``, one rule on every command: default ``parity.duckdb`` in the current folder.
 
     Commands that only read refuse a path with no store ("no store at PATH", exit 2); only
-    ``record`` and ``import`` (``creates=True``) create one.
+    ``record`` and ``import`` (``creates=True``) create one. ``s3://bucket/prefix`` is a store in
+    object storage (credentials, region and endpoint from the standard AWS variables and files).
     """
     what = "created if missing" if creates else "must exist"
     p.add_argument(
         "--db",
         default=DEFAULT_DB,
         metavar="PATH",
-        help=f"the store ({what}; default: {DEFAULT_DB} in the current folder)",
+        type=_db_value,
+        help=f"the store ({what}; default: {DEFAULT_DB} in the current folder), or s3://bucket/prefix "
+        "(credentials from AWS_* variables or ~/.aws, never a flag)",
     )
+
+
+def _db_value(value: str) -> str:
+    """Refuse an ``s3://`` URL that names no bucket, or carries credentials, at parse time."""
+    if value.startswith("s3:"):
+        from parity.store.objstore import S3Path
+
+        if "@" in value.removeprefix("s3://").split("/", 1)[0]:
+            raise argparse.ArgumentTypeError(
+                "credentials do not go in the s3:// URL: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(or AWS_PROFILE) in the environment"
+            )
+        try:
+            S3Path(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError("not s3://bucket/prefix") from None
+    return value
 
 
 EXPORT_DESCRIPTION = """\
@@ -44,6 +64,13 @@ COMPACT_EXAMPLES = """\
 examples:
   parity compact --db parity.duckdb
   parity compact --db parity.duckdb --min-age 60 --grace 0"""
+
+
+UPGRADE_DESCRIPTION = """\
+Bring a store written by an earlier parity to the current store format, so every
+command reads it. A store the upgrade cannot bring forward (results without the
+compatibility facts a replay computes) is left as it is, and the message says
+which runs to replay again."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,6 +104,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_compact)
 
+    p = sub.add_parser(
+        "upgrade",
+        help="bring a store from an earlier parity to the current format",
+        description=UPGRADE_DESCRIPTION,
+        epilog="examples:\n  parity upgrade --db parity.duckdb",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_db_option(p)
+    p.set_defaults(func=cmd_upgrade)
+
 
 def cmd_export(args) -> int:
     from parity.store.export import export_parquet
@@ -105,4 +142,16 @@ def cmd_compact(args) -> int:
     for table, (files, rows) in done.items():
         if files:
             print(f"{table}: merged {files} segments ({rows} rows)")
+    return 0
+
+
+def cmd_upgrade(args) -> int:
+    from parity.store.store import StoreError
+    from parity.store.upgrade import upgrade
+
+    try:
+        print(upgrade(args.db))
+    except (StoreError, OSError) as e:
+        print(f"parity upgrade: {e}", file=sys.stderr)
+        return 2
     return 0

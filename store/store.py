@@ -7,6 +7,10 @@ notebook, ``parity ls`` or the replayer can read while any number of recorders w
 and no process ever waits on DuckDB's single-writer file lock. The ``.duckdb`` file
 itself is a catalog holding the same views (for the DuckDB CLI) plus the record of
 applied migrations; it is opened only briefly by :func:`init_catalog`.
+
+A store ``s3://bucket/prefix`` has no catalog: :func:`connect` lists each table's segments in
+the bucket once and builds the same views over that list, read where the segments lie through
+the filesystem ``parity.store.objstore`` registers with DuckDB.
 """
 
 from __future__ import annotations
@@ -21,37 +25,47 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from parity.store import objstore
+from parity.store.errors import NoStoreError, StoreError, StoreFormatError
+from parity.store.format import check as check_format
+from parity.store.objstore import S3Path
 from parity.store.schema import JSON_COLUMNS, TABLES
 from parity.store.segments import (
     MERGED_PREFIX,
     SEGMENT_GLOB,
     ensure_table,
-    schema_hash,
     segment_root,
     segment_state,
 )
-from parity.wire.errors import ParityError
+
+__all__ = ["NoStoreError", "StoreError", "StoreFormatError", "connect", "init_catalog", "query"]
 
 log = logging.getLogger("parity.store")
 
 
-class StoreError(ParityError):
-    """The store cannot be opened or read."""
-
-
-class NoStoreError(StoreError):
-    """A command that only reads was given a path where no store exists."""
-
-
 def store_exists(db_path: str | os.PathLike) -> bool:
-    """Whether a store exists at ``db_path`` (its segment folder ``<db>.d/`` does)."""
-    return segment_root(db_path).is_dir()
+    """Whether a store exists at ``db_path`` (its segment folder ``<db>.d/`` does; in a bucket,
+    anything under the prefix)."""
+    root = segment_root(db_path)
+    if isinstance(root, S3Path):
+        return objstore.has_objects(root)
+    return root.is_dir()
 
 
 def require_store(db_path: str | os.PathLike) -> None:
-    """Raise :class:`NoStoreError` ("no store at PATH", with the nearest store beside it) if none."""
-    if not store_exists(db_path):
-        raise NoStoreError(f"no store at {db_path}{_nearest_store(db_path)}")
+    """Raise :class:`NoStoreError` ("no store at PATH", with the nearest store beside it) if none,
+    and :class:`~parity.store.format.StoreFormatError` if it is not of the current format."""
+    try:
+        exists = store_exists(db_path)
+    except OSError as e:  # a bucket that cannot be listed: say so, as for a missing store
+        raise NoStoreError(str(e)) from e
+    if not exists:
+        near = "" if objstore.is_s3(db_path) else _nearest_store(db_path)
+        raise NoStoreError(f"no store at {db_path}{near}")
+    try:
+        check_format(db_path, segment_root(db_path))
+    except OSError as e:
+        raise NoStoreError(str(e)) from e
 
 
 def _nearest_store(db_path: str | os.PathLike) -> str:
@@ -70,17 +84,28 @@ def sql_string(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def table_scan(root: Path, table: str) -> str:
+def table_scan(root: Path | S3Path, table: str) -> str:
     """The SQL relation of one table's rows: every segment exactly once, as of now.
 
     The glob sees segments written later (recorders keep appending), but compaction's merged
     (``cmp-``) segments count only if they were already there, and the segments they replace
     are hidden only then: the folder is listed once, here, so whatever a compaction does after
     this call, the view counts each row once (see ``parity.store.segments.compact``).
+    In a bucket the view is over that one listing's live segments (a listing per table per
+    connection; segments written later are seen by the next connection).
     """
+    if isinstance(root, S3Path):
+        live = segment_state(root, table)[0]
+        if not live:
+            return f"({empty_relation(table)})"
+        files = ", ".join(sql_string(str(p)) for p in live)
+        return (
+            f"(SELECT * FROM read_parquet([{files}], union_by_name=true)"
+            f" UNION ALL BY NAME {empty_relation(table)})"
+        )
     d = (root / table).resolve()
     if not d.is_dir() or not any(d.glob(SEGMENT_GLOB)):
-        return f"({empty_relation(table)})"  # e.g. a read-only store written before this table existed
+        return f"({empty_relation(table)})"  # a table no writer has written yet
     _live, merged, hidden = segment_state(root, table)
     glob = sql_string(str(d / SEGMENT_GLOB))
     known = ", ".join(sql_string(str(d / p.name)) for p in merged)
@@ -89,9 +114,8 @@ def table_scan(root: Path, table: str) -> str:
     )
     if hidden:
         keep += " AND filename NOT IN (" + ", ".join(sql_string(str(d / n)) for n in sorted(hidden)) + ")"
-    # UNION ALL BY NAME with an empty relation of the current schema: every column exists even
-    # when no segment has it yet (a store written by an older version that this process cannot
-    # add the current schema seed to); it costs nothing at run time.
+    # UNION ALL BY NAME with an empty relation of the current schema: the view's columns and types
+    # are the schema's whatever the segments hold; it costs nothing at run time.
     return (
         f"(SELECT * EXCLUDE (filename) FROM read_parquet({glob}, union_by_name=true, filename=true) WHERE {keep}"
         f" UNION ALL BY NAME {empty_relation(table)})"
@@ -182,21 +206,20 @@ def connect(db_path: str | os.PathLike) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the documented views over the store at ``db_path``.
 
     Reading never creates a store: a path with no store raises :class:`NoStoreError` (writers
-    create one with :func:`init_catalog`).
+    create one with :func:`init_catalog`), and a store of another format
+    :class:`~parity.store.format.StoreFormatError` (saying which, and what to run). Every table's
+    view has every column of ``parity.store.schema``, from segments that all have them.
     """
     require_store(db_path)
     root = segment_root(db_path)
-    for table in TABLES:
-        # The current schema's empty seed segment gives the views every column, also over a
-        # store written by an older version (its segments lack the newer columns).
-        if (root / table / f"_schema-{schema_hash(table)}.parquet").exists():
-            continue
-        try:
-            ensure_table(root, table)
-        except OSError as e:  # a read-only store: the views still show every column (table_scan)
-            log.warning("store %s: cannot add the current schema of %s (%s)", db_path, table, e)
     con = duckdb.connect(":memory:")
-    _apply_views(con, root)
+    try:
+        if isinstance(root, S3Path):
+            objstore.register(con)
+        _apply_views(con, root)
+    except (OSError, duckdb.Error) as e:
+        con.close()
+        raise StoreError(objstore.scrub(f"store {db_path} cannot be read: {str(e).splitlines()[0]}")) from e
     return con
 
 
@@ -206,9 +229,11 @@ def init_catalog(db_path: str | os.PathLike) -> list[str]:
     Returns the names of the migrations applied now (empty when up to date). A locked
     catalog is not an error for writers: segments do not need it, so we log and go on.
     """
-    db_path = Path(db_path)
     root = segment_root(db_path)
     prepare(root)
+    if isinstance(root, S3Path):
+        return []  # a bucket store has no catalog: readers build the views from the listing
+    db_path = Path(db_path)
     old_umask = os.umask(0o077)  # the catalog and its .wal are created owner-only
     try:
         return _migrate_catalog(db_path, root)

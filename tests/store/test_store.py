@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -17,9 +18,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from parity.store.format import MANIFEST, STORE_FORMAT
 from parity.store.schema import JSON_COLUMNS, TABLES
 from parity.store.segments import compact, list_segments, segment_root, write_segment
-from parity.store.store import MIGRATIONS, connect, init_catalog
+from parity.store.store import MIGRATIONS, StoreFormatError, connect, init_catalog
+from parity.store.upgrade import upgrade
 
 pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
 
@@ -85,15 +88,6 @@ def test_store_files_are_owner_only(migrated_store: Path) -> None:
         assert mode == (0o700 if p.is_dir() else 0o600), f"{p}: {oct(mode)}"
 
 
-def test_older_segments_without_new_columns_still_read(migrated_store: Path) -> None:
-    root = segment_root(migrated_store)
-    old = pa.table({"id": ["old"], "endpoint": ["embeddings"]})  # a segment from an older schema
-    pq.write_table(old, root / "exchanges" / "seg-00000000T000000000000-old-000001.parquet")
-    write_segment(root, "exchanges", [exchange(1)], "w")
-    rows = connect(migrated_store).execute("SELECT id, endpoint, model FROM exchanges ORDER BY id").fetchall()
-    assert rows == [("id1", "chat.completions", "m"), ("old", "embeddings", None)]
-
-
 def test_catalog_is_readable_read_only_by_another_process(migrated_store: Path) -> None:
     write_segment(segment_root(migrated_store), "exchanges", [exchange(1), exchange(2)], "w")
     code = f"""
@@ -141,7 +135,7 @@ def test_compact_merges_old_segments_without_losing_rows(migrated_store: Path) -
     assert connect(migrated_store).execute("SELECT count(DISTINCT id) FROM exchanges").fetchall() == [(5,)]
 
 
-def test_connect_recreates_a_missing_table_folder(migrated_store: Path) -> None:
+def test_a_missing_table_folder_reads_as_an_empty_table(migrated_store: Path) -> None:
     root = segment_root(migrated_store)
     for p in (root / "judgments").iterdir():
         p.unlink()
@@ -149,29 +143,69 @@ def test_connect_recreates_a_missing_table_folder(migrated_store: Path) -> None:
     assert connect(migrated_store).execute("SELECT count(*) FROM judgments").fetchall() == [(0,)]
 
 
-def test_a_store_from_an_older_version_shows_every_current_column(tmp_path: Path, monkeypatch) -> None:
-    """Segments without the newer columns, no seed of the current schema, a table folder missing,
-    and a store this process cannot write (tests run as root, so the read-only filesystem is
-    simulated where the store would add the seed): every view still has every column, as nulls."""
+def _prerelease_store(tmp_path: Path, results: pa.Table) -> Path:
+    """A store as a pre-release parity left it: no format stamp, segments lacking newer columns."""
     root = segment_root(tmp_path / "old.duckdb")
     (root / "results").mkdir(parents=True)
     (root / "exchanges").mkdir()
     pq.write_table(
         pa.table({"id": ["x1"], "endpoint": ["chat.completions"]}), root / "exchanges" / "seg-1-a-1.parquet"
     )
-    pq.write_table(
-        pa.table({"run_id": ["r"], "exchange_id": ["x1"], "provider": ["p"]}),
-        root / "results" / "seg-1-a-2.parquet",
+    pq.write_table(results, root / "results" / "seg-1-a-2.parquet")
+    return tmp_path / "old.duckdb"
+
+
+def test_a_store_without_the_format_stamp_is_refused_naming_the_upgrade(tmp_path: Path) -> None:
+    db = _prerelease_store(tmp_path, pa.table({"run_id": ["r"], "exchange_id": ["x1"]}))
+    with pytest.raises(StoreFormatError) as e:
+        connect(db)
+    assert str(db) in str(e.value) and f"parity upgrade --db {db}" in str(e.value)
+    out = subprocess.run(
+        [sys.executable, "-m", "parity.cli", "ls", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
+    assert out.returncode == 2 and "parity upgrade" in out.stderr, out.stderr
 
-    def read_only(*_a, **_k):
-        raise PermissionError(13, "Read-only file system")
 
-    monkeypatch.setattr("parity.store.store.ensure_table", read_only)
-    con = connect(tmp_path / "old.duckdb")
+def test_a_store_of_a_newer_format_is_refused(migrated_store: Path) -> None:
+    (segment_root(migrated_store) / MANIFEST).write_text(json.dumps({"format": STORE_FORMAT + 1}))
+    with pytest.raises(StoreFormatError, match="newer parity"):
+        connect(migrated_store)
+
+
+def test_upgrade_refuses_results_without_the_facts_and_leaves_the_store_alone(tmp_path: Path) -> None:
+    db = _prerelease_store(tmp_path, pa.table({"run_id": ["r7"], "exchange_id": ["x1"], "provider": ["p"]}))
+    before = sorted(p.name for p in segment_root(db).rglob("*"))
+    out = subprocess.run(
+        [sys.executable, "-m", "parity.cli", "upgrade", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "r7" in out.stderr and "chk_" in out.stderr and "replay" in out.stderr, out.stderr
+    assert sorted(p.name for p in segment_root(db).rglob("*")) == before
+    with pytest.raises(StoreFormatError):
+        connect(db)
+
+
+def test_upgrade_gives_older_segments_their_missing_columns_then_reads_them(tmp_path: Path) -> None:
+    facts = {f.name: pa.nulls(1, f.type) for f in TABLES["results"] if f.name.startswith("chk_")}
+    results = pa.table({"run_id": ["r"], "exchange_id": ["x1"], "provider": ["p"], **facts})
+    db = _prerelease_store(tmp_path, results)
+    assert "upgraded to format" in upgrade(db)
+    con = connect(db)
     for table, schema in TABLES.items():
-        cols = [r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()]
-        assert set(schema.names) <= set(cols), (table, set(schema.names) - set(cols))
+        assert [c for c, _ in view_columns(con, table)] == schema.names, table
     assert con.execute("SELECT id, redactions FROM exchanges").fetchall() == [("x1", None)]
-    assert con.execute("SELECT exchange_id, chk_error FROM results").fetchall() == [("x1", None)]
-    assert con.execute("SELECT count(*) FROM recordings").fetchall() == [(0,)]
+    assert con.execute("SELECT exchange_id, provider FROM results").fetchall() == [("x1", "p")]
+    assert "already" in upgrade(db)
+
+
+def test_a_new_store_is_stamped_by_its_first_writer(tmp_path: Path) -> None:
+    root = segment_root(tmp_path / "new.duckdb")
+    write_segment(root, "exchanges", [exchange(1)], "w")
+    assert json.loads((root / MANIFEST).read_text())["format"] == STORE_FORMAT
+    assert connect(tmp_path / "new.duckdb").execute("SELECT count(*) FROM exchanges").fetchall() == [(1,)]
