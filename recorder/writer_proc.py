@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from parity.recorder.redact import Redactor
+from parity.store.segments import as_root
 from parity.store.writer import BatchWriter, WriterStats, default_spill_dir
 
 log = logging.getLogger("parity.writer")
@@ -52,7 +53,7 @@ class ProcessWriter:
         start_timeout: float = 30.0,
         redactor: Redactor | None = None,
     ) -> None:
-        self.root = Path(root)
+        self.root = as_root(root)  # a folder or an s3:// prefix
         self.spill_dir = Path(spill_dir) if spill_dir else default_spill_dir(self.root)
         self.interval = interval
         self.writer_id = writer_id
@@ -269,7 +270,7 @@ def child_main(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     w = BatchWriter(
-        Path(root), Path(spill_dir), writer_id=writer_id, retry_interval=retry_interval, redactor=redactor
+        as_root(root), Path(spill_dir), writer_id=writer_id, retry_interval=retry_interval, redactor=redactor
     )
     w.start(background=False)
     conn.send_bytes(pickle.dumps(("ready", dataclasses.asdict(w.stats))))

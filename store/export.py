@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from parity.store import objstore
+from parity.store.objstore import S3Path
 from parity.store.schema import JSON_COLUMNS, TABLES
 from parity.store.segments import GRACE_S, compact, segment_root
-from parity.store.store import connect, init_catalog, require_store
+from parity.store.store import connect, init_catalog, require_store, sql_string
 
 # How each table is partitioned on export (hive style: key=value folders).
 PARTITIONS: dict[str, tuple[str, ...]] = {
@@ -25,12 +27,17 @@ def export_parquet(
 ) -> dict[str, int]:
     """Write every table under ``out/<table>/`` as Parquet; returns rows written per table.
 
-    JSON columns are written as text so Spark and Trino read them without extensions.
+    JSON columns are written as text so Spark and Trino read them without extensions. ``out``
+    may be ``s3://bucket/prefix`` (written through the same filesystem the store reads with).
     """
     require_store(db_path)  # before creating ``out``: a missing store leaves nothing behind
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    remote = objstore.is_s3(out)
+    out = S3Path(out) if remote else Path(out)
+    if not remote:
+        out.mkdir(parents=True, exist_ok=True)
     con = connect(db_path)
+    if remote and not objstore.is_s3(db_path):
+        objstore.register(con)
     counts: dict[str, int] = {}
     try:
         for table in tables or tuple(TABLES):
@@ -42,16 +49,18 @@ def export_parquet(
             select = f"SELECT * REPLACE ({cols})" if cols else "SELECT *"
             if table == "exchanges":
                 select += ", strftime(recorded_at, '%Y-%m-%d') AS day"
-            dest = str((out / table).resolve()).replace("'", "''")
+            dest = str((out / table).resolve())
             parts = PARTITIONS.get(table, ())
             opts = "FORMAT parquet, COMPRESSION zstd, OVERWRITE_OR_IGNORE"
             if parts:
                 opts += f", PARTITION_BY ({', '.join(parts)})"
-                con.execute(f"COPY ({select} FROM {table}) TO '{dest}' ({opts})")
+                con.execute(f"COPY ({select} FROM {table}) TO {sql_string(dest)} ({opts})")
             else:
-                (out / table).mkdir(exist_ok=True)
+                if not remote:
+                    (out / table).mkdir(exist_ok=True)
                 con.execute(
-                    f"COPY ({select} FROM {table}) TO '{dest}/data.parquet' (FORMAT parquet, COMPRESSION zstd)"
+                    f"COPY ({select} FROM {table}) TO {sql_string(dest + '/data.parquet')}"
+                    " (FORMAT parquet, COMPRESSION zstd)"
                 )
     finally:
         con.close()
@@ -78,6 +87,6 @@ def compact_store(
         table: compact(root, table, min_age_s=min_age_s, grace_s=grace_s, run_id=run_id)
         for table in (tables or TABLES)
     }
-    if Path(db_path).suffix != ".d":
+    if not isinstance(root, S3Path) and Path(db_path).suffix != ".d":
         init_catalog(db_path)  # logs and goes on when another process holds the catalog
     return done

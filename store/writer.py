@@ -21,7 +21,9 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from parity.store.segments import import_spill, remove_stale_temps, rows_to_table, write_segment
+from parity.store import objstore
+from parity.store.objstore import S3Path
+from parity.store.segments import as_root, import_spill, remove_stale_temps, rows_to_table, write_segment
 
 log = logging.getLogger("parity.writer")
 SLICE = 64  # rows per Arrow conversion call (see BatchWriter._to_arrow)
@@ -30,11 +32,15 @@ SLICE = 64  # rows per Arrow conversion call (see BatchWriter._to_arrow)
 UNCOUNTED = frozenset({"recordings"})
 
 
-def default_spill_dir(root: Path) -> Path:
-    """A spill folder outside the store folder, so a read-only store can still spill."""
-    base = Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state"))
-    safe = str(root.resolve()).strip("/").replace("/", "_")
-    return base / "parity" / "spill" / safe
+def default_spill_dir(root) -> Path:
+    """A spill folder outside the store folder, so a read-only store can still spill (for a
+    bucket store, the only place its writers write on local disk)."""
+    root = as_root(root)
+    if isinstance(root, S3Path):
+        safe = "s3_" + root.fs_path.replace("/", "_")
+    else:
+        safe = str(root.resolve()).strip("/").replace("/", "_")
+    return objstore.local_state_dir() / "spill" / safe
 
 
 @dataclass
@@ -115,12 +121,14 @@ class BatchWriter:
         retry_interval: float = 2.0,
         redactor: RowRedactor | None = None,
     ) -> None:
-        self.root = Path(root)
+        self.root = as_root(root)  # a folder, or an s3:// prefix (segments then go to the bucket)
         self.spill_dir = Path(spill_dir) if spill_dir else default_spill_dir(self.root)
         self.interval = interval
         self.max_batch = max_batch
         self.retry_interval = retry_interval  # how often a spill is offered back to a failing store
         self.writer_id = writer_id or f"{os.getpid()}{uuid.uuid4().hex[:6]}"
+        if isinstance(self.root, S3Path):  # names unique across the bucket's writers, spilled ones too
+            self.writer_id = f"{objstore.writer_tag()}-{self.writer_id}"
         self.redactor = redactor  # applied to every exchanges row before it is written or spilled
         self.stats = WriterStats()
         self._q: deque[tuple[str, dict | Callable[[], dict]]] = deque()
