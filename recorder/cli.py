@@ -328,6 +328,15 @@ async def _run_proxy(args, host: str, port: int, mode: str) -> int:
     master.addons.add(recorder, Announce(args, mode, host, port))
     if args.shadow:
         master.addons.add(*shadow_addons())  # after the recorder: its hooks see the recorder's capture
+        # set (and checked) before the store and the writer start, so a bad flag is one clean line
+        master.options.update(
+            parity_shadow=args.shadow,
+            parity_shadow_sample=args.shadow_sample,
+            parity_shadow_run=args.shadow_run,
+            parity_shadow_max_cost=args.shadow_max_cost,
+            parity_shadow_queue=args.shadow_queue,
+            parity_shadow_status_s=args.shadow_status_every,
+        )
     master.options.update(
         parity_db=str(args.db),
         parity_tag=args.tag,
@@ -341,15 +350,6 @@ async def _run_proxy(args, host: str, port: int, mode: str) -> int:
         parity_redact_hook=args.redact_hook,
         ssl_insecure=args.ssl_insecure,
     )
-    if args.shadow:
-        master.options.update(
-            parity_shadow=args.shadow,
-            parity_shadow_sample=args.shadow_sample,
-            parity_shadow_run=args.shadow_run,
-            parity_shadow_max_cost=args.shadow_max_cost,
-            parity_shadow_queue=args.shadow_queue,
-            parity_shadow_status_s=args.shadow_status_every,
-        )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, master.shutdown)

@@ -117,24 +117,9 @@ class Shadow:
         if not o.parity_shadow:
             self._close()
             return
+        max_cost = self._check(o)
         if not getattr(o, "parity_db", ""):
-            raise exceptions.OptionsError("parity_shadow needs the recorder and parity_db (the store)")
-        if not 0 < o.parity_shadow_sample <= 1:
-            raise exceptions.OptionsError("parity_shadow_sample must be in (0, 1]")
-        if not _RUN_ID.match(o.parity_shadow_run):
-            raise exceptions.OptionsError(
-                f"parity_shadow_run {o.parity_shadow_run!r}: use letters, digits, '.', '_' or '-' (max 128)"
-            )
-        if o.parity_shadow_queue < 1:
-            raise exceptions.OptionsError("parity_shadow_queue must be >= 1")
-        max_cost = parse_max_cost(o.parity_shadow_max_cost)
-        from parity.replayer.config import load_config
-        from parity.replayer.errors import ReplayError
-
-        try:
-            load_config(o.parity_shadow).check_keys()  # a bad file or a missing key: one line, before traffic
-        except ReplayError as e:
-            raise exceptions.OptionsError(f"--shadow: {e}") from None
+            return  # checked now, started once the recorder has its store (``running`` warns if never)
         check_run(o.parity_db, o.parity_shadow_run)
         spec = tuple(getattr(o, k) for k in OPTIONS + ("parity_db",))
         if spec == self._spec and self.handle is not None:
@@ -163,6 +148,33 @@ class Shadow:
         self.handle = ShadowHandle(init, bound=o.parity_shadow_queue)
         self.handle.start()
         self._spec = spec
+
+    @staticmethod
+    def _check(o) -> float | None:
+        """Every shadow option, the providers file and its keys: one clear error before any traffic."""
+        if not 0 < o.parity_shadow_sample <= 1:
+            raise exceptions.OptionsError("parity_shadow_sample must be in (0, 1]")
+        if not _RUN_ID.match(o.parity_shadow_run):
+            raise exceptions.OptionsError(
+                f"parity_shadow_run {o.parity_shadow_run!r}: use letters, digits, '.', '_' or '-' (max 128)"
+            )
+        if o.parity_shadow_queue < 1:
+            raise exceptions.OptionsError("parity_shadow_queue must be >= 1")
+        if o.parity_shadow_status_s <= 0 or o.parity_shadow_drain_s < 0:
+            raise exceptions.OptionsError("parity_shadow_status_s must be > 0 and parity_shadow_drain_s >= 0")
+        max_cost = parse_max_cost(o.parity_shadow_max_cost)
+        from parity.replayer.config import load_config
+        from parity.replayer.errors import ReplayError
+
+        try:
+            load_config(o.parity_shadow).check_keys()
+        except ReplayError as e:
+            raise exceptions.OptionsError(f"--shadow: {e}") from None
+        return max_cost
+
+    def running(self) -> None:
+        if ctx.options.parity_shadow and self.handle is None:
+            log.warning("parity: parity_shadow is set but there is no store (parity_db): nothing is mirrored")
 
     def _close(self) -> None:
         if self.handle is not None:

@@ -1,0 +1,278 @@
+"""Shadow traffic end to end: the openai SDK through a real ``parity record --shadow`` in front of a fake
+upstream, mirrors to a candidate fake provider and to a port nobody listens on.
+
+Every test checks production first (every request answered, every exchange recorded), then what the
+shadow run stored: a normal run (``recorded`` arm + candidates) that ``parity eval`` reads while it
+grows, and the counters ``parity ls`` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+import waitkit
+
+from parity.fake.profiles import get_profile
+from parity.fake.server import FakeProvider
+from parity.procs import free_port
+from parity.replayer.sampling import SPACE, sample_key
+from parity.store.store import connect
+
+pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
+
+PY = sys.executable
+MODEL = "gpt-4o-mini"
+PRICES = "input_per_1m = 0.15\noutput_per_1m = 0.60\n"
+
+
+def providers(
+    tmp: Path, cands: dict[str, str], dead: bool = True, extra: dict[str, str] | None = None
+) -> Path:
+    """A providers file: each candidate at its base URL (plus ``extra`` lines), and ``dead`` on a free port."""
+    text = f"[recorded.pricing]\n{PRICES}"
+    for name, url in cands.items():
+        text += f'\n[{name}]\nbase_url = "{url}"\nmodels = {{ "*" = "*" }}\n{(extra or {}).get(name, "")}\n'
+        if "pricing" not in (extra or {}).get(name, ""):
+            text += f"[{name}.pricing]\n{PRICES}"
+    if dead:
+        text += f'\n[dead]\nbase_url = "http://127.0.0.1:{free_port()}/v1"\nmodels = {{ "*" = "*" }}\n'
+        text += "max_retries = 0\nconnect_timeout_s = 1\n"
+    path = tmp / "providers.toml"
+    path.write_text(text)
+    return path
+
+
+def chat(client: openai.OpenAI, i: int, stream: bool = True) -> str:
+    """One production request; its answer text (production must always answer)."""
+    msgs = [{"role": "user", "content": f"Say something about the number {i}."}]
+    if not stream:
+        return client.chat.completions.create(model=MODEL, messages=msgs).choices[0].message.content
+    out = client.chat.completions.create(
+        model=MODEL, messages=msgs, stream=True, stream_options={"include_usage": True}
+    )
+    return "".join(c.choices[0].delta.content or "" for c in out if c.choices)
+
+
+def cells(db: Path, run: str) -> list[tuple]:
+    """(exchange_id, provider, status, error_type) of every stored cell of ``run``."""
+    con = connect(db)
+    try:
+        return con.execute(
+            "SELECT exchange_id, provider, status, error_type FROM results WHERE run_id = ?", [run]
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def by_provider(rows: list[tuple]) -> dict[str, list[tuple]]:
+    out: dict[str, list[tuple]] = {}
+    for r in rows:
+        out.setdefault(r[1], []).append(r)
+    return out
+
+
+def exchange_ids(db: Path) -> set[str]:
+    con = connect(db)
+    try:
+        return {r[0] for r in con.execute("SELECT id FROM exchanges").fetchall()}
+    finally:
+        con.close()
+
+
+def parity(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-m", "parity.cli", *argv], capture_output=True, text=True, timeout=180)
+
+
+def ls(db: Path) -> str:
+    r = subprocess.run(
+        [PY, "-m", "parity.recorder.cli", "ls", "--db", str(db)], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def shadow_counters(db: Path, run: str) -> dict:
+    con = connect(db)
+    try:
+        (config,) = con.execute("SELECT CAST(config AS VARCHAR) FROM runs WHERE run_id = ?", [run]).fetchone()
+    finally:
+        con.close()
+    return json.loads(config)["shadow"]
+
+
+def test_staging_end_to_end(run_recorder, tmp_path: Path) -> None:
+    """SDK -> recorder -> upstream; mirrors to a slower candidate and a dead one; eval while it grows."""
+    slow = get_profile("instant", ttft_ms=40.0, itl_ms=2.0)
+    with FakeProvider.running("instant") as up, FakeProvider.running(slow) as cand:
+        prov = providers(tmp_path, {"cand": cand.base_url})
+        rec = run_recorder(
+            up.url,
+            *("--shadow", str(prov), "--shadow-run", "staging", "--shadow-status-every", "0.3"),
+            *("--flush-interval", "0.2"),
+        )
+        with openai.OpenAI(base_url=rec.base_url, api_key="sk-staging-test", max_retries=0) as client:
+            answers = [chat(client, i, stream=i % 3 != 0) for i in range(9)]
+            client.embeddings.create(model="text-embedding-3-small", input="shadow me")
+            # never mirrored: a side-effect endpoint and a non-replayable one
+            httpx.post(rec.base_url + "/files", json={"purpose": "batch"}, timeout=10)
+            client.models.list()
+            assert all(answers)  # production answered every request
+            assert waitkit.wait_for(
+                lambda: len(by_provider(cells(rec.db, "staging")).get("cand", [])) == 10, 30
+            )
+
+            # the run is readable while the recorder runs: eval and a report
+            r = parity("eval", "--db", str(rec.db), "--run", "staging", "--json")
+            assert r.returncode in (0, 1, 3), r.stderr[-2000:]
+            assert "cand" in r.stdout and "dead" in r.stdout and "recorded" in r.stdout
+            report = tmp_path / "report.html"
+            r = parity("report", "--db", str(rec.db), "--run", "staging", "--out", str(report))
+            assert r.returncode in (0, 1, 3) and report.is_file(), r.stderr[-2000:]
+            assert waitkit.wait_for(lambda: "mirrored: cand 10" in ls(rec.db), 10), ls(rec.db)
+
+            chat(client, 100)  # traffic goes on: the run grows
+            assert waitkit.wait_for(
+                lambda: len(by_provider(cells(rec.db, "staging")).get("cand", [])) == 11, 30
+            )
+        assert rec.stop() == 0, rec.log()[-3000:]
+
+    got = by_provider(cells(rec.db, "staging"))
+    recorded_ids = {r[0] for r in got["recorded"]}
+    assert len(recorded_ids) == 11 and recorded_ids <= exchange_ids(rec.db)  # the arm is the recorded rows
+    assert {r[0] for r in got["cand"]} == recorded_ids
+    assert all(r[2] == 200 and r[3] is None for r in got["cand"])
+    assert {r[0] for r in got["dead"]} == recorded_ids  # the dead candidate's failures are cells too
+    assert all(r[2] is None and r[3] == "connection_error" for r in got["dead"])
+    # the candidate got the mirrored POSTs only: no /files, no /models
+    posts = [q for q in cand.requests if q.get("method", "POST") == "POST"]
+    assert len(posts) == 11 and not any("files" in str(q.get("path")) for q in cand.requests)
+    sh = shadow_counters(rec.db, "staging")
+    assert sh["seen"] == 11 and sh["sampled"] == 11 and sh["mirrored"] == {"cand": 11, "dead": 11}
+    assert sh["failed"] == {"dead": 11} and sh["ok"] == {"cand": 11} and not sh["dropped"]
+    out = ls(rec.db)
+    assert "shadow run staging (stopped)" in out and "failed: dead 11" in out, out
+
+
+def test_sampling_is_a_hash_of_the_id_and_the_same_for_every_candidate(run_recorder, tmp_path: Path) -> None:
+    with FakeProvider.running("instant") as up, FakeProvider.running("instant") as a:
+        with FakeProvider.running("instant") as b:
+            prov = providers(tmp_path, {"a": a.base_url, "b": b.base_url}, dead=False)
+            rec = run_recorder(
+                up.url, "--shadow", str(prov), "--shadow-run", "half", "--shadow-sample", "0.5"
+            )
+            with openai.OpenAI(base_url=rec.base_url, api_key="sk-sample-test", max_retries=0) as client:
+                for i in range(40):
+                    chat(client, i, stream=False)
+            assert rec.stop() == 0, rec.log()[-3000:]
+    ids = exchange_ids(rec.db)
+    expected = {x for x in ids if sample_key(x) < SPACE // 2}
+    got = by_provider(cells(rec.db, "half"))
+    assert len(ids) == 40 and 8 <= len(expected) <= 32
+    assert {r[0] for r in got["a"]} == {r[0] for r in got["b"]} == {r[0] for r in got["recorded"]} == expected
+    sh = shadow_counters(rec.db, "half")
+    assert sh["seen"] == 40 and sh["sampled"] == len(expected) and sh["sample"] == 0.5
+
+
+def test_spend_cap_stops_mirroring_while_recording_goes_on(run_recorder, tmp_path: Path) -> None:
+    with FakeProvider.running("instant") as up, FakeProvider.running("instant") as cand:
+        # $0.1 per 1,000 tokens: each mirror costs about 2 cents
+        pricey = "[cand.pricing]\ninput_per_1m = 100.0\noutput_per_1m = 100.0\n"
+        prov = providers(tmp_path, {"cand": cand.base_url}, dead=False, extra={"cand": pricey})
+        rec = run_recorder(
+            up.url, "--shadow", str(prov), "--shadow-run", "capped", "--shadow-max-cost", "0.1"
+        )
+        with openai.OpenAI(base_url=rec.base_url, api_key="sk-cap-test", max_retries=0) as client:
+            answers = [chat(client, i, stream=False) for i in range(20)]
+        assert all(answers)
+        assert rec.stop() == 0, rec.log()[-3000:]
+    assert len(exchange_ids(rec.db)) == 20  # recording went on
+    got = by_provider(cells(rec.db, "capped"))
+    sh = shadow_counters(rec.db, "capped")
+    assert 1 <= len(got["cand"]) < 20
+    assert sh["state"] == "capped" and sh["dropped"]["max_cost"] == 20 - len(got["cand"])
+    assert 0 < sh["spent_usd"] <= 0.1
+    assert "max_cost" in ls(rec.db) and "capped" in ls(rec.db)
+    assert "--shadow-max-cost $0.1 reached" in rec.log()
+
+
+def test_a_full_provider_drops_mirrors_and_counts_them(run_recorder, tmp_path: Path) -> None:
+    slow = get_profile("instant", ttft_ms=400.0)
+    with FakeProvider.running("instant") as up, FakeProvider.running(slow) as cand:
+        prov = providers(tmp_path, {"cand": cand.base_url}, dead=False, extra={"cand": "concurrency = 1"})
+        rec = run_recorder(up.url, "--shadow", str(prov), "--shadow-run", "full")
+        with openai.OpenAI(base_url=rec.base_url, api_key="sk-full-test", max_retries=0) as client:
+            threads = [threading.Thread(target=chat, args=(client, i)) for i in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        assert rec.stop() == 0, rec.log()[-3000:]
+    assert len(exchange_ids(rec.db)) == 6
+    sh = shadow_counters(rec.db, "full")
+    sent = len(by_provider(cells(rec.db, "full")).get("cand", []))
+    assert sh["dropped"].get("cand: concurrency", 0) >= 1
+    assert (
+        sent + sh["dropped"]["cand: concurrency"]
+        == 6
+        == sh["mirrored"]["cand"] + sh["dropped"]["cand: concurrency"]
+    )
+
+
+def test_kill9_and_restart_continue_the_run_without_duplicates(run_recorder, tmp_path: Path) -> None:
+    slow = get_profile("instant", ttft_ms=1500.0)
+    with FakeProvider.running("instant") as up, FakeProvider.running(slow) as cand:
+        prov = providers(tmp_path, {"cand": cand.base_url}, dead=False)
+        args = ("--shadow", str(prov), "--shadow-run", "k9", "--flush-interval", "0.2")
+        rec = run_recorder(up.url, *args)
+        with openai.OpenAI(base_url=rec.base_url, api_key="sk-k9-test", max_retries=0) as client:
+            for i in range(4):
+                chat(client, i)
+            assert waitkit.wait_for(lambda: len(cand.requests) >= 4, 15)  # mirrors in flight
+            rec.kill9()
+        db = rec.db
+        assert waitkit.wait_for(lambda: len(exchange_ids(db)) == 4, 15)  # the writer child finished its rows
+        rec2 = run_recorder(up.url, *args, db=db)
+        with openai.OpenAI(base_url=rec2.base_url, api_key="sk-k9-test", max_retries=0) as client:
+            for i in range(3):
+                chat(client, 10 + i)
+        assert waitkit.wait_for(lambda: len(by_provider(cells(db, "k9")).get("cand", [])) >= 3, 20)
+        assert rec2.stop() == 0, rec2.log()[-3000:]
+    rows = cells(db, "k9")
+    keys = [(r[0], r[1]) for r in rows]
+    assert len(keys) == len(set(keys))  # no duplicates
+    got = by_provider(rows)
+    sh = shadow_counters(db, "k9")
+    lost = sh["dropped"].get("lost_in_flight", 0)
+    assert len(got["cand"]) + lost == 7 and sh["mirrored"]["cand"] == 7  # each mirror: stored or counted lost
+    assert lost <= 4  # at most the mirrors in flight at the kill
+    con = connect(db)
+    sql = "SELECT state FROM run_events WHERE run_id = 'k9' ORDER BY \"at\""
+    states = [s for (s,) in con.execute(sql).fetchall()]
+    con.close()
+    assert states[0] == "started" and "resumed" in states and states[-1] == "stopped"
+
+
+def test_bad_shadow_options_fail_early_with_one_line(tmp_path: Path, proc_kit) -> None:
+    db = tmp_path / "s" / "p.duckdb"
+    db.parent.mkdir()
+    base = proc_kit.record_argv("http://127.0.0.1:9", db, free_port())
+    missing = subprocess.run([*base, "--shadow", str(tmp_path / "nope.toml")], capture_output=True, text=True)
+    assert missing.returncode == 2 and "nope.toml" in missing.stderr and "Traceback" not in missing.stderr
+    prov = providers(tmp_path, {"cand": "http://127.0.0.1:9/v1"}, dead=False)
+    zero = subprocess.run(
+        [*base, "--shadow", str(prov), "--shadow-sample", "0"], capture_output=True, text=True
+    )
+    assert zero.returncode == 2 and "sample" in zero.stderr
+    env_key = prov.read_text().replace(
+        'models = { "*" = "*" }', 'models = { "*" = "*" }\napi_key_env = "NO_SUCH_KEY_VAR"'
+    )
+    prov.write_text(env_key)
+    nokey = subprocess.run([*base, "--shadow", str(prov)], capture_output=True, text=True)
+    assert nokey.returncode == 2 and "NO_SUCH_KEY_VAR" in nokey.stderr
