@@ -9,6 +9,7 @@ from parity.replayer.errors import ReplayError
 from parity.replayer.pacing import Pacing
 from parity.replayer.run import RunOptions, replay
 from parity.replayer.select import Selection
+from parity.replayer.sweep import Sweep, parse_slos, parse_values
 from parity.store.cli import add_db_option
 
 DESCRIPTION = """\
@@ -23,6 +24,8 @@ examples:
   parity replay --db parity.duckdb --providers providers.toml --run cmp-1 --dry-run
   parity replay --db parity.duckdb --providers providers.toml --run cmp-1 --sample 500 --seed 1 --concurrency 16
   parity replay --db parity.duckdb --providers providers.toml --run cmp-1 --resume
+  parity replay --db parity.duckdb --providers providers.toml --run cap-1 --sweep 5,10,20,40 --step-seconds 30
+  parity replay --db parity.duckdb --providers providers.toml --run cap-2 --sweep auto --slo ttft=300ms,e2e=5s
 
 At the end, each provider's failures are printed with their top reasons (e.g. "dead: 27/27 failed:
 connection refused at 127.0.0.1:9999"), and endpoints a provider answers only with 404/405 are
@@ -108,6 +111,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--arrival", choices=("constant", "poisson"), help="with --rate: inter-arrival distribution"
     )
     pace.add_argument("--speed", type=float, help="with --as-recorded: X times faster than recorded")
+    sw = p.add_argument_group("capacity sweep (instead of one pacing; see docs/replay.md)")
+    swx = sw.add_mutually_exclusive_group()
+    swx.add_argument(
+        "--sweep",
+        metavar="RATES|auto",
+        help="offer the selection at each rate in turn (req/s, e.g. 5,10,20,40; Poisson arrivals unless "
+        "--arrival constant), or auto: grow until a provider stops meeting --slo, then refine",
+    )
+    swx.add_argument(
+        "--sweep-concurrency",
+        metavar="N,N|auto",
+        help="closed-loop sweep: N requests in flight per provider at each step (e.g. 1,4,16,64), or auto",
+    )
+    sw.add_argument("--step-seconds", type=float, default=30.0, help="length of a sweep step (default 30)")
+    sw.add_argument(
+        "--slo",
+        help="with a sweep: the SLOs a good request meets, e.g. ttft=300ms,e2e=5s (keys: ttft, tpot, e2e, itl)",
+    )
+    sw.add_argument(
+        "--goodput-target",
+        type=float,
+        default=0.95,
+        help="share of a step's requests within the SLOs that keeps a provider in (default 0.95)",
+    )
+    sw.add_argument(
+        "--max-error-rate",
+        type=float,
+        default=0.05,
+        help="auto sweep: errors past this share end a provider's growth",
+    )
+    sw.add_argument("--sweep-start", type=float, help="auto sweep: the first load (default 1)")
+    sw.add_argument("--sweep-factor", type=float, default=2.0, help="auto sweep: growth per step (default 2)")
+    sw.add_argument("--sweep-max", type=float, help="auto sweep: never offer more than this load")
+    sw.add_argument(
+        "--sweep-steps", type=int, default=12, help="auto sweep: growth steps at most (default 12)"
+    )
     r = p.add_argument_group("run")
     r.add_argument("--repeat", type=int, default=1, help="send each request K times per provider (default 1)")
     r.add_argument(
@@ -136,8 +175,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def options(args: argparse.Namespace) -> RunOptions:
     """Command-line arguments -> RunOptions (ReplayError for bad combinations)."""
-    if args.arrival and args.rate is None:
-        raise ReplayError("--arrival only goes with --rate")
+    sweep = _sweep(args)
+    if args.arrival and args.rate is None and (sweep is None or sweep.by != "rate"):
+        raise ReplayError("--arrival only goes with --rate or --sweep")
     if args.speed is not None and not args.as_recorded:
         raise ReplayError("--speed only goes with --as-recorded")
     if args.speed is not None and args.speed <= 0:
@@ -181,7 +221,44 @@ def options(args: argparse.Namespace) -> RunOptions:
         progress=not args.no_progress,
         compact=not args.no_compact,
         preflight=not args.no_preflight,
+        sweep=sweep,
     )
+
+
+def _sweep(args: argparse.Namespace) -> Sweep | None:
+    """The --sweep / --sweep-concurrency options as a Sweep, or None."""
+    text, by = (args.sweep, "rate") if args.sweep else (args.sweep_concurrency, "concurrency")
+    sweep_only = ("slo", "sweep_start", "sweep_max")
+    if not text:
+        named = [f"--{a.replace('_', '-')}" for a in sweep_only if getattr(args, a) is not None]
+        if named:
+            raise ReplayError(f"{', '.join(named)} only go with --sweep or --sweep-concurrency")
+        return None
+    clash = [f for f, v in (("--rate", args.rate), ("--concurrency", args.concurrency)) if v is not None]
+    if args.as_recorded:
+        clash.append("--as-recorded")
+    if args.repeat != 1:
+        clash.append("--repeat")
+    if args.resume:
+        clash.append("--resume")
+    if clash:
+        raise ReplayError(f"a sweep sets its own loads: drop {', '.join(clash)}")
+    sweep = Sweep(
+        by=by,
+        values=parse_values(text, by),
+        step_seconds=args.step_seconds,
+        arrival=args.arrival or "poisson",
+        seed=args.seed,
+        slos=parse_slos(args.slo),
+        target=args.goodput_target,
+        max_error_rate=args.max_error_rate,
+        start=args.sweep_start,
+        factor=args.sweep_factor,
+        limit=args.sweep_max,
+        max_steps=args.sweep_steps,
+    )
+    sweep.check()
+    return sweep
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

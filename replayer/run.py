@@ -37,6 +37,7 @@ from parity.replayer.progress import Progress, ProviderStats, percentile, summar
 from parity.replayer.resume import RunState, load_plan, run_state, save_plan
 from parity.replayer.runner import Runner
 from parity.replayer.select import Selection, by_ids, select
+from parity.replayer.sweep import Sweep
 from parity.replayer.worker import PostProcessor, WorkerInit
 from parity.store.export import compact_store
 from parity.store.segments import segment_root, write_segment
@@ -66,6 +67,7 @@ class RunOptions:
     compact: bool = True  # merge the run's results into sorted files when it finishes
     # check keys, base_urls, models and endpoints before sending anything (parity.replayer.preflight)
     preflight: bool = True
+    sweep: Sweep | None = None  # a capacity sweep (parity.replayer.sweep) instead of one pacing
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
 
@@ -104,7 +106,8 @@ def run_config(opts: RunOptions, cfg: Config, listed: dict[str, list[str] | None
     return {
         "run_id": opts.run_id,
         "selection": {**opts.selection.public(), "exchanges": n_exchanges},
-        "pacing": opts.pacing.public(),
+        "pacing": {"mode": f"sweep-{opts.sweep.by}"} if opts.sweep else opts.pacing.public(),
+        **({"sweep": opts.sweep.public()} if opts.sweep else {}),
         "repeat": opts.repeat,
         "seed": opts.selection.seed,
         "max_cost": opts.max_cost,
@@ -186,7 +189,14 @@ def replay(opts: RunOptions) -> RunOutcome:
     if opts.resume and not state.exists:
         raise RunStateError(f"--resume: no run {opts.run_id!r} in {opts.db}")
     if opts.resume:
+        if opts.sweep or (state.config or {}).get("sweep"):
+            raise RunStateError(
+                f"--resume: run {opts.run_id!r} is a sweep, whose steps are timed loads; a resumed step "
+                "would offer a different load. Start a new run (its finished steps are stored)."
+            )
         _apply_stored(opts, state, cfg)
+    if opts.sweep:
+        opts.sweep.check()
     if opts.dry_run:
         return _dry_run(opts, cfg, root, state)
     exchanges = _load_exchanges(opts, root, state)
@@ -227,7 +237,12 @@ def _preflight(opts: RunOptions, cfg: Config, plan: Plan, spend: bool = True) ->
 def _dry_run(opts: RunOptions, cfg: Config, root, state: RunState) -> RunOutcome:
     exchanges = _load_exchanges(opts, root, state)
     plan = build_plan(exchanges, cfg, opts.repeat, opts.selection.seed)
-    opts.out.write(format_plan(plan, cfg, json.dumps(opts.pacing.public())) + "\n")
+    pacing = json.dumps({"mode": f"sweep-{opts.sweep.by}"} if opts.sweep else opts.pacing.public())
+    opts.out.write(format_plan(plan, cfg, pacing) + "\n")
+    if opts.sweep and plan.groups:
+        from parity.replayer.sweep_plan import format_sweep
+
+        opts.out.write("\n" + format_sweep(opts.sweep, plan, opts.max_cost) + "\n")
     if opts.preflight and plan.groups:  # free requests only: GET /models and empty-body probes
         why = preflight.refusal(_preflight(opts, cfg, plan, spend=False))
         if why:
@@ -265,24 +280,31 @@ def _run(
         journal=str(journal.path),
     )
     totals: dict[str, int] = {n: 0 for n in cfg.providers}
-    for c in (c for g in groups for c in g.cells):
+    for c in (c for g in groups for c in g.cells if not opts.sweep):  # a sweep counts as it sends
         totals[c.provider] += 1
     unstored = [decode_key(line) for line in state.unstored]
     for key in unstored:
         totals[key[1]] += 1
-    progress = Progress(totals, stream=opts.err, enabled=opts.progress)
-    runner = Runner(
-        cfg,
-        opts.pacing,
-        groups,
-        post,
-        init,
-        journal,
-        progress,
-        spent=state.spent,
-        max_cost=opts.max_cost,
-        awaiting=dict.fromkeys(unstored, 0.0),
-    )
+    progress = Progress(totals, stream=opts.err, enabled=opts.progress and not opts.sweep)
+    if opts.sweep:
+        from parity.replayer.sweep_runner import SweepRunner
+
+        runner: Runner = SweepRunner(
+            cfg, opts.sweep, groups, post, init, journal, progress, max_cost=opts.max_cost, err=opts.err
+        )
+    else:
+        runner = Runner(
+            cfg,
+            opts.pacing,
+            groups,
+            post,
+            init,
+            journal,
+            progress,
+            spent=state.spent,
+            max_cost=opts.max_cost,
+            awaiting=dict.fromkeys(unstored, 0.0),
+        )
     t0 = time.monotonic()
     opened: dict = {}
 
@@ -381,10 +403,12 @@ def _finish(
     if dead:
         note = (note + "; " if note else "") + dead
         code = EXIT_PROVIDER_DEAD if code == 0 else code
-    if diag and config is not None:  # the latest config is the run's (``runs.config``): evals read it
-        config = {**config, "failures": diag.public()}
-    else:
-        config = None
+    extra: dict = {"failures": diag.public()} if diag else {}
+    steps = getattr(runner, "steps", None)
+    if steps is not None and config is not None and "sweep" in config:
+        extra["sweep"] = {**config["sweep"], "steps": steps}
+    # the latest config is the run's (``runs.config``): evals read it
+    config = {**config, **extra} if config is not None and extra else None
     write_event(root, opts.run_id, state, config, note)
     if state == "finished" and stats and not stats.get("spilled") and not stats.get("lost"):
         journal_mod.remove(root, opts.run_id)
@@ -420,6 +444,10 @@ def _finish(
     opts.out.write(
         summary_table(opts.run_id, state, note, elapsed, left, recorded, skipped, runner.lags) + "\n"
     )
+    if steps:
+        from parity.replayer.sweep_plan import format_steps
+
+        opts.out.write("\n" + format_steps(steps) + "\n")
     if diag and diag.providers:
         opts.out.write("\n" + "\n".join(diag.lines()) + "\n")
     if dead:
