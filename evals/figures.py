@@ -144,6 +144,16 @@ FIGURES: dict[str, str] = {
         + "; null when it did not apply"
         for c in CATALOGUE.values()
     },
+    # capacity sweeps (parity replay --sweep): null unless the run is a sweep (evals/metrics/capacity.py)
+    "capacity.max_rate": "highest offered rate (req/s; closed loop: the achieved rate) of a sweep step meeting the "
+    "goodput target, errors limit and keeping up (achieved >= 90% of offered), before the first step that did not",
+    "capacity.first_bad_rate": "offered rate of the first sweep step that missed the target: capacity lies in "
+    "[capacity.max_rate, this); null when no step missed it (capacity above the sweep) or in closed loop",
+    "capacity.knee_rate": "highest offered rate whose median e2e stays within 1.5 x the lightest step's",
+    "capacity.peak_achieved_rate": "highest achieved rate (successes per second) over the sweep's steps: the "
+    "throughput at saturation",
+    "capacity.goodput_at_max": "goodput of the step at capacity.max_rate",
+    "capacity.cost_per_1k_at_max_usd": "mean cost of 1,000 requests of the step at capacity.max_rate",
 }
 BOOL_FIGURES = {"is_baseline", "significant_slower", "significant_faster"}
 INT_FIGURES = {
