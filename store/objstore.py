@@ -16,6 +16,7 @@ parity never takes them as flags, stores them or prints them (:func:`scrub`).
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import socket
@@ -125,17 +126,20 @@ def fs():
         import s3fs
     except ImportError as e:  # pragma: no cover - s3fs is a dependency
         raise ObjectStoreError("s3:// stores need the s3fs package (pip install s3fs)") from e
+    for name in ("botocore", "aiobotocore"):  # "found credentials in ...": not for the user's terminal
+        logging.getLogger(name).setLevel(logging.WARNING)
     client: dict = {}
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if region:
         client["region_name"] = region
-    return s3fs.S3FileSystem(
+    s3 = s3fs.S3FileSystem(
         use_listings_cache=False,
         skip_instance_cache=True,
-        retries=2,
         client_kwargs=client,
         config_kwargs={"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 2}},
     )
+    s3.retries = 2  # s3fs's own retry loop, on top of botocore's
+    return s3
 
 
 def listing(d: S3Path) -> dict[str, tuple[int, float]]:
