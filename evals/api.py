@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import duckdb
@@ -19,7 +18,19 @@ import polars as pl
 from parity.evals import load
 from parity.evals.errors import EvalError
 from parity.evals.load import Store
-from parity.evals.metrics import answers, evidence, groups, judging, scorecard, spend, stats, timing
+from parity.evals.metrics import (
+    answers,
+    evidence,
+    groups,
+    judging,
+    scorecard,
+    spend,
+    stats,
+    timing,
+)
+from parity.evals.metrics import (
+    reliability as rel,
+)
 from parity.evals.metrics.embeddings import embedding_cells
 from parity.evals.metrics.outcome import succeeded
 from parity.evals.summarise import rows, summarise
@@ -27,6 +38,7 @@ from parity.evals.summarise import rows, summarise
 QUESTIONS = ("latency", "cost", "quality", "compat")
 BY_GROUP = list(timing.GROUP)
 BY_PROVIDER = ["provider"]
+LEVELS = (BY_GROUP, BY_PROVIDER)  # the question tables, then the summary figures
 
 
 @dataclass
@@ -128,7 +140,7 @@ def evaluate(
         db,
         run,
         baseline,
-        timing.parse_slos(slos),
+        rel.parse_slos(slos),
         questions,
         judge,
         providers,
@@ -158,6 +170,7 @@ def _evaluate(
     embedding_sample: int,
     monthly_requests: float | None = None,
 ) -> Evaluation:
+    """The evaluation, one named step after another; ``Evaluation.seconds`` times each step."""
     clock = time.perf_counter()
     secs: dict[str, float] = {}
 
@@ -167,241 +180,136 @@ def _evaluate(
         secs[name] = round(now - clock, 3)
         clock = now
 
-    root = load.store_root(db)
-    with ExitStack() as stack:
-        bg = stack.enter_context(ThreadPoolExecutor(max_workers=1))
-        pre: dict[str, Future] = {}
-        opened: Future = Future()  # the store, as the second thread opens it
-        rel_later: Future = Future()  # the provider reliability the scorecard reads, computed below
-        try:
-            # Two threads work side by side. The second opens the store, resolves the run, then
-            # on its own cursor loads the ITL sample and computes its pooled percentiles, then the
-            # bodies (quality, and the scorecard when some cell lacks its facts), then the traffic
-            # and the cost. This one reads the cells meanwhile (a named run's before the store is
-            # even open: the read needs no connection), then computes reliability, latency and
-            # (from the facts) the scorecard. DuckDB, polars and numpy release the GIL; DuckDB
-            # leaves this thread a core.
-            pre["itl"] = bg.submit(_open_then_itl, stack, db, run, questions, itl_sample, opened)
-            early = root is not None and run not in (None, "", "latest")
-            scanned = load.scan_cells(root, run) if early else None
-            con, cur, run, config, key = opened.result()
-            cells = _served(load.load_cells(con, run, root, scanned), config)
-            del scanned
-            arms = sorted(cells["provider"].unique().drop_nulls().to_list())
-            if baseline not in arms:
-                raise EvalError(
-                    f"baseline {baseline!r} has no results in run {run!r}; arms: {', '.join(arms)}"
-                )
-            ev = Evaluation(run=run, baseline=baseline, config=config, slos=slo, seconds=secs)
-            xids = cells["xid"].unique()  # the run's exchanges (the cost's traffic matches them)
-            n_exchanges = len(xids)
-            n_emb = cells.filter(pl.col("endpoint") == "embeddings")["xid"].n_unique()
-            facts = cells.select(*scorecard.FACT_INPUTS) if "compat" in questions else None
-            # do the facts answer the whole scorecard, or must some cells' bodies be read?
-            for_scorecard = facts is not None and bool(
-                facts.select((pl.col("chk_error").is_null() | scorecard.error_facts_missing()).any()).item()
+    # Steps that read the store (the pooled ITL tokens, the bodies for quality, the cost's traffic)
+    # run one after another on a second thread, each on its own cursor, beside the in-memory steps
+    # below; DuckDB releases the GIL while it reads. Each is a function of its inputs, collected
+    # where its result is needed.
+    with load.open_store(db) as con, ThreadPoolExecutor(max_workers=1) as beside:
+        run = load.resolve_run(con, run)
+        config = load.run_config(con, run)
+        ev = Evaluation(run=run, baseline=baseline, config=config, slos=slo, seconds=secs)
+        wants_bodies = "quality" in questions or judge is not None
+        if "latency" in questions:
+            itl_rows = beside.submit(_read, con, load.load_itl, run, itl_sample)
+        if wants_bodies:
+            bodies = beside.submit(_quality, con, run, baseline, quality_sample, embedding_sample)
+        lap("open")
+
+        cells = _served(load.load_cells(con, run), config)
+        arms = sorted(cells["provider"].unique().drop_nulls().to_list())
+        if baseline not in arms:
+            raise EvalError(f"baseline {baseline!r} has no results in run {run!r}; arms: {', '.join(arms)}")
+        cells = groups.with_key(cells, BY_GROUP)  # the question tables' groups, as one integer
+        if "cost" in questions:
+            costs = beside.submit(_cost, con, run, cells, config, baseline, monthly_requests)
+        metrics = rel.mark_cold(timing.request_metrics(cells), idle_s)
+        lap("cells")
+
+        ev.reliability, rel_p = rel.reliability_levels(metrics, LEVELS, slo, idle_s)
+        lap("reliability")
+
+        pct_p = cmp_p = pl.DataFrame()
+        if "latency" in questions:
+            (pct_g, cmp_g), (pct_p, cmp_p) = timing.latency_levels(
+                metrics, itl_rows.result(), baseline, LEVELS
             )
-            facts_here = None
-            if not for_scorecard:  # then this thread computes the scorecard, after the latency
-                facts_here, facts = facts, None
-            if "quality" in questions or judge or for_scorecard:
-                thr = load.sample_threshold(n_exchanges, quality_sample)
-                emb_thr = load.sample_threshold(
-                    n_emb, min(embedding_sample, quality_sample or embedding_sample)
-                )
-                sample = (thr, emb_thr, key, for_scorecard)
-                pre["bodies"] = bg.submit(
-                    _from_bodies, cur, run, baseline, questions, config, rel_later, facts, sample, n_emb
-                )
-            del facts
-            cells = groups.with_key(cells, BY_GROUP)  # the question tables' groups, as one integer
-            if "cost" in questions:  # after the bodies: this thread has the latency to do meanwhile
-                pre["cost"] = bg.submit(
-                    _cost,
-                    cur,
-                    run,
-                    cells.select(*spend.COST_INPUTS, *groups.keys_of(cells, BY_GROUP)),
-                    xids,
-                    config,
-                    baseline,
-                    monthly_requests,
-                )
-            metrics = timing.mark_cold(timing.request_metrics(cells), idle_s)
-            rel_sums = timing.reliability_sums(metrics, BY_GROUP, slo)  # the provider level is their total
-            rel_p = timing.reliability(metrics, BY_PROVIDER, slo, idle_s, sums=rel_sums)
-            rel_later.set_result(rel_p)
-            ev.reliability = timing.reliability(metrics, BY_GROUP, slo, idle_s, sums=rel_sums)
-            lap("load_cells")
-            pct_p = cmp_p = pl.DataFrame()
-            if "latency" in questions:
-                pairs = timing.pair_differences(metrics, baseline)  # both levels test these pairs
-                grouped = stats.value_groups(metrics, BY_GROUP, list(timing.METRICS))
-                itl = pre["itl"].result()
-                runs: dict = {}  # sorted paired differences, from the groups to the providers
-                pct_g, cmp_g = _latency_level(metrics, itl, grouped, pairs, runs, baseline, BY_GROUP)
-                ev.latency = _join(pct_g, cmp_g, [*BY_GROUP, "metric"])
-                pct_p, cmp_p = _latency_level(metrics, itl, grouped, pairs, runs, baseline, BY_PROVIDER)
-                del pairs, grouped, itl
-                lap("latency")
-            q_p = compat_p = None
-            if facts_here is not None:  # every cell carries its facts: no body is needed
-                cc = scorecard.cell_checks(None, load.load_attempts_429(con, run), None, facts_here)
-                ev.compat = scorecard.scorecard(cc, config, rel_p, BY_PROVIDER)
-                compat_p = scorecard.compat_summary(ev.compat)
-                del cc, facts_here
-                lap("compat")
-            cost_p = None
-            if "cost" in questions:
-                ev.cost, cost_p, ev.breakeven, ev.month = pre["cost"].result()
-                lap("cost_wait")
-            del cells, metrics
-            if "bodies" in pre:
-                got = pre["bodies"].result()
-                secs.update(got["seconds"])
-                lap("bodies_wait")
-                ev.quality, q_p = got["quality"], got["quality_p"]
-                if got["compat"] is not None:
-                    ev.compat, compat_p = got["compat"], got["compat_p"]
-                if judge:
-                    if isinstance(db, duckdb.DuckDBPyConnection):
-                        raise EvalError(
-                            "the judge caches verdicts in the store: pass the store path, not a connection"
-                        )
-                    pairs = _judge_pairs(con, run, baseline, got["compared"], max_judge_pairs)
-                    ev.judge = run_judge(con, db, run, baseline, judge, config, pairs, providers, rubric)
-                    lap("judge")
-            if ev.compat is not None and not ev.compat.is_empty():  # both sides of every finding
+            ev.latency = _join(pct_g, cmp_g, [*BY_GROUP, "metric"])
+            lap("latency")
+
+        compat_p = None
+        if "compat" in questions:
+            checks = scorecard.cell_checks(
+                cells.select(*scorecard.FACT_INPUTS), load.load_attempts_429(con, run)
+            )
+            ev.compat = scorecard.scorecard(checks, config, rel_p, BY_PROVIDER)
+            compat_p = scorecard.compat_summary(ev.compat)
+            if not ev.compat.is_empty():  # both sides of every finding
                 ev.compat = evidence.attach(con, run, ev.compat)
-                lap("evidence")
-        finally:
-            for f in pre.values():
-                f.cancel()
-            if not rel_later.done():  # else the scorecard would wait for it forever
-                rel_later.set_exception(EvalError("the evaluation stopped before reliability"))
-            bg.shutdown(wait=True)  # never close the store under a running query
+            lap("compat")
+
+        cost_p = None
+        if "cost" in questions:
+            ev.cost, cost_p, ev.breakeven, ev.month = costs.result()
+            lap("cost_wait")
+
+        q_p = None
+        if wants_bodies:
+            ev.quality, q_p, compared = bodies.result()
+            lap("quality_wait")
+            if "quality" not in questions:
+                ev.quality = q_p = None
+            if judge:
+                if isinstance(db, duckdb.DuckDBPyConnection):
+                    raise EvalError(
+                        "the judge caches verdicts in the store: pass the store path, not a connection"
+                    )
+                pairs = _judge_pairs(con, run, baseline, compared, max_judge_pairs)
+                ev.judge = run_judge(con, db, run, baseline, judge, config, pairs, providers, rubric)
+                lap("judge")
+
     ev.summary = summarise(baseline, pct_p, cmp_p, rel_p, cost_p, ev.breakeven, q_p, compat_p, ev.judge)
     lap("summary")
     return ev
 
 
-def _from_bodies(
-    cur: duckdb.DuckDBPyConnection,
+def _read(con: duckdb.DuckDBPyConnection, loader, *args):
+    """``loader(cursor, *args)`` on a cursor of its own (a step run beside the others)."""
+    with con.cursor() as cur:
+        return loader(cur, *args)
+
+
+def _quality(
+    con: duckdb.DuckDBPyConnection,
     run: str,
     baseline: str,
-    questions: tuple[str, ...],
-    config: dict,
-    rel_p: Future,
-    facts: pl.DataFrame | None,
-    sample: tuple[int, int, str, bool],
-    n_emb: int,
-) -> dict:
-    """Quality, and the scorecard when some cell's scorecard columns need its body (``facts``
-    given): what needs the bodies (runs on the second thread).
-
-    ``rel_p``: the provider-level reliability (cold-start rows), set by the first thread meanwhile;
-    ``sample``: the quality and embedding sample thresholds, the sample key's SQL, and whether
-    some cells' scorecard columns must come from their bodies."""
-    t0 = time.perf_counter()
-    out: dict = {"quality": None, "quality_p": None, "compat": None, "compat_p": None, "seconds": {}}
-    thr, emb_thr, key, for_scorecard = sample
-    outputs = load.load_outputs(cur, run, thr, emb_thr, key=key, for_scorecard=for_scorecard)
-    t1 = time.perf_counter()
+    quality_sample: int | None,
+    embedding_sample: int,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The quality tables at both levels and the compared cells (the judge's pairs), from the bodies
+    of a deterministic sample of exchanges (the same exchanges for every arm), read on a cursor
+    of its own."""
+    with con.cursor() as cur:
+        counts = load.frame(
+            cur,
+            """SELECT count(DISTINCT exchange_id) AS n,
+                      count(DISTINCT exchange_id) FILTER (WHERE endpoint = 'embeddings') AS n_emb
+               FROM results WHERE run_id = $run""",
+            {"run": run},
+        ).row(0, named=True)
+        thr = load.sample_threshold(counts["n"], quality_sample)
+        emb_thr = load.sample_threshold(
+            counts["n_emb"], min(embedding_sample, quality_sample or embedding_sample)
+        )
+        outputs = load.load_outputs(cur, run, thr, emb_thr)
     checked = answers.answer_checks(outputs)
-    out["compared"] = compared = answers.compare_cells(checked, baseline)
-    if "quality" in questions:
-        emb = embedding_cells(outputs, baseline) if n_emb else None
-        memo: dict = {}  # structure scores, computed once for the inputs both levels share
-        out["quality"] = answers.quality_table(checked, compared, emb, baseline, BY_GROUP, memo)
-        out["quality_p"] = answers.quality_table(checked, compared, emb, baseline, BY_PROVIDER, memo)
-        del emb
-    del checked
-    t2 = time.perf_counter()
-    if "compat" in questions and facts is not None:
-        legacy = facts["chk_error"].null_count() > 0
-        streams = load.load_stream_checks(cur, run, thr, key) if legacy else None
-        cc = scorecard.cell_checks(outputs, load.load_attempts_429(cur, run), streams, facts)
-        del outputs
-        out["compat"] = scorecard.scorecard(cc, config, rel_p.result(), BY_PROVIDER)
-        out["compat_p"] = scorecard.compat_summary(out["compat"])
-    t3 = time.perf_counter()
-    out["seconds"] = {
-        "bg_load_outputs": round(t1 - t0, 3),
-        "bg_quality": round(t2 - t1, 3),
-        "bg_compat": round(t3 - t2, 3),
-    }
-    return out
-
-
-def _latency_level(
-    metrics: pl.DataFrame,
-    itl: dict,
-    grouped: pl.DataFrame,
-    pairs: pl.DataFrame,
-    runs: dict,
-    baseline: str,
-    by: list[str],
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Percentiles and the comparisons with the baseline at one level (``itl``: ``_itl``'s pooled
-    ITL rows by level; ``grouped``: the value lists of the finest groups; ``pairs``: the paired
-    differences both levels test)."""
-    pct = timing.percentiles(metrics, None, by, grouped=grouped, itl_rows=itl[tuple(by)])
-    return pct, timing.compare(metrics, pct, baseline, by, pairs=pairs, sorted_pairs=runs, grouped=grouped)
-
-
-def _open_then_itl(
-    stack: ExitStack,
-    db: Store,
-    run: str | None,
-    questions: tuple[str, ...],
-    itl_sample: int,
-    opened: Future,
-) -> dict | None:
-    """Open the store (closed with ``stack``), resolve the run and set ``opened`` to (connection,
-    this thread's cursor, run, config, sample key); then the pooled ITL rows (``_itl``) when
-    latency is asked (runs on the second thread, while the first reads the cells)."""
-    try:
-        con = stack.enter_context(load.open_store(db))
-        run = load.resolve_run(con, run)
-        config = load.run_config(con, run)
-        key = load.run_sample_column(con, run)
-        if not isinstance(db, duckdb.DuckDBPyConnection):
-            con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
-        cur = con.cursor()
-        stack.callback(cur.close)
-    except BaseException as e:
-        opened.set_exception(e)
-        raise
-    opened.set_result((con, cur, run, config, key))
-    return _itl(cur, run, itl_sample, key) if "latency" in questions else None
-
-
-def _itl(cur: duckdb.DuckDBPyConnection, run: str, itl_sample: int, key: str) -> dict:
-    """The pooled ITL rows of both levels (runs on the second thread while the cells are read)."""
-    itl = load.load_itl(cur, run, itl_sample, key)
-    if itl.is_empty():
-        return {tuple(BY_GROUP): None, tuple(BY_PROVIDER): None}
-    levels = (BY_GROUP, BY_PROVIDER)  # the provider level reads the groups' sorted tokens
-    return dict(zip((tuple(by) for by in levels), timing.itl_levels(itl, levels), strict=True))
+    compared = answers.compare_cells(checked, baseline)
+    emb = embedding_cells(outputs, baseline) if counts["n_emb"] else None
+    by_group, by_provider = answers.quality_levels(checked, compared, emb, baseline, LEVELS)
+    return by_group, by_provider, compared
 
 
 def _cost(
-    cur: duckdb.DuckDBPyConnection,
+    con: duckdb.DuckDBPyConnection,
     run: str,
     cells: pl.DataFrame,
-    xids: pl.Series,
     config: dict,
     baseline: str,
     monthly_requests: float | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, spend.MonthBasis]:
-    """The cost tables at both levels, the break-even table and the monthly projection's basis
-    (runs on the second thread)."""
+    """The cost tables at both levels, the break-even table and the monthly projection's basis (reads
+    the store on a cursor of its own)."""
     tables = spend.pricing_map(config)
+    xids = cells["xid"].unique()  # the run's exchanges (the cost's traffic matches them)
     priced_units = cells.select(
         pl.col("endpoint").is_in(["images.generations", "audio.transcriptions", "audio.translations"]).sum()
     ).item()
-    extras = load.load_usage_extras(cur, run) if priced_units else None
-    traffic = _traffic(load.load_traffic(cur, run, xids), cells)
-    costs = spend.request_costs(cells, spend.price_frame(tables, cells), extras)
+    extras = _read(con, load.load_usage_extras, run) if priced_units else None
+    traffic = _traffic(_read(con, load.load_traffic, run, xids), cells)
+    costs = spend.request_costs(
+        cells.select(*spend.COST_INPUTS, *groups.keys_of(cells, BY_GROUP)),
+        spend.price_frame(tables, cells),
+        extras,
+    )
     month = spend.month_basis(traffic, len(xids), monthly_requests)
     sums = spend.cost_sums(costs, baseline, BY_GROUP)  # the provider level is their total
     return (

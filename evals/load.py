@@ -20,8 +20,7 @@ from parity.evals.errors import EvalError
 from parity.evals.metrics.compat_checks import RATE_LIMIT_CODES
 from parity.evals.metrics.outcome import SUCCEEDED_SQL
 from parity.replayer.facts import COLUMNS as FACTS
-from parity.store.schema import RESULTS
-from parity.store.segments import SEGMENT_GLOB, segment_root, segment_state, table_dir
+from parity.store.segments import SEGMENT_GLOB, segment_root, table_dir
 from parity.store.store import StoreError, connect, sql_string, table_scan
 
 Store = str | os.PathLike | duckdb.DuckDBPyConnection
@@ -30,15 +29,9 @@ Store = str | os.PathLike | duckdb.DuckDBPyConnection
 RAW_RESULTS = "evals_results_text"
 RAW_META = "evals_results_footers"  # the results segments' Parquet metadata (row groups, null counts)
 TEXT_ENDPOINTS = ("chat.completions", "responses", "completions")
-# A cell's place in the samples (0 .. 999,999): the stored key (parity.replayer.sampling), or for runs
-# with cells written before it existed, DuckDB's hash of the exchange id (same for every arm).
-KEYED_SAMPLE = "sample_key"
-LEGACY_SAMPLE = "(hash(exchange_id) % 1000000)"
-# Cells whose scorecard columns need their body read: no chk_* facts at all, or facts written
-# before the error facts on an error cell or a 429 (scorecard.error_facts_missing in SQL).
-NEEDS_BODY = """(chk_error IS NULL
-    OR ((status >= 400 OR chk_error) AND chk_error_json IS NULL)
-    OR (status = 429 AND chk_retry_after IS NULL))"""
+# A cell's place in the samples (0 .. 999,999): the stored key (parity.replayer.sampling), the same for
+# every arm of an exchange; a sample is a prefix of each compacted results file.
+SAMPLE_KEY = "sample_key"
 
 
 @contextmanager
@@ -62,11 +55,6 @@ def open_store(db: Store) -> Iterator[duckdb.DuckDBPyConnection]:
         yield con
     finally:
         con.close()
-
-
-def store_root(db: Store) -> Path | None:
-    """The folder of ``db``'s segments (None for an open connection: read through its views)."""
-    return None if isinstance(db, duckdb.DuckDBPyConnection) else segment_root(Path(db))
 
 
 def frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> pl.DataFrame:
@@ -148,58 +136,10 @@ def cell_key() -> pl.Expr:
     )
 
 
-# Columns per read of the cells: polars holds each read's decoded row groups and its contiguous copy
-# at once, so a million cells read as one frame peak ~0.6 GB for 0.17 GB of columns; read in
-# groups, each group reuses the memory the previous one freed (the read: a third fewer page faults
-# and a quarter less CPU; the whole evaluation: a tenth fewer faults).
-SCAN_GROUP_COLUMNS = 8
-
-
-def scan_cells(root: Path, run: str) -> pl.DataFrame:
-    """The run's cells (``_CELL_COLUMNS``) straight from the live results segments (the listing the
-    views use); an empty frame when the store or the run has none. Needs no connection, so it
-    can run while another thread opens the store.
-
-    polars reads Parquet into its own columns on every core, about three times faster than
-    DuckDB's scan plus the Arrow hand-over for a million cells, and without the Arrow copy.
-    Columns a segment lacks (older stores) read as null, as the views' ``union_by_name`` has it.
-    """
-    live, _merged, _hidden = segment_state(root, "results")
-    empty = pl.from_arrow(RESULTS.empty_table()).select(_CELL_COLUMNS)
-    if not live:
-        return empty
-    lf = pl.scan_parquet([str(p) for p in live], missing_columns="insert", extra_columns="ignore")
-    try:
-        have = lf.collect_schema()
-        missing = [pl.lit(None, empty.schema[c]).alias(c) for c in _CELL_COLUMNS if c not in have]
-        lf = lf.filter(pl.col("run_id") == run).with_columns(missing)
-        k = max(1, -(-len(_CELL_COLUMNS) // SCAN_GROUP_COLUMNS))
-        parts = [
-            lf.select([pl.col(c).cast(empty.schema[c]) for c in _CELL_COLUMNS[i::k]]).collect().rechunk()
-            for i in range(k)
-        ]
-    except (pl.exceptions.PolarsError, OSError) as e:
-        raise EvalError(f"reading results segments failed: {str(e).splitlines()[0]}") from e
-    return pl.concat(parts, how="horizontal").select(_CELL_COLUMNS)
-
-
-def load_cells(
-    con: duckdb.DuckDBPyConnection,
-    run: str,
-    root: Path | None = None,
-    scanned: pl.DataFrame | None = None,
-) -> pl.DataFrame:
-    """One row per result cell with the scalar timing, token and status columns (no bodies).
-
-    With ``root`` (the store's segment folder) the segments are read by polars (``scan_cells``;
-    ``scanned``: its output, read already), else through the connection's ``results`` view.
-    """
-    if scanned is not None:
-        df = scanned
-    elif root is not None:
-        df = scan_cells(root, run)
-    else:
-        df = frame(con, f"SELECT {', '.join(_CELL_COLUMNS)} FROM results WHERE run_id = $run", {"run": run})
+def load_cells(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
+    """One row per result cell with the scalar timing, token and status columns and the ``chk_*``
+    facts (no bodies), through the store's ``results`` view."""
+    df = frame(con, f"SELECT {', '.join(_CELL_COLUMNS)} FROM results WHERE run_id = $run", {"run": run})
     df = df.with_columns(
         xid_of().alias("xid"),
         cell_key().alias("_cell"),
@@ -240,24 +180,8 @@ def load_usage_extras(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
     )
 
 
-def sample_column(keyed: bool) -> str:
-    """SQL of a cell's sample key: the stored ``sample_key`` when every cell of the run has one (a
-    sample is then a prefix of each compacted results file, read without the rest), else a hash."""
-    return KEYED_SAMPLE if keyed else LEGACY_SAMPLE
-
-
-def run_sample_column(con: duckdb.DuckDBPyConnection, run: str) -> str:
-    """``sample_column`` for ``run``, asked of the store (before its cells are read)."""
-    df = frame(
-        con,
-        "SELECT count(*) FILTER (WHERE sample_key IS NULL) AS n FROM results WHERE run_id = $run",
-        {"run": run},
-    )
-    return sample_column(df["n"][0] == 0)
-
-
 def load_itl(
-    con: duckdb.DuckDBPyConnection, run: str, max_requests: int = 10000, key: str = LEGACY_SAMPLE
+    con: duckdb.DuckDBPyConnection, run: str, max_requests: int = 10000, key: str = SAMPLE_KEY
 ) -> pl.DataFrame:
     """Per-token ITL lists of streamed successes; a deterministic sample of exchanges when large.
 
@@ -316,38 +240,6 @@ def _paths(paths: tuple[str, ...]) -> str:
     return "[" + ", ".join(f"'{p}'" for p in paths) + "]"
 
 
-def load_stream_checks(
-    con: duckdb.DuckDBPyConnection, run: str, sample_thr: int = 1_000_000, key: str = LEGACY_SAMPLE
-) -> pl.DataFrame:
-    """Per streamed cell written without ``chk_*`` facts (older stores; newer rows carry
-    ``chk_sse_bad_lines``): terminal marker seen in the raw SSE, and the count of malformed lines.
-
-    A malformed line is a non-empty line that is not an SSE field (data/event/id/retry) or comment,
-    or — for the exchanges of the quality sample (``sample_thr``), since it costs a JSON parse per
-    event — a ``data:`` payload that is neither JSON nor ``[DONE]``. A raw body cut at the size
-    limit ends mid-line, so its last line is not judged. Reads only ``response_raw``.
-    """
-    return frame(
-        con,
-        rf"""
-        SELECT exchange_id, provider, "repeat",
-               contains(r, 'data: [DONE]')
-                   OR regexp_matches(r, '"type":\s*"response\.(completed|failed|incomplete)"') AS raw_terminated,
-               len(list_filter(
-                   string_split(CASE WHEN ends_with(r, chr(10)) THEN r ELSE regexp_replace(r, '[^\n]*$', '') END, chr(10)),
-                   lambda x: NOT (x = '' OR starts_with(x, 'event:') OR starts_with(x, 'id:')
-                                  OR starts_with(x, 'retry:') OR starts_with(x, ':')
-                                  OR (starts_with(x, 'data:')
-                                      AND (NOT deep OR trim(x[6:]) = '[DONE]' OR json_valid(x[6:])))))
-               ) AS raw_bad_lines
-        FROM (SELECT exchange_id, provider, "repeat", replace(response_raw, chr(13), '') AS r,
-                     {key} < {int(sample_thr)} AS deep
-              FROM results WHERE run_id = $run AND stream AND response_raw IS NOT NULL AND chk_error IS NULL)
-        """,
-        {"run": run},
-    )
-
-
 def _maybe_unsent(con: duckdb.DuckDBPyConnection, run: str) -> bool:
     """Could any cell lack ``sent_body``? From the segments' footers (null counts) when evals opened
     the store, which costs no scan; else by counting."""
@@ -381,20 +273,15 @@ def load_outputs(
     sample_thr: int = 1_000_000,
     emb_thr: int = 1_000_000,
     *,
-    key: str = LEGACY_SAMPLE,
-    for_scorecard: bool = True,
+    key: str = SAMPLE_KEY,
 ) -> pl.DataFrame:
-    """What only the bodies can tell, for the cells that need it: the quality sample (``in_sample``:
-    answer text, tool calls, schemas, and embedding vectors for the ``emb_thr`` sample) and, with
-    ``for_scorecard``, the cells whose facts do not answer the scorecard (``NEEDS_BODY``): cells
-    written without ``chk_*`` facts (every scorecard column, derived here in SQL the way
-    ``parity.replayer.facts`` derives them) and older rows' error cells (error shape, retry headers).
-    Without it (no such cell in the run) the query asks for the sample alone, which DuckDB reads
-    from compacted files without decompressing the other bodies.
+    """What only the bodies can tell, for the quality sample (``in_sample``: answer text, refusals,
+    tool calls, schemas, and embedding vectors for the ``emb_thr`` sample). The sample is a prefix of
+    each compacted results file (``SAMPLE_KEY``), which DuckDB reads without decompressing the other
+    bodies.
 
     Bodies are parsed once (multi-path extraction); Responses-only and error-only paths are
-    extracted from the few rows they concern. Text is also kept for cells that asked for stop
-    sequences (the scorecard checks them). The raw SSE is checked by ``load_stream_checks``.
+    extracted from the few rows they concern.
     """
     # Cells stored without the body they sent (multipart) fall back to the recorded request. Parquet
     # null counts answer "are there any" without reading the column; the exchanges scan only if so.
@@ -412,14 +299,14 @@ def load_outputs(
             SELECT exchange_id, provider, "repeat", endpoint, stream, status, error_type,
                    coalesce(recorded_model, model) AS model, model AS provider_model,
                    finish_reason, sdk_valid, sdk_error, stream_complete, tokens_estimated, completion_tokens,
-                   {key} < {int(sample_thr)} AS in_sample, chk_error IS NULL AS no_facts,
+                   {key} < {int(sample_thr)} AS in_sample,
                    json_extract_string(response_body, {_paths(_BODY_PATHS)}) AS b,
                    json_extract_string(sent_body, {_paths(_REQ_PATHS)}) AS q,
                    CASE WHEN endpoint = 'embeddings' AND {SUCCEEDED_SQL} AND {key} < {int(emb_thr)}
                         THEN TRY_CAST(json_extract(response_body, '$.data[*].embedding') AS FLOAT[][]) END AS vectors,
                    response_body, response_headers
             FROM {results_text(con)}
-            WHERE run_id = $run AND ({key} < {int(sample_thr)}{" OR " + NEEDS_BODY if for_scorecard else ""})),
+            WHERE run_id = $run AND ({key} < {int(sample_thr)})),
         req AS ({req}),
         base2 AS (
             SELECT base.* EXCLUDE (q, response_body, response_headers), coalesce(q, q0) AS q,
@@ -435,7 +322,7 @@ def load_outputs(
                         WHEN json_array_length(b[3]) > 0 THEN b[3] END AS calls
             FROM base2)
         SELECT exchange_id, provider, "repeat", endpoint, stream, status, error_type, model, provider_model,
-               in_sample, no_facts,
+               in_sample,
                sdk_valid, sdk_error, stream_complete, tokens_estimated, completion_tokens,
                CASE WHEN in_sample OR q[4] IS NOT NULL THEN CASE
                     WHEN endpoint = 'responses' THEN array_to_string(

@@ -348,6 +348,19 @@ def quality_table(
     return add_quality_score(out, baseline).sort(by)
 
 
+def quality_levels(
+    checked: pl.DataFrame,
+    compared: pl.DataFrame,
+    embeddings: pl.DataFrame | None,
+    baseline: str,
+    levels: Sequence[Sequence[str]],
+) -> list[pl.DataFrame]:
+    """``quality_table`` at each of ``levels``; the embeddings' structure scores, which depend only on
+    the inputs a group shares, are computed once for all levels."""
+    memo: dict = {}
+    return [quality_table(checked, compared, embeddings, baseline, by, memo) for by in levels]
+
+
 SCORE_PARTS = (
     "text_similarity_mean",
     "finish_reason_agreement",

@@ -8,7 +8,6 @@ models and providers instead of cells.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import polars as pl
@@ -27,40 +26,10 @@ from parity.evals.metrics.compat_checks import (
 )
 from parity.evals.metrics.outcome import succeeded
 from parity.replayer.facts import COLUMNS as FACTS
-from parity.replayer.facts import ERROR_KEYS, stop_hit
+from parity.replayer.facts import ERROR_KEYS
 
 # (the checks, what they protect and their severity: parity.evals.metrics.compat_checks)
-# The load_outputs columns the checks read (the rest are for quality).
-_COLUMNS = (
-    *("exchange_id", "provider", "repeat", "endpoint", "stream", "status", "error_type", "provider_model"),
-    "sdk_valid",
-    *("sdk_error", "stream_complete", "tokens_estimated", "completion_tokens", "text", "has_calls"),
-    *("tool_args_ok", "finish_reason", "n_choices", "has_usage", "has_error", "error_types", "error_kind"),
-    *(
-        "error_code",
-        "retry_after",
-        "retry_after_ms",
-        "should_retry",
-        "max_tokens",
-        "stop",
-        "n",
-        "include_usage",
-    ),
-)
 _CLIENT_TYPES = ["invalid_request_error", "authentication_error", "permission_error", "not_found_error"]
-
-
-def _stop_hit(text: str | None, stop: str | None) -> bool | None:
-    """``parity.replayer.facts.stop_hit`` for the ``stop`` SQL extracted as text (a list arrives as JSON)."""
-    if stop is None:
-        return None
-    seqs: object = stop
-    if stop.startswith("["):
-        try:
-            seqs = json.loads(stop)
-        except json.JSONDecodeError:
-            seqs = stop
-    return stop_hit(seqs, text)
 
 
 # The load_cells columns the per-cell checks read when a cell carries chk_* facts.
@@ -69,52 +38,14 @@ FACT_INPUTS = (
     "sdk_valid",
     *("sdk_error", "stream_complete", "tokens_estimated", "completion_tokens", "finish_reason", *FACTS),
 )
-_ERROR_COLUMNS = ("error_types", "error_kind", "error_code", "retry_after", "retry_after_ms", "should_retry")
 _KEYS = ["exchange_id", "provider", "repeat"]
-# the wire facts read as they are (null in cells written before they existed)
+# the wire facts, read as they are
 _WIRE = ("chk_done", "chk_unnamed_events", "chk_usage_choices", "chk_chunk_keys_missing", "chk_error_keys")
-_WIRE_TYPES = {"chk_done": pl.Boolean, "chk_unnamed_events": pl.Int64, "chk_usage_choices": pl.Int64}
-# an error cell's shape and a 429's headers, as the checks read them (from facts or from bodies)
-_ERROR_FIELDS = ("error_json_ok", "error_kind", "error_code", "retry_advertised", "should_retry")
 
 
-def error_facts_missing() -> pl.Expr:
-    """Cells with ``chk_*`` facts written before the error facts existed: their error cells'
-    shapes (and their 429s' headers) must still be read from the bodies (``load_outputs``)."""
-    err = (pl.col("status") >= 400).fill_null(False) | pl.col("chk_error").fill_null(False)
-    return (err & pl.col("chk_error_json").is_null()) | (
-        (pl.col("status") == 429).fill_null(False) & pl.col("chk_retry_after").is_null()
-    )
-
-
-def _error_fields(df: pl.DataFrame) -> pl.DataFrame:
-    """``_ERROR_FIELDS`` from the columns ``load_outputs`` extracts from error bodies and headers.
-
-    An error cell whose body is not JSON at all has no error types: it fails the shape check,
-    as ``parity.replayer.facts`` has it.
-    """
-    et = pl.col("error_types")
-    shape = (
-        (et.list.get(0, null_on_oob=True) == "OBJECT")
-        & (et.list.get(1, null_on_oob=True) == "VARCHAR")
-        & et.list.get(2, null_on_oob=True).fill_null("NULL").is_in(["VARCHAR", "NULL"])
-        & et.list.get(3, null_on_oob=True).fill_null("NULL").is_in(["VARCHAR", "NULL"])
-    )
-    return df.with_columns(
-        pl.when(et.is_null()).then(False).otherwise(shape).alias("error_json_ok"),
-        (pl.col("retry_after").is_not_null() | pl.col("retry_after_ms").is_not_null()).alias(
-            "retry_advertised"
-        ),
-    ).drop("error_types", "retry_after", "retry_after_ms")
-
-
-def _fact_rows(cells: pl.DataFrame, outputs: pl.DataFrame | None) -> pl.DataFrame:
-    """The scorecard columns of the cells that carry ``chk_*`` facts (``parity.replayer.facts``); the
-    error shape and retry headers of error cells written before the error facts come from
-    ``outputs``."""
-    f = cells if cells["chk_error"].null_count() == 0 else cells.filter(pl.col("chk_error").is_not_null())
-    old = f.select(error_facts_missing()).to_series()
-    f = f.select(
+def _fact_rows(cells: pl.DataFrame) -> pl.DataFrame:
+    """The scorecard columns, read off each cell's ``chk_*`` facts (``parity.replayer.facts``)."""
+    return cells.select(
         *[c for c in FACT_INPUTS if c not in FACTS],
         (pl.col("chk_tool_calls").fill_null(0) > 0).alias("has_calls"),
         pl.col("chk_tool_args_ok").alias("tool_args_ok"),
@@ -126,7 +57,6 @@ def _fact_rows(cells: pl.DataFrame, outputs: pl.DataFrame | None) -> pl.DataFram
         pl.col("chk_include_usage").alias("include_usage"),
         pl.col("chk_stop_hit").alias("_stop_hit"),
         pl.col("chk_sse_bad_lines").cast(pl.Int64).alias("raw_bad_lines"),
-        pl.lit(None, pl.Boolean).alias("raw_terminated"),
         pl.col("chk_error_json").alias("error_json_ok"),
         pl.col("chk_error_type").alias("error_kind"),
         pl.col("chk_error_code").alias("error_code"),
@@ -134,43 +64,12 @@ def _fact_rows(cells: pl.DataFrame, outputs: pl.DataFrame | None) -> pl.DataFram
         pl.col("chk_should_retry").alias("should_retry"),
         *[pl.col(c) for c in _WIRE],
     )
-    if not old.any():
-        return f
-    if outputs is None:
-        raise ValueError("error cells written before the error facts need their bodies (outputs)")
-    errs = _error_fields(outputs.select(*_KEYS, *_ERROR_COLUMNS))
-    bad = f.filter(old).drop(*_ERROR_FIELDS).join(errs, on=_KEYS, how="left")
-    return pl.concat([f.filter(~old), bad], how="diagonal_relaxed")
-
-
-def _legacy_rows(
-    checked: pl.DataFrame, attempts_429: pl.DataFrame | None, streams: pl.DataFrame | None
-) -> pl.DataFrame:
-    """The scorecard columns of cells written without facts, from ``load_outputs``' SQL extraction."""
-    df = _error_fields(checked.select(_COLUMNS))
-    keys = _KEYS
-    if streams is not None and not streams.is_empty():
-        df = df.join(streams, on=keys, how="left")
-    else:
-        df = df.with_columns(
-            pl.lit(None, pl.Boolean).alias("raw_terminated"), pl.lit(None, pl.Int64).alias("raw_bad_lines")
-        )
-    sub = df.filter(pl.col("stop").is_not_null() & pl.col("text").is_not_null()).select(*keys, "text", "stop")
-    hits = [_stop_hit(t, s) for t, s in zip(sub["text"].to_list(), sub["stop"].to_list(), strict=True)]
-    return df.join(
-        sub.select(keys).with_columns(pl.Series("_stop_hit", hits, dtype=pl.Boolean)), on=keys, how="left"
-    ).drop("text", "stop")
 
 
 def _transient(col: str) -> pl.Expr:
     """Statuses that depend on load or luck rather than on the request: 408, 409, 429 and 5xx."""
     st = pl.col(col)
     return st.is_in([408, 409, 429]) | (st >= 500)
-
-
-def _missing_wire(df: pl.DataFrame) -> list[pl.Expr]:
-    """The wire facts as null where the cells were written before they existed."""
-    return [pl.lit(None, _WIRE_TYPES.get(c, pl.Utf8)).alias(c) for c in _WIRE if c not in df.columns]
 
 
 def _with_production(df: pl.DataFrame) -> pl.DataFrame:
@@ -203,19 +102,11 @@ def _as_production(df: pl.DataFrame) -> pl.DataFrame:
     ).drop([f"p|{c}" for c in judged])
 
 
-def cell_checks(
-    checked: pl.DataFrame | None,
-    attempts_429: pl.DataFrame | None = None,
-    streams: pl.DataFrame | None = None,
-    cells: pl.DataFrame | None = None,
-) -> pl.DataFrame:
+def cell_checks(cells: pl.DataFrame, attempts_429: pl.DataFrame | None = None) -> pl.DataFrame:
     """One nullable boolean column per per-cell check.
 
-    ``cells`` is ``load.load_cells`` output (every cell); the checks of cells carrying ``chk_*``
-    facts read those. ``checked`` is ``load.load_outputs`` output: the bodies' answers for the
-    cells without facts (all of them when ``cells`` is None) and the error cells' shapes; None
-    when every cell of ``cells`` carries all its facts (``error_facts_missing`` nowhere).
-    ``attempts_429`` and ``streams`` come from ``load.load_attempts_429`` and ``load.load_stream_checks``.
+    ``cells`` is ``load.load_cells`` output (with the ``chk_*`` facts every stored cell carries);
+    ``attempts_429`` is ``load.load_attempts_429`` output (the 429s retried past).
     """
     ok = succeeded()
     text_ep = pl.col("endpoint").is_in(["chat.completions", "completions", "responses"])
@@ -225,21 +116,7 @@ def cell_checks(
     rate_limited = pl.any_horizontal(
         pl.col("error_kind", "error_code").str.contains("rate_limit").fill_null(False)
     )
-    if cells is not None and "chk_error" in cells.columns:
-        if checked is None and cells["chk_error"].null_count():
-            raise ValueError("cells written without facts need their bodies' answers (checked)")
-        df = _fact_rows(cells, checked)
-        if checked is not None:  # and the cells without facts, from their bodies
-            legacy = (
-                checked.filter(pl.col("no_facts"))
-                if "no_facts" in checked.columns
-                else checked.join(df.select(_KEYS), on=_KEYS, how="anti")
-            )
-            df = pl.concat([df, _legacy_rows(legacy, attempts_429, streams)], how="diagonal_relaxed")
-    elif checked is None:
-        raise ValueError("cell_checks needs the bodies' answers (checked) or cells with facts")
-    else:
-        df = _legacy_rows(checked, attempts_429, streams)
+    df = _fact_rows(cells)
     if attempts_429 is not None and not attempts_429.is_empty():
         # a lookup by the cell's hash: a join would copy every column of a million cells
         cell = cell_key()
@@ -251,15 +128,12 @@ def cell_checks(
     else:
         df = df.with_columns(pl.lit(None, pl.Boolean).alias(c) for c in ("advertised_429", "code_429"))
     final_429 = pl.col("status") == 429
-    df = df.with_columns(_missing_wire(df))
     chat_stream = ok & stream & pl.col("endpoint").is_in(["chat.completions", "completions"])
     keys_missing = pl.col("chk_chunk_keys_missing")
     code = pl.col("error_code")
     df = df.with_columns(
         pl.when(ok & pl.col("sdk_valid").is_not_null()).then(pl.col("sdk_valid")).alias("sdk_valid"),
-        pl.when(ok & stream)
-        .then(pl.col("stream_complete").fill_null(False) | pl.col("raw_terminated").fill_null(False))
-        .alias("stream_terminated"),
+        pl.when(ok & stream).then(pl.col("stream_complete").fill_null(False)).alias("stream_terminated"),
         pl.when(ok & stream & pl.col("raw_bad_lines").is_not_null())
         .then(pl.col("raw_bad_lines") == 0)
         .alias("stream_wellformed"),

@@ -14,7 +14,6 @@ import numpy as np
 import polars as pl
 import polars.selectors as cs
 
-from parity.evals.errors import EvalError
 from parity.evals.metrics import groups, stats
 from parity.evals.metrics.outcome import succeeded
 from parity.evals.metrics.stats import ALPHA, MIN_PAIRS, QUANTILES, pct_name
@@ -24,7 +23,6 @@ GROUP = ("provider", "endpoint", "model")
 METRICS: dict[str, bool] = {"ttft_ms": True, "tpot_ms": True, "e2e_ms": True, "output_tps": False}
 POOLED = "itl_ms"  # per-token, pooled over requests; not pairable
 PRIMARY = ("ttft_ms", "e2e_ms")  # the metrics behind significant_slower
-SLO_KEYS = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "e2e_ms", "itl": "itl_mean_ms"}
 
 
 def request_metrics(cells: pl.DataFrame) -> pl.DataFrame:
@@ -80,6 +78,28 @@ def percentiles(
             | {f"{pct_name(q)}_ci_reason": pl.Utf8 for q in qs}
         )
     return ci_reasons(pl.concat(parts, how="vertical_relaxed").sort([*by, "metric"]), qs)
+
+
+def latency_levels(
+    metrics: pl.DataFrame, itl: pl.DataFrame | None, baseline: str, levels: Sequence[Sequence[str]]
+) -> list[tuple[pl.DataFrame, pl.DataFrame]]:
+    """``percentiles`` and ``compare`` with the baseline at each of ``levels``, finest first.
+
+    The levels share their work here, and only here: the paired differences are computed once, each
+    metric's values are grouped once at the finest level (coarser levels merge those groups), the
+    pooled ITL tokens are flattened once, and a coarser level's sorted differences are merged from
+    the finer level's sorted runs instead of sorted again.
+    """
+    pairs = pair_differences(metrics, baseline, levels[0])
+    grouped = stats.value_groups(metrics, levels[0], list(METRICS))
+    itl_rows = itl_levels(itl, levels) if itl is not None and not itl.is_empty() else [None] * len(levels)
+    sorted_runs: dict = {}
+    out = []
+    for by, itl_by in zip(levels, itl_rows, strict=True):
+        pct = percentiles(metrics, None, by, grouped=grouped, itl_rows=itl_by)
+        cmp = compare(metrics, pct, baseline, by, pairs=pairs, sorted_pairs=sorted_runs, grouped=grouped)
+        out.append((pct, cmp))
+    return out
 
 
 def ci_reason(n: int | None, q: float, metric: str) -> str:
@@ -489,176 +509,3 @@ def _test(
 def _finite(s: pl.Series) -> np.ndarray:
     x = s.cast(pl.Float64).drop_nulls().to_numpy()
     return x[np.isfinite(x)]
-
-
-def parse_slos(spec: str | dict | None) -> dict[str, float]:
-    """``"ttft=500ms,e2e=10s"`` -> ``{"ttft_ms": 500.0, "e2e_ms": 10000.0}`` (ms when unitless)."""
-    if not spec:
-        return {}
-    items = (
-        spec.items() if isinstance(spec, dict) else (p.split("=", 1) for p in spec.split(",") if p.strip())
-    )
-    out: dict[str, float] = {}
-    for item in items:
-        try:
-            k, v = item
-        except ValueError:
-            raise EvalError(f"bad SLO {item!r}; use e.g. ttft=500ms,e2e=10s") from None
-        k = str(k).strip().lower().removesuffix("_ms")
-        if k not in SLO_KEYS:
-            raise EvalError(f"unknown SLO {k!r}; known: {', '.join(SLO_KEYS)}")
-        out[SLO_KEYS[k]] = _duration_ms(v)
-    return out
-
-
-def _duration_ms(v: str | float) -> float:
-    if isinstance(v, int | float):
-        return float(v)
-    s = v.strip().lower()
-    for unit, f in (("ms", 1.0), ("s", 1000.0), ("m", 60000.0)):
-        if s.endswith(unit):
-            try:
-                return float(s[: -len(unit)]) * f
-            except ValueError:
-                break
-    try:
-        return float(s)
-    except ValueError:
-        raise EvalError(f"bad SLO duration {v!r}; use e.g. 500ms or 2s") from None
-
-
-def reliability(
-    metrics: pl.DataFrame,
-    by: Sequence[str] = GROUP,
-    slos: dict[str, float] | None = None,
-    idle_s: float = 60.0,
-    sums: pl.DataFrame | None = None,
-) -> pl.DataFrame:
-    """Per group: cells, error / 429 / no-response / retry rates, goodput and the cold-start effect.
-
-    ``sums`` (``reliability_sums`` at these groups or finer) saves the pass over the cells.
-    """
-    by = list(by)
-    sums = reliability_sums(metrics, by, slos) if sums is None else sums
-    g = sums.group_by(by).agg(pl.col(c).sum() for c in _SUM_COLUMNS)
-    n = pl.col("n_cells")
-    out = g.select(
-        *by,
-        "n_cells",
-        "n_ok",
-        (1 - pl.col("n_ok") / n).alias("error_rate"),
-        (pl.col("_429") / n).alias("rate_429"),
-        (pl.col("_no_response") / n).alias("no_response_rate"),
-        (pl.col("_retried") / n).alias("retry_rate"),
-        (pl.col("_wait") / n).alias("rate_limit_wait_ms_mean"),
-        pl.when(pl.col("n_ok") > 0)
-        .then(pl.col("_estimated") / pl.col("n_ok"))
-        .alias("tokens_estimated_rate"),
-        (pl.col("_good") / n if slos else pl.lit(None, pl.Float64)).alias("goodput_rate"),
-    )
-    return out.join(cold_start(metrics, by, idle_s), on=by, how="left").sort(by)
-
-
-_SUM_COLUMNS = ("n_cells", "n_ok", "_429", "_no_response", "_retried", "_wait", "_estimated", "_good")
-
-
-def reliability_sums(
-    metrics: pl.DataFrame, by: Sequence[str] = GROUP, slos: dict[str, float] | None = None
-) -> pl.DataFrame:
-    """Per group, the counts every reliability rate is a ratio of (coarser groups sum them)."""
-    ok = succeeded()
-    good = ok
-    for col, limit in (slos or {}).items():
-        good = good & (pl.col(col).is_null() | (pl.col(col) <= limit))
-    return groups.agg(
-        metrics,
-        by,
-        pl.len().alias("n_cells"),
-        ok.sum().alias("n_ok"),
-        pl.col("saw_429").fill_null(False).sum().alias("_429"),
-        pl.col("status").is_null().sum().alias("_no_response"),
-        (pl.col("attempts").fill_null(1) > 1).sum().alias("_retried"),
-        pl.col("rate_limit_wait_ms").fill_null(0).sum().alias("_wait"),
-        pl.col("tokens_estimated").fill_null(False).filter(ok).sum().alias("_estimated"),
-        good.fill_null(False).sum().alias("_good"),
-    )
-
-
-def mark_cold(metrics: pl.DataFrame, idle_s: float = 60.0) -> pl.DataFrame:
-    """Add ``cold`` (first request after >= ``idle_s`` without traffic to the same provider model).
-
-    "Without traffic" means no request of that provider model in flight or started, so the gap is
-    measured from the end of the latest earlier request (its start + latency) to this start.
-    """
-    end = pl.col("started_at") + pl.duration(milliseconds=pl.col("latency_ms").fill_null(0))
-    seq = groups.key_expr(["provider", "provider_model"])  # one hashed key, not two strings
-    busy = pl.col("_end").cum_max().shift(1).over(seq, order_by="started_at")
-    gap_ms = (pl.col("started_at") - pl.col("_busy")).dt.total_milliseconds()
-    # on the few columns it reads: a window over the whole frame would copy every column
-    cold = (
-        metrics.select("provider", "provider_model", "started_at", "latency_ms")
-        .with_columns(end.alias("_end"))
-        .with_columns(busy.alias("_busy"))
-        .select(
-            pl.when(pl.col("started_at").is_not_null())
-            .then(pl.col("_busy").is_null() | (gap_ms >= idle_s * 1000))
-            .alias("cold")
-        )
-        .to_series()
-    )
-    return metrics.with_columns(cold)
-
-
-def cold_start(metrics: pl.DataFrame, by: Sequence[str] = GROUP, idle_s: float = 60.0) -> pl.DataFrame:
-    """Cold (see ``mark_cold``) vs warm successful requests: medians, difference, one-sided p.
-
-    Compares time to first token (end-to-end latency for non-streamed cells) with a one-sided
-    Mann-Whitney test (cold slower). Needs 3 cold and 3 warm cells per group.
-    """
-    by = list(by)
-    df = metrics if "cold" in metrics.columns else mark_cold(metrics, idle_s)
-    keys = groups.keys_of(df, by)
-    df = df.select(*by, *keys, "cold", pl.coalesce("ttft_ms", "e2e_ms").alias("_first")).filter(
-        pl.col("_first").is_not_null() & pl.col("cold").is_not_null()
-    )
-    cold, first = pl.col("cold"), pl.col("_first")
-    aggs = (
-        cold.sum().cast(pl.Int64).alias("n_cold"),
-        (~cold).sum().cast(pl.Int64).alias("n_warm"),
-        first.filter(cold).median().alias("cold_p50_ms"),
-        first.filter(~cold).median().alias("warm_p50_ms"),
-    )
-    per = (
-        df.group_by(keys).agg(*[pl.col(c).first() for c in by], *aggs) if keys else df.group_by(by).agg(*aggs)
-    )
-    rows = []
-    for row in per.iter_rows(named=True):
-        if row["n_cold"] >= 3 and row["n_warm"] >= 3:
-            # the test reads the group's values; groups without enough cold requests are not read
-            same = (
-                pl.col(keys[0]) == row[keys[0]]
-                if keys
-                else pl.all_horizontal(pl.col(c).eq_missing(row[c]) for c in by)
-            )
-            g = df.filter(same)
-            mask = g["cold"].to_numpy()
-            vals = g["_first"].to_numpy()
-            cm, wm = row["cold_p50_ms"], row["warm_p50_ms"]
-            row |= {
-                "cold_start_delta_ms": cm - wm,
-                "cold_start_p_value": stats.mann_whitney(vals[mask], vals[~mask], alternative="greater"),
-            }
-        else:
-            row |= {"cold_p50_ms": None, "warm_p50_ms": None}
-        for k in keys:
-            del row[k]
-        rows.append(row)
-    schema = {c: pl.Utf8 for c in by} | {
-        "n_cold": pl.Int64,
-        "n_warm": pl.Int64,
-        "cold_p50_ms": pl.Float64,
-        "warm_p50_ms": pl.Float64,
-        "cold_start_delta_ms": pl.Float64,
-        "cold_start_p_value": pl.Float64,
-    }
-    return pl.DataFrame(rows, schema=schema)

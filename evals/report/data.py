@@ -20,7 +20,7 @@ from scipy import stats as sps
 from parity.evals import load
 from parity.evals.api import Evaluation
 from parity.evals.errors import EvalError
-from parity.evals.metrics import answers, spend, stats, timing
+from parity.evals.metrics import answers, reliability, spend, stats, timing
 from parity.evals.metrics.outcome import succeeded
 from parity.evals.summarise import rows as frame_rows
 
@@ -79,7 +79,7 @@ def gather(
     """Load everything the report draws for ``ev``'s run (``worst`` disagreements per provider)."""
     run, base = ev.run, ev.baseline
     cells = load.load_cells(con, run)
-    metrics = timing.mark_cold(timing.request_metrics(cells), idle_s)
+    metrics = reliability.mark_cold(timing.request_metrics(cells), idle_s)
     costs = None
     try:
         tables = spend.pricing_map(ev.config)
@@ -89,7 +89,7 @@ def gather(
     s = Samples(
         metrics=metrics,
         itl=load.load_itl(con, run, itl_sample),
-        cold=timing.cold_start(metrics, ["provider"], idle_s),
+        cold=reliability.cold_start(metrics, ["provider"], idle_s),
         costs=costs,
     )
     s.tests = verdict_tests(metrics, costs, base)

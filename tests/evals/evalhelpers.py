@@ -138,7 +138,7 @@ def run_config(
 def with_facts(rows: list[dict]) -> list[dict]:
     """The rows as the replayer writes them today: with the ``chk_*`` facts of ``parity.replayer.facts``.
 
-    Rows without them are what older stores hold; evals derives the same facts from the bodies.
+    ``write_run`` applies it to every row written without them, as the replayer always writes them.
     """
     from parity.replayer.facts import cell_facts
     from parity.replayer.sampling import sample_key
@@ -172,6 +172,9 @@ def write_run(
 ) -> Path:
     """Write one run's tables as segments of the store at ``db``."""
     root = segment_root(db)
+    bare = [r for r in results if "chk_error" not in r]
+    if bare:
+        results = [r for r in results if "chk_error" in r] + with_facts(bare)
     write_segment(root, "results", results, "test")
     if config is not None:
         ev = {"run_id": run_id, "at": T0, "state": "finished", "config": json.dumps(config), "note": None}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import polars as pl
-import pytest
 from evalhelpers import (
     WEATHER_TOOL,
     chat_body,
@@ -75,33 +74,14 @@ def _arm(provider: str, quirky: bool) -> list[dict]:
     return [stream, err, tool, limited]
 
 
-# Every way a cell reaches the scorecard: chk_* facts written by the replayer (today), facts
-# written before the error facts and the sample key existed (error cells' shapes then come from
-# their bodies), or bodies only (older stores), from which evals derives the same facts in SQL.
-# Same verdicts every way.
-FACTS = pytest.mark.parametrize("facts", ["chk-facts", "before-error-facts", "from-bodies"])
-_LATER = (
-    "chk_error_json",
-    "chk_error_type",
-    "chk_error_code",
-    "chk_retry_after",
-    "chk_should_retry",
-    "sample_key",
-)
+def _write(db, rows, config, **kw):
+    """The rows as the replayer writes them: with their ``chk_*`` facts."""
+    return write_run(db, with_facts(rows), config, **kw)
 
 
-def _write(db, rows, config, facts, **kw):
-    if facts == "chk-facts":
-        rows = with_facts(rows)
-    elif facts == "before-error-facts":
-        rows = [{k: v for k, v in r.items() if k not in _LATER} for r in with_facts(rows)]
-    return write_run(db, rows, config, **kw)
-
-
-@FACTS
-def test_quirky_provider_fails_exactly_what_it_breaks(db, facts):
+def test_quirky_provider_fails_exactly_what_it_breaks(db):
     rows = _arm("recorded", False) + _arm("good", False) + _arm("quirky", True)
-    _write(db, rows, run_config(PROVIDERS), facts)
+    _write(db, rows, run_config(PROVIDERS))
     card = evals.compat(db, "r1")
     broken = {
         "stream_terminated",
@@ -141,8 +121,7 @@ def test_quirky_provider_fails_exactly_what_it_breaks(db, facts):
     )
 
 
-@FACTS
-def test_rate_limits_parameters_and_models(db, facts):
+def test_rate_limits_parameters_and_models(db):
     err429 = {"error": {"message": "slow down", "type": "rate_limit_error", "code": "rate_limit_exceeded"}}
     rows = [make_result(exchange_id=x) for x in ("a", "b", "c", "d", "e", "f", "g", "h", "i")]
     rows += [
@@ -257,7 +236,7 @@ def test_rate_limits_parameters_and_models(db, facts):
         p: {"base_url": f"http://{p}/v1", "models": {"*": "*"}, "models_listed": ["m"]}
         for p in ("good", "bad")
     }
-    _write(db, rows, run_config(providers), facts, attempts=attempts)
+    _write(db, rows, run_config(providers), attempts=attempts)
     card = evals.compat(db, "r1")
     good, bad = _results(card, "good"), _results(card, "bad")
     checks = [

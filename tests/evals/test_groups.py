@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from parity.evals.metrics import groups, stats, timing
+from parity.evals.metrics import groups, reliability, stats, timing
 
 BY = ["provider", "endpoint", "model"]
 
@@ -65,8 +65,8 @@ def test_timing_functions_give_the_same_tables_with_the_key():
         stats.value_groups(m, BY, names).sort(BY, nulls_last=True),
     )
     assert_frame_equal(
-        timing.reliability_sums(keyed, BY).sort(BY, nulls_last=True),
-        timing.reliability_sums(m, BY).sort(BY, nulls_last=True),
+        reliability.reliability_sums(keyed, BY).sort(BY, nulls_last=True),
+        reliability.reliability_sums(m, BY).sort(BY, nulls_last=True),
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 from evalhelpers import T0, latency_arms, make_result, run_config, write_run
 
 from parity import evals
-from parity.evals.metrics.timing import parse_slos
+from parity.evals.metrics.reliability import parse_slos
 
 
 def test_slower_provider_found_and_identical_one_not(db):

@@ -3,7 +3,7 @@
 ``parity replay`` compacts a finished run's results into files ordered by sample key (row groups
 of ``ROW_GROUP_ROWS``), so evaluation's samples are one prefix of the run (the same exchanges in
 every arm) that DuckDB reaches without reading the other bodies. Every figure must be the same as
-on the segments as written, and as on rows that carry no sample key (older stores, sampled by hash).
+on the segments as written.
 """
 
 from __future__ import annotations
@@ -61,11 +61,8 @@ def _same(a: pl.DataFrame, b: pl.DataFrame, name: str) -> None:
                 assert va == vb, (name, k, va, vb)
 
 
-@pytest.mark.parametrize("keyed", [True, False], ids=["sample-key", "hash"])
-def test_compaction_changes_no_figure(tmp_path, keyed):
+def test_compaction_changes_no_figure(tmp_path):
     rows = with_facts(_rows())
-    if not keyed:
-        rows = [{k: v for k, v in r.items() if k != "sample_key"} for r in rows]
     db = tmp_path / "s.duckdb"
     root = segment_root(db)
     for k in range(0, len(rows), 250):  # segments as a writer flushes them
@@ -78,10 +75,8 @@ def test_compaction_changes_no_figure(tmp_path, keyed):
     meta = pq.ParquetFile(merged).metadata
     assert meta.num_row_groups == math.ceil(n / ROW_GROUP_ROWS)
     order = pl.from_arrow(pq.read_table(merged, columns=["sample_key", "exchange_id", "provider"]))
-    if keyed:  # the sample is a prefix of the run's rows, each exchange's arms side by side
-        assert order.rows() == sorted(order.rows())
-    else:  # no key (nulls last): by exchange, then arm
-        assert order.drop("sample_key").rows() == sorted(order.drop("sample_key").rows())
+    # the sample is a prefix of the run's rows, each exchange's arms side by side
+    assert order.rows() == sorted(order.rows())
     after = _evaluate(db)
     for f in FRAMES:
         _same(before[f], after[f], f)
@@ -113,34 +108,3 @@ def test_compacting_one_run_leaves_the_others_and_keeps_every_row(tmp_path):
         assert got.fetchall() == [("r1", 300, 300), ("r2", 300, 300)]
     finally:
         con.close()
-
-
-def test_cells_read_by_polars_in_column_groups_match_the_store_view(tmp_path):
-    """The cells read straight from the segments (several column groups, glued side by side) are
-    the rows and values the DuckDB view gives, also from a segment written before some columns
-    existed (they read as null), and only the asked run's."""
-    from parity.evals import load
-    from parity.store.store import connect
-
-    db = tmp_path / "parity.duckdb"
-    rows = with_facts(_rows())
-    write_run(db, rows[: N // 2], run_config(PROVIDERS))
-    old = [
-        {k: v for k, v in r.items() if not k.startswith("chk_") and k != "sample_key"} for r in rows[N // 2 :]
-    ]
-    write_run(db, old)
-    write_run(db, [make_result(exchange_id="other-run", run_id="r2")])
-    root = segment_root(db)
-    scanned = load.scan_cells(root, "r1")
-    assert scanned.columns == list(load._CELL_COLUMNS) and scanned.height == N * 2
-    assert scanned["chk_error"].null_count() >= N  # the older segment's facts
-    con = connect(db)
-    try:
-        via_view = load.load_cells(con, "r1")
-        via_scan = load.load_cells(con, "r1", root, scanned)
-    finally:
-        con.close()
-    key = ["exchange_id", "provider", "repeat"]
-    _same(via_scan.sort(key), via_view.sort(key), "cells")
-    assert load.scan_cells(root, "nope").height == 0
-    assert load.scan_cells(tmp_path / "missing.duckdb.d", "r1").height == 0
