@@ -20,6 +20,7 @@ from parity.evals.errors import EvalError
 from parity.evals.load import Store
 from parity.evals.metrics import (
     answers,
+    capacity,
     evidence,
     groups,
     judging,
@@ -57,6 +58,8 @@ class Evaluation:
     compat: pl.DataFrame | None = None
     judge: pl.DataFrame | None = None
     summary: pl.DataFrame | None = None
+    sweep: pl.DataFrame | None = None  # per provider and step of a capacity sweep (empty otherwise)
+    capacity: pl.DataFrame | None = None  # per provider: the sweep's capacity
     month: spend.MonthBasis | None = None  # the basis of cost_month_usd (None: cost not asked)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -77,6 +80,8 @@ class Evaluation:
             "quality": rows(self.quality),
             "compat": rows(self.compat),
             "judge": rows(self.judge) if self.judge is not None else None,
+            "sweep": rows(self.sweep),
+            "capacity": rows(self.capacity),
             "statistics": stats.PROCEDURES,
             "unsupported_endpoints": unsupported_endpoints(self.config),
             "cost_month": None
@@ -208,6 +213,10 @@ def _evaluate(
         ev.reliability, rel_p = rel.reliability_levels(metrics, LEVELS, slo, idle_s)
         lap("reliability")
 
+        ev.sweep = capacity.sweep_rows(metrics, config, slo, baseline)  # empty unless a sweep
+        ev.capacity = capacity.capacity_rows(ev.sweep, config)
+        lap("capacity")
+
         pct_p = cmp_p = pl.DataFrame()
         if "latency" in questions:
             (pct_g, cmp_g), (pct_p, cmp_p) = timing.latency_levels(
@@ -248,6 +257,7 @@ def _evaluate(
                 lap("judge")
 
     ev.summary = summarise(baseline, pct_p, cmp_p, rel_p, cost_p, ev.breakeven, q_p, compat_p, ev.judge)
+    ev.summary = capacity.fill_summary(ev.summary, ev.capacity)
     lap("summary")
     return ev
 
