@@ -193,7 +193,7 @@ class Mirror:
             fut.add_done_callback(lambda f: self._built(f, name, est))
             self.building.add(fut)
         except asyncio.CancelledError:
-            self.c.add("dropped", "lost_in_flight")
+            self.c.add("dropped", f"{name}: lost_in_flight")
             raise
         except Exception:  # a bug must cost one mirror, not the run
             log.exception("parity shadow: mirror of %s to %s failed", x.id, name)

@@ -111,8 +111,12 @@ class ShadowRun:
         last = latest_config(init.db, init.run_id) if state.exists else {}
         c = self.counters = Counters.from_public(last.get("shadow"))
         c.sample, c.max_cost, c.state, c.spent_usd = init.sample, init.max_cost, MIRRORING, state.spent
-        if state.in_flight:
-            c.add("dropped", "lost_in_flight", len(state.in_flight))
+        for _, name, _ in state.in_flight:  # dispatched, never completed: the journal's word for lost
+            c.add("dropped", f"{name}: lost_in_flight")
+        for name in {k[1] for k in state.done} | {k[1] for k in state.in_flight}:
+            # every mirror sent is stored (or journaled, built below) or lost: the exact count after a crash
+            done = sum(1 for k in state.done if k[1] == name)
+            c.mirrored[name] = done + c.dropped.get(f"{name}: lost_in_flight", 0)
         earlier = journal_mod.run_files(self.root, init.run_id)
         journal = Journal(self.root, init.run_id)
         pool = concurrent.futures.ProcessPoolExecutor(
@@ -167,7 +171,7 @@ class ShadowRun:
             for cap in caps:
                 x = xs.get(cap.exchange_id)
                 if x is None:  # the recorder's row itself was lost: nothing to pair it with
-                    m.c.add("dropped", "lost_in_flight")
+                    m.c.add("dropped", f"{cap.provider}: lost_in_flight")
                     continue
                 if x.id not in recorded:
                     recorded.add(x.id)

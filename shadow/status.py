@@ -3,8 +3,8 @@
 ``parity ls`` reads them from the store (the recorder never imports this module); a restart reads
 the latest ones back and keeps counting from there. Reasons are short keys: ``queue_full`` (the
 proxy's hand-off queue was full), ``<provider>: concurrency|rpm|tpm`` (that provider's limit was
-reached), ``max_cost`` (the spend cap), ``lost_in_flight`` (sent when the recorder or the shadow
-process stopped, never answered), ``shadow_down`` (the shadow process was gone).
+reached), ``max_cost`` (the spend cap), ``<provider>: lost_in_flight`` (sent when the recorder or the
+shadow process stopped, never answered: after a crash, ``mirrored`` is recounted as stored + lost).
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ grows, and the counters ``parity ls`` prints.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -76,6 +78,11 @@ def by_provider(rows: list[tuple]) -> dict[str, list[tuple]]:
     for r in rows:
         out.setdefault(r[1], []).append(r)
     return out
+
+
+def posts(fp: FakeProvider) -> int:
+    """Requests a fake provider got, less the shadow's ``GET /models`` at start."""
+    return sum(1 for q in fp.requests if q.get("method", "POST") == "POST")
 
 
 def exchange_ids(db: Path) -> set[str]:
@@ -151,8 +158,8 @@ def test_staging_end_to_end(run_recorder, tmp_path: Path) -> None:
     assert {r[0] for r in got["dead"]} == recorded_ids  # the dead candidate's failures are cells too
     assert all(r[2] is None and r[3] == "connection_error" for r in got["dead"])
     # the candidate got the mirrored POSTs only: no /files, no /models
-    posts = [q for q in cand.requests if q.get("method", "POST") == "POST"]
-    assert len(posts) == 11 and not any("files" in str(q.get("path")) for q in cand.requests)
+    assert posts(cand) == 11 and not any("files" in str(q.get("path")) for q in cand.requests)
+
     sh = shadow_counters(rec.db, "staging")
     assert sh["seen"] == 11 and sh["sampled"] == 11 and sh["mirrored"] == {"cand": 11, "dead": 11}
     assert sh["failed"] == {"dead": 11} and sh["ok"] == {"cand": 11} and not sh["dropped"]
@@ -234,7 +241,7 @@ def test_kill9_and_restart_continue_the_run_without_duplicates(run_recorder, tmp
         with openai.OpenAI(base_url=rec.base_url, api_key="sk-k9-test", max_retries=0) as client:
             for i in range(4):
                 chat(client, i)
-            assert waitkit.wait_for(lambda: len(cand.requests) >= 4, 15)  # mirrors in flight
+            assert waitkit.wait_for(lambda: posts(cand) >= 4, 15)  # mirrors in flight
             rec.kill9()
         db = rec.db
         assert waitkit.wait_for(lambda: len(exchange_ids(db)) == 4, 15)  # the writer child finished its rows
@@ -249,7 +256,7 @@ def test_kill9_and_restart_continue_the_run_without_duplicates(run_recorder, tmp
     assert len(keys) == len(set(keys))  # no duplicates
     got = by_provider(rows)
     sh = shadow_counters(db, "k9")
-    lost = sh["dropped"].get("lost_in_flight", 0)
+    lost = sh["dropped"].get("cand: lost_in_flight", 0)
     assert len(got["cand"]) + lost == 7 and sh["mirrored"]["cand"] == 7  # each mirror: stored or counted lost
     assert lost <= 4  # at most the mirrors in flight at the kill
     con = connect(db)
@@ -276,3 +283,62 @@ def test_bad_shadow_options_fail_early_with_one_line(tmp_path: Path, proc_kit) -
     prov.write_text(env_key)
     nokey = subprocess.run([*base, "--shadow", str(prov)], capture_output=True, text=True)
     assert nokey.returncode == 2 and "NO_SUCH_KEY_VAR" in nokey.stderr
+
+
+def test_kill9_of_every_process_leaves_a_journal_the_restart_reads(run_recorder, tmp_path: Path) -> None:
+    """The recorder, its writer, the shadow process and its builder all killed: the journal counts the lost."""
+    slow = get_profile("instant", ttft_ms=3000.0)
+    with FakeProvider.running("instant") as up, FakeProvider.running(slow) as cand:
+        prov = providers(tmp_path, {"cand": cand.base_url}, dead=False)
+        args = ("--shadow", str(prov), "--shadow-run", "group", "--flush-interval", "0.2")
+        rec = run_recorder(up.url, *args)
+        with openai.OpenAI(base_url=rec.base_url, api_key="sk-group-test", max_retries=0) as client:
+            for i in range(3):
+                chat(client, i)
+        assert waitkit.wait_for(lambda: posts(cand) >= 3, 15)
+        journals = rec.db.parent / (rec.db.name + ".d") / "journal"
+        assert len(list(journals.glob("group.*.jsonl"))) == 1
+        os.killpg(rec.proc.pid, signal.SIGKILL)  # the whole process group, no cleanup anywhere
+        rec.proc.wait(10)
+        rec2 = run_recorder(up.url, *args, db=rec.db)
+        with openai.OpenAI(base_url=rec2.base_url, api_key="sk-group-test", max_retries=0) as client:
+            chat(client, 99)
+        assert rec2.stop(timeout=30) == 0, rec2.log()[-3000:]
+    rows = cells(rec.db, "group")
+    assert len({(r[0], r[1]) for r in rows}) == len(rows)
+    sh = shadow_counters(rec.db, "group")
+    got = by_provider(rows)
+    assert (
+        sh["dropped"]["cand: lost_in_flight"] == 3
+    )  # the three mirrors in flight at the kill, from the journal
+    assert len(got.get("cand", [])) + 3 == sh["mirrored"]["cand"] == 4
+    assert not list(journals.glob("group.*.jsonl"))  # read, counted, removed
+
+
+def test_plain_mitmdump_with_both_scripts(tmp_path: Path, proc_kit) -> None:
+    """``mitmdump -s recorder/addon.py -s shadow/addon.py`` mirrors like ``parity record --shadow``."""
+    with FakeProvider.running("instant") as up, FakeProvider.running("instant") as cand:
+        prov = providers(tmp_path, {"cand": cand.base_url}, dead=False)
+        db = tmp_path / "m" / "p.duckdb"
+        db.parent.mkdir()
+        port = free_port()
+        argv = [str(proc_kit.venv_bin / "mitmdump"), "-q", "--mode", f"reverse:{up.url}"]
+        argv += ["--listen-host", "127.0.0.1", "--listen-port", str(port)]
+        argv += [
+            "-s",
+            str(proc_kit.repo / "recorder" / "addon.py"),
+            "-s",
+            str(proc_kit.repo / "shadow" / "addon.py"),
+        ]
+        argv += ["--set", f"parity_db={db}", "--set", f"parity_shadow={prov}", "--set", "parity_shadow_run=m"]
+        argv += ["--set", f"confdir={tmp_path / 'conf'}"]
+        pp = proc_kit.start_proxy(argv, port, tmp_path / "mitmdump.log", db=db)
+        try:
+            with openai.OpenAI(base_url=pp.base_url, api_key="sk-mitm-test", max_retries=0) as client:
+                for i in range(3):
+                    chat(client, i)
+            assert waitkit.wait_for(lambda: posts(cand) == 3, 15)
+        finally:
+            assert pp.stop() == 0, pp.log()[-3000:]
+    got = by_provider(cells(db, "m"))
+    assert len(got["cand"]) == 3 and len(got["recorded"]) == 3
