@@ -182,3 +182,17 @@ def test_not_a_sweep_gives_empty_rows_and_the_summary_unchanged() -> None:
         {"provider": ["p"], "capacity.max_rate": [None]}, schema_overrides={"capacity.max_rate": pl.Float64}
     )
     assert capacity.fill_summary(summary, capacity.capacity_rows(empty, {})).equals(summary)
+
+
+def test_curves_draw_each_provider_the_slo_line_and_the_target() -> None:
+    from parity.evals.report import sweep_charts
+
+    cfg = _config()
+    sw = capacity.sweep_rows(request_metrics(_cells()), cfg, {"e2e_ms": 1000.0}, "recorded")
+    cap = capacity.capacity_rows(sw, cfg)
+    colour = {"p": "#0072B2"}
+    lat = sweep_charts.latency_vs_load(sw.to_dicts(), cap.to_dicts(), colour, {"e2e_ms": 1000.0})
+    good = sweep_charts.goodput_vs_load(sw.to_dicts(), cap.to_dicts(), colour, 0.95)
+    assert lat is not None and "SLO e2e 1 s" in lat and "e2e p99 vs load" in lat and lat.count("<circle") == 3
+    assert good is not None and "target 95%" in good and "offered load (requests/s)" in good
+    assert sweep_charts.latency_vs_load([], [], colour, {}) is None
