@@ -5,7 +5,8 @@ One pipeline run writes into one folder: the app's keys go through a real ``pari
 back in 401 bodies; ``parity replay`` (interrupted, then resumed) sends its own provider keys
 to fake providers that also quote them back; then ``parity eval --json``, ``parity report``
 (html, md, json), ``parity check``, ``parity ls``, ``parity export``, ``parity compact`` and the
-three notebooks. Every file in the folder (also at two moments when short-lived files exist:
+three notebooks (and a shorter pipeline into a bucket store, with canary AWS credentials).
+Every file in the folder (also at two moments when short-lived files exist:
 spilled segments, a run journal) is searched for every key, plain and in the encodings that
 could hide it, and every Parquet file and the DuckDB catalog are decoded and searched value by
 value (their pages are compressed: a byte search alone would prove nothing there).
@@ -57,7 +58,13 @@ APP = {
     for t in ("bearer", "apikey", "xapikey", "goog", "org", "proj", "cookie", "qkey", "qapi_key", "qapi-key")
 }
 PROV = {t: _key(t) for t in ("p-bearer", "p-apikey", "p-xapikey")}
-KEYS = {**APP, **PROV}
+# The AWS credentials of a store in a bucket (--db s3://...): read from the environment only.
+AWS = {
+    "aws-access-key-id": f"AKIA-{MARK}-{secrets.token_hex(6)}",
+    "aws-secret-access-key": _key("aws-secret"),
+    "aws-session-token": _key("aws-token"),
+}
+KEYS = {**APP, **PROV, **AWS}
 PROV_ENV = {
     "p-bearer": "PARITY_SWEEP_KEY_A",
     "p-apikey": "PARITY_SWEEP_KEY_B",
@@ -616,3 +623,126 @@ def test_no_key_in_any_file(pipeline) -> None:
     lines = [f"{place}: {', '.join(sorted(w))}" for place, w in sorted(by_place.items())]
     assert not lines, f"keys found in {len(lines)} places ({report}):\n" + "\n".join(lines)
     assert final.parquet_files >= 10 and final.values > 1000, report
+
+
+# --- a store in a bucket: the AWS credentials ------------------------------------------------------
+def _run_logged(out: Path, name: str, env: dict, *args: str) -> int:
+    """``parity <args>`` with ``env``; stdout and stderr kept in ``out/logs/<name>.log`` (swept)."""
+    with open(out / "logs" / f"{name}.log", "wb") as log:
+        return subprocess.run(
+            [sys.executable, "-m", "parity.cli", *args],
+            cwd=REPO,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=240,
+        ).returncode
+
+
+def test_aws_credentials_reach_no_file_log_row_or_object(tmp_path: Path, monkeypatch) -> None:
+    """Record (with an upload failure and its spill), replay, eval, report, ls, export, compact and
+    failing commands on ``--db s3://...`` with canary AWS credentials in the environment: no local
+    file, log line, stored row or object in the bucket holds any of them."""
+    moto_server = pytest.importorskip("moto.server", reason="moto (a dev dependency) runs the S3 server")
+    import boto3
+
+    from parity.procs import free_port, stop_proc, wait_port
+
+    out = tmp_path / "out"
+    for d in ("logs", "state", "bucket"):
+        (out / d).mkdir(parents=True)
+    port = free_port()
+    env = {
+        "AWS_ACCESS_KEY_ID": AWS["aws-access-key-id"],
+        "AWS_SECRET_ACCESS_KEY": AWS["aws-secret-access-key"],
+        "AWS_SESSION_TOKEN": AWS["aws-session-token"],
+        "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        "XDG_STATE_HOME": str(out / "state"),
+    }
+    from parity.store import objstore
+
+    for k, v in env.items():  # this process reads the store too
+        monkeypatch.setenv(k, v)
+    objstore.fs.cache_clear()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+        s3.create_bucket(Bucket="sweep")
+        db = "s3://sweep/store"
+        with FakeProvider.running(profile="instant", port=0) as fp:
+            rport = free_port()
+            with open(out / "logs" / "recorder.log", "wb") as log:
+                rec = subprocess.Popen(
+                    [sys.executable, "-m", "parity.recorder.cli", "record", "--listen", f"127.0.0.1:{rport}"]
+                    + ["--upstream", fp.url, "--db", db, "--flush-interval", "0.2"]
+                    + ["--spill-dir", str(out / "spill")],
+                    cwd=REPO,
+                    env={**os.environ, **env},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            try:
+                wait_port(rport, proc=rec)
+                app = openai.OpenAI(
+                    base_url=f"http://127.0.0.1:{rport}/v1", api_key=APP["bearer"], max_retries=0
+                )
+                msgs = [{"role": "user", "content": "hello"}]
+                for _ in range(3):
+                    app.chat.completions.create(model="gpt-4o-mini", messages=msgs)
+                assert wait_for(
+                    lambda: connect(db).execute("SELECT count(*) FROM exchanges").fetchall()[0][0] == 3
+                )
+                server.stop()  # uploads fail: the recorder spills, logs it, and uploads again later
+                list(app.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True))
+                assert wait_for(lambda: list((out / "spill").rglob("seg-*.parquet")), timeout=30)
+                assert _run_logged(out, "ls-down", env, "ls", "--db", db) == 2
+                server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+                server.start()
+                assert wait_for(lambda: not list((out / "spill").rglob("seg-*.parquet")), timeout=60)
+            finally:
+                assert stop_proc(rec) == 0
+            providers = tmp_path / "providers.toml"
+            providers.write_text(f'[cand]\nbase_url = "{fp.url}/v1"\nmodels = {{ "*" = "*" }}\n')
+            assert (
+                _run_logged(
+                    out, "replay", env, "replay", "--db", db, "--providers", str(providers), "--run", RUN
+                )
+                == 0
+            )
+        assert _run_logged(out, "eval", env, "eval", "--db", db, "--run", RUN, "--json") == 0
+        assert (
+            _run_logged(out, "report", env, "report", "--db", db, "--run", RUN, "--out", str(out / "r.html"))
+            == 0
+        )
+        assert _run_logged(out, "ls", env, "ls", "--db", db) == 0
+        assert _run_logged(out, "export", env, "export", "--db", db, "--out", str(out / "export")) == 0
+        assert _run_logged(out, "export-s3", env, "export", "--db", db, "--out", "s3://sweep/export") == 0
+        assert _run_logged(out, "compact", env, "compact", "--db", db, "--min-age", "0") == 0
+        assert _run_logged(out, "ls-missing", env, "ls", "--db", "s3://sweep/nothing-here") == 2
+        assert _run_logged(out, "ls-no-bucket", env, "ls", "--db", "s3://no-such-bucket/x") == 2
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket="sweep"):
+            for o in page.get("Contents", []):
+                dest = out / "bucket" / o["Key"]
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(s3.get_object(Bucket="sweep", Key=o["Key"])["Body"].read())
+    finally:
+        server.stop()
+        objstore.fs.cache_clear()
+    assert "spilled" in (out / "logs" / "recorder.log").read_text()
+    assert "EndpointConnectionError" in (out / "logs" / "ls-down.log").read_text()
+    found = sweep_tree(out)
+    print(f"\nbucket store sweep: {found.summary()}")
+    assert any(n.startswith("bucket/store/results/") for n in found.names), sorted(found.names)
+    assert found.parquet_files >= 8 and found.values > 500, found.summary()
+    assert not found.hits, "\n".join(found.hits)
