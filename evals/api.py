@@ -11,11 +11,12 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import duckdb
 import polars as pl
 
-from parity.evals import load
+from parity.evals import load, window
 from parity.evals.errors import EvalError
 from parity.evals.load import Store
 from parity.evals.metrics import (
@@ -62,6 +63,7 @@ class Evaluation:
     capacity: pl.DataFrame | None = None  # per provider: the sweep's capacity
     month: spend.MonthBasis | None = None  # the basis of cost_month_usd (None: cost not asked)
     seconds: dict[str, float] = field(default_factory=dict)
+    window: window.Window | None = None  # the exchanges the figures are about (None: the whole run)
 
     def to_dict(self) -> dict:
         """JSON-able: {"run", "baseline", "slos", "providers": {name: {figure: value}}, question rows...}."""
@@ -72,6 +74,7 @@ class Evaluation:
             "run": self.run,
             "baseline": self.baseline,
             "slos": self.slos,
+            "window": self.window.to_dict() if self.window else None,
             "providers": provs,
             "latency": rows(self.latency),
             "reliability": rows(self.reliability),
@@ -126,6 +129,8 @@ def evaluate(
     quality_sample: int | None = 20_000,
     embedding_sample: int = 2_000,
     monthly_requests: float | None = None,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
 ) -> Evaluation:
     """Evaluate ``run`` (None/"latest" = newest) against ``baseline``; see Evaluation for the frames.
 
@@ -134,7 +139,9 @@ def evaluate(
     ``embedding_sample``) and the judge at most ``max_judge_pairs`` pairs per provider
     (deterministic samples by ``sample_key``, the same exchanges for every arm; None = all).
     Latency, cost and the scorecard always use every cell. ``monthly_requests``: the traffic a
-    month, for ``cost_month_usd`` (``spend.month_basis``).
+    month, for ``cost_month_usd`` (``spend.month_basis``). ``since`` / ``until``: only the exchanges
+    production recorded in that window (``parity.evals.window``: an ISO time or a duration back
+    from now such as ``"1h"``); every figure is then about those exchanges.
     """
     if monthly_requests is not None and not monthly_requests > 0:
         raise EvalError(f"monthly requests must be a positive number, not {monthly_requests!r}")
@@ -156,6 +163,7 @@ def evaluate(
         quality_sample,
         embedding_sample,
         monthly_requests,
+        window.window(since, until),
     )
 
 
@@ -174,6 +182,7 @@ def _evaluate(
     quality_sample: int | None,
     embedding_sample: int,
     monthly_requests: float | None = None,
+    win: window.Window | None = None,
 ) -> Evaluation:
     """The evaluation, one named step after another; ``Evaluation.seconds`` times each step."""
     clock = time.perf_counter()
@@ -189,10 +198,14 @@ def _evaluate(
     # run one after another on a second thread, each on its own cursor, beside the in-memory steps
     # below; DuckDB releases the GIL while it reads. Each is a function of its inputs, collected
     # where its result is needed.
+    if win is not None and isinstance(db, duckdb.DuckDBPyConnection):
+        raise EvalError("a time window (--since/--until) needs the store's path, not an open connection")
     with load.open_store(db) as con, ThreadPoolExecutor(max_workers=1) as beside:
         run = load.resolve_run(con, run)
+        if win is not None:
+            load.narrow(con, win)
         config = load.run_config(con, run)
-        ev = Evaluation(run=run, baseline=baseline, config=config, slos=slo, seconds=secs)
+        ev = Evaluation(run=run, baseline=baseline, config=config, slos=slo, seconds=secs, window=win)
         wants_bodies = "quality" in questions or judge is not None
         if "latency" in questions:
             itl_rows = beside.submit(_read, con, load.load_itl, run, itl_sample)
@@ -202,6 +215,8 @@ def _evaluate(
 
         cells = _served(load.load_cells(con, run), config)
         arms = sorted(cells["provider"].unique().drop_nulls().to_list())
+        if win is not None and not arms:
+            raise EvalError(f"run {run!r} has no exchange in the window: no {win.describe()}")
         if baseline not in arms:
             raise EvalError(f"baseline {baseline!r} has no results in run {run!r}; arms: {', '.join(arms)}")
         cells = groups.with_key(cells, BY_GROUP)  # the question tables' groups, as one integer

@@ -57,3 +57,15 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--providers", type=Path, help="providers TOML to find the judge (default: the run config)"
     )
     add_monthly_requests(p)
+    add_window(p)
+
+
+def add_window(p: argparse.ArgumentParser) -> None:
+    """``--since`` / ``--until``: only the exchanges production recorded in that window."""
+    p.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="only exchanges recorded at or after WHEN: an ISO time (2026-12-07T10:00, UTC) or a "
+        "duration back from now (30m, 1h, 7d); e.g. the last hour of a shadow run",
+    )
+    p.add_argument("--until", metavar="WHEN", help="only exchanges recorded before WHEN (as --since)")

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from parity.evals.api import Evaluation, evaluate
-from parity.evals.arguments import add_monthly_requests
+from parity.evals.arguments import add_monthly_requests, add_window
 from parity.evals.errors import EvalError
 from parity.evals.report import fmt as report_format
 from parity.evals.report import verdict_text
@@ -76,6 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="seconds of silence before a request counts as cold (default 60)",
     )
     add_monthly_requests(p)
+    add_window(p)
     p.add_argument(
         "--detail",
         action="store_true",
@@ -122,6 +123,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             max_judge_pairs=args.max_judge_pairs or None,
             idle_s=args.idle_gap,
             monthly_requests=args.monthly_requests,
+            since=args.since,
+            until=args.until,
         )
     except EvalError as e:
         print(f"parity eval: error: {e}", file=sys.stderr)

@@ -19,6 +19,7 @@ import polars as pl
 from parity.evals.errors import EvalError
 from parity.evals.metrics.compat_checks import RATE_LIMIT_CODES
 from parity.evals.metrics.outcome import SUCCEEDED_SQL
+from parity.evals.window import Window
 from parity.replayer.facts import COLUMNS as FACTS
 from parity.store.segments import SEGMENT_GLOB, segment_root, table_dir
 from parity.store.store import StoreError, connect, sql_string, table_scan
@@ -35,9 +36,12 @@ SAMPLE_KEY = "sample_key"
 
 
 @contextmanager
-def open_store(db: Store) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to ``db`` (a store path, or an open connection which is left open)."""
+def open_store(db: Store, window: Window | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to ``db`` (a store path, or an open connection which is left open), narrowed to
+    the exchanges of ``window`` when one is given (``narrow``)."""
     if isinstance(db, duckdb.DuckDBPyConnection):
+        if window is not None:
+            raise EvalError("a time window (--since/--until) needs the store's path, not an open connection")
         yield db
         return
     path = Path(db)
@@ -52,9 +56,36 @@ def open_store(db: Store) -> Iterator[duckdb.DuckDBPyConnection]:
         con.execute(f"CREATE OR REPLACE VIEW {RAW_RESULTS} AS SELECT * FROM {table_scan(root, 'results')}")
         glob = sql_string(str((table_dir(root, "results") / SEGMENT_GLOB).resolve()))
         con.execute(f"CREATE OR REPLACE VIEW {RAW_META} AS SELECT * FROM parquet_metadata({glob})")
+        if window is not None:
+            narrow(con, window)
         yield con
     finally:
         con.close()
+
+
+def narrow(con: duckdb.DuckDBPyConnection, window: Window) -> int:
+    """Make every query of ``con`` (and its cursors) see only the cells, attempts and exchanges of the
+    exchanges recorded inside ``window``: production's time, the same for every arm, so the pairs
+    stay whole. The connection is evals' own in-memory one; returns the exchanges kept."""
+    where = " AND ".join(
+        f"{{col}} {op} ${name}" for name, op in (("since", ">="), ("until", "<")) if getattr(window, name)
+    )
+    params = {k: v for k, v in (("since", window.since), ("until", window.until)) if v is not None}
+    if not where:
+        return -1
+    con.execute(
+        f"""CREATE TABLE evals_window AS
+            SELECT id AS exchange_id FROM exchanges WHERE {where.format(col="recorded_at")}
+            UNION SELECT exchange_id FROM results WHERE provider = 'recorded' AND {where.format(col="started_at")}""",
+        params,
+    )
+    for view in ("results", "attempts", RAW_RESULTS):
+        con.execute(f"ALTER VIEW {view} RENAME TO {view}_unwindowed")
+        con.execute(
+            f"CREATE VIEW {view} AS SELECT * FROM {view}_unwindowed "
+            "WHERE exchange_id IN (SELECT exchange_id FROM evals_window)"
+        )
+    return con.sql("SELECT count(*) FROM evals_window").fetchall()[0][0]
 
 
 def frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> pl.DataFrame:

@@ -121,6 +121,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             providers=args.providers,
             idle_s=args.idle_gap,
             monthly_requests=args.monthly_requests,
+            since=args.since,
+            until=args.until,
         )
     except (EvalError, OSError) as e:
         print(f"parity check: error: {e}", file=sys.stderr)

@@ -75,6 +75,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             judge=args.judge,
             providers=args.providers,
             monthly_requests=args.monthly_requests,
+            since=args.since,
+            until=args.until,
         )
         if out == "-":
             sys.stdout.write(report.render(rep, fmt))

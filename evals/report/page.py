@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+from datetime import datetime
 from pathlib import Path
 
 import jinja2
@@ -60,6 +61,8 @@ def build(
     judge: str | None = None,
     providers: str | os.PathLike | None = None,
     monthly_requests: float | None = None,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
 ) -> Report:
     """Evaluate ``run`` against ``baseline`` and gather the report's samples (``worst`` diffs per provider)."""
     ev = evaluate(
@@ -72,8 +75,10 @@ def build(
         idle_s=idle_s,
         itl_sample=itl_sample,
         monthly_requests=monthly_requests,
+        since=since,
+        until=until,
     )
-    with load.open_store(db) as con:
+    with load.open_store(db, ev.window) as con:
         samples = gather(con, ev, idle_s=idle_s, itl_sample=itl_sample, worst=worst)
         ids = list(
             dict.fromkeys([*_compat_example_ids(ev), *(d["exchange_id"] for d in samples.disagreements)])
@@ -115,6 +120,7 @@ def context(rep: Report) -> dict:
     return {
         "run": ev.run,
         "baseline": ev.baseline,
+        "window": ev.window.describe() if ev.window else None,
         "unsupported": unsupported_endpoints(ev.config),
         "n_exchanges": n_ex,
         "providers": provs,
@@ -243,6 +249,8 @@ def render_markdown(rep: Report) -> str:
     """A pull-request comment: verdict table, compatibility failures and key figures."""
     ev = rep.ev
     lines = [f"## parity: run `{_md(ev.run)}` vs `{_md(ev.baseline)}`", ""]
+    if ev.window:
+        lines += [f"Only {ev.window.describe()}.", ""]
     n = rep.base_row.get("n_cells")
     if n:
         lines += [

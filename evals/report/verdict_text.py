@@ -214,6 +214,8 @@ def _headline(ev: Evaluation, base: dict, n: int) -> str:
         head += f" ({_failed(base)} failed" + (f", {cost}" if cost else "") + ")"
     if ev.slos:
         head += f"; SLOs {ev.slos}"
+    if ev.window:
+        head += f"; only {ev.window.describe()}"
     return head
 
 

@@ -392,6 +392,7 @@ def metadata(rep: Report) -> dict:
         ("replay finished", info.get("finished_at")),
         ("resumes", info.get("resumes")),
         ("baseline", rep.ev.baseline),
+        ("window", rep.ev.window.describe() if rep.ev.window else "the whole run"),
         (
             "recorded traffic",
             f"{tr.get('n') or 0:,} exchanges, {_compact(tr.get('first'))} → {_compact(tr.get('last'))}"
