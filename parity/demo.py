@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from parity.procs import free_port, stop_proc, wait_port
+from parity.store.cli import add_db_option
 
 # name -> (fake profile and overrides, model mapping, pricing TOML lines, what it stands for)
 _MAPS = {
@@ -83,7 +84,8 @@ examples:
   parity demo                                   then open demo-out/report.html
   parity demo --out /tmp/demo --requests 200
   parity eval --db demo-out/parity.duckdb --run demo
-      the same run, evaluated in the terminal"""
+      the same run, evaluated in the terminal
+  parity demo --db s3://my-bucket/parity-demo    the store in a bucket (credentials: AWS_* variables)"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -99,6 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--keep", action="store_true", help="keep an existing store in --out instead of starting fresh"
     )
+    add_db_option(p, creates=True, default=None, where="parity.duckdb in --out")
     p.set_defaults(func=cmd_demo)
 
 
@@ -173,10 +176,23 @@ def cmd_demo(args) -> int:
 
     t0 = time.monotonic()
     out = Path(args.out).resolve()
+    if args.db and not args.keep:
+        from parity.store.store import StoreError, store_exists
+
+        try:
+            taken = store_exists(args.db)
+        except (StoreError, OSError) as e:
+            print(f"parity demo: {e}", file=sys.stderr)
+            return 2
+        if taken:  # the demo starts fresh, and deletes no store it did not make
+            print(
+                f"parity demo: {args.db} holds a store already: give --keep, or another --db", file=sys.stderr
+            )
+            return 2
     if out.exists() and not args.keep:
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    db = out / "parity.duckdb"
+    db = args.db or out / "parity.duckdb"
     env_note = "(offline: every server is on 127.0.0.1)"
     with Processes() as procs:
         prod_url, _ = _fake(procs, out, "production", "openai-like", {"time_scale": "0.25"})

@@ -8,20 +8,25 @@ import sys
 DEFAULT_DB = "parity.duckdb"
 
 
-def add_db_option(p: argparse.ArgumentParser, *, creates: bool = False) -> None:
+def add_db_option(
+    p: argparse.ArgumentParser, *, creates: bool = False, default: str | None = DEFAULT_DB, where: str = ""
+) -> None:
     """``--db PATH``, one rule on every command: default ``parity.duckdb`` in the current folder.
 
     Commands that only read refuse a path with no store ("no store at PATH", exit 2); only
     ``record`` and ``import`` (``creates=True``) create one. ``s3://bucket/prefix`` is a store in
     object storage (credentials, region and endpoint from the standard AWS variables and files).
+    A command whose store has another default (``parity demo``: in its ``--out`` folder) passes
+    ``default`` (None: the command decides) and ``where``, the default said in words.
     """
     what = "created if missing" if creates else "must exist"
+    where = where or f"{DEFAULT_DB} in the current folder"
     p.add_argument(
         "--db",
-        default=DEFAULT_DB,
+        default=default,
         metavar="PATH",
         type=_db_value,
-        help=f"the store ({what}; default: {DEFAULT_DB} in the current folder), or s3://bucket/prefix "
+        help=f"the store ({what}; default: {where}), or s3://bucket/prefix "
         "(credentials from AWS_* variables or ~/.aws, never a flag)",
     )
 
