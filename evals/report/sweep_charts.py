@@ -67,7 +67,9 @@ def _plot(
         svg.line(
             xs.a, ys(value), xs.b, ys(value), stroke=SLO_COLOUR, stroke_dasharray="6 4", stroke_width=1.5
         )
-        svg.text(xs.b - 4, ys(value) - 5, label, fill=SLO_COLOUR, font_size=11, text_anchor="end")
+        near_top = ys(value) - ys.b < 18  # no room above the line: label it below
+        y = ys(value) + (14 if near_top else -5)
+        svg.text(xs.b - 4, y, label, fill=SLO_COLOUR, font_size=11, text_anchor="end")
     for c in capacity:
         cap = c.get("max_rate") if by == "rate" else c.get("max_load")
         if cap and c["provider"] in series:
@@ -138,3 +140,53 @@ def goodput_vs_load(
         width,
         height,
     )
+
+
+def section(ev, colour: dict[str, str]) -> dict | None:
+    """The report's capacity section for a sweep run (None otherwise): both curves and, per provider,
+    the capacity, its bracket, the knee and the cost at the capacity."""
+    if ev.sweep is None or ev.sweep.is_empty():
+        return None
+    rows, caps = ev.sweep.to_dicts(), ev.capacity.to_dicts() if ev.capacity is not None else []
+    sw = (ev.config or {}).get("sweep") or {}
+    slos = ev.slos or sw.get("slos") or {}
+    target = float(sw.get("target") or 0.95)
+    by = rows[0].get("by") or "rate"
+    unit = "req/s" if by == "rate" else "in flight"
+    table = []
+    for c in caps:
+        bracket = (
+            f"[{c['max_rate']:.3g}, {c['first_bad_rate']:.3g}) req/s"
+            if c.get("first_bad_rate") is not None
+            else (
+                "above the sweep"
+                if not c.get("bounded")
+                else f"at {c.get('first_bad_load'):g} {unit}: {c['first_bad_why']}"
+            )
+        )
+        table.append(
+            {
+                "provider": c["provider"],
+                "max_rate": f"{c['max_rate']:.3g} req/s" if c.get("max_rate") is not None else "-",
+                "bracket": bracket,
+                "why": c.get("first_bad_why") or "no step missed the target",
+                "knee": f"{c['knee_rate']:.3g}" if c.get("knee_rate") is not None else "-",
+                "peak": f"{c['peak_achieved_rate']:.3g} req/s",
+                "cost_1k": "-"
+                if c.get("cost_per_1k_at_max_usd") is None
+                else f"${c['cost_per_1k_at_max_usd']:,.4f}",
+                "cost_hour": "-"
+                if c.get("cost_per_hour_at_max_usd") is None
+                else f"${c['cost_per_hour_at_max_usd']:,.2f}",
+                "client_bound": c.get("client_bound_steps") or 0,
+            }
+        )
+    return {
+        "latency": latency_vs_load(rows, caps, colour, slos),
+        "goodput": goodput_vs_load(rows, caps, colour, target),
+        "capacity": table,
+        "target": target,
+        "slos": ", ".join(f"{k.removesuffix('_ms')} ≤ {axis_ms(v)}" for k, v in slos.items())
+        or "none (goodput = success)",
+        "by": by,
+    }

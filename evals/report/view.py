@@ -14,7 +14,7 @@ from parity.evals.figures import FIGURES
 from parity.evals.metrics import spend, stats
 from parity.evals.metrics.compat_checks import CATALOGUE, CHECKS
 from parity.evals.metrics.outcome import succeeded
-from parity.evals.report import charts
+from parity.evals.report import charts, sweep_charts
 from parity.evals.report.data import MAX_SCATTER, Report
 from parity.evals.report.fmt import fmt_figure, fmt_ms, fmt_p, fmt_pct, known
 from parity.evals.report.verdict import LATENCY, latency_median_cell
@@ -271,6 +271,7 @@ def chart_set(rep: Report) -> dict:
         "agreement / validity (0..1)",
     )
     del parts
+    out["sweep"] = sweep_charts.section(ev, col)  # a capacity sweep's curves (None for other runs)
     return out
 
 

@@ -93,6 +93,12 @@ def test_fixed_sweep_finds_each_capacity_within_one_step_in_order(store, servers
         con.close()
     assert sorted(s for (s,) in steps) == list(range(len(rates)))
 
+    html = db.parent / "report.html"
+    assert main(["report", "--db", str(db), "--run", "cap", "--slo", SLO, "--out", str(html)]) == 0
+    page = html.read_text()
+    assert '<section id="capacity">' in page and "e2e p99 vs load" in page and "SLO e2e 1.5 s" in page
+    assert "goodput vs load" in page and "target 95%" in page
+
     capsys.readouterr()
     gate = ["check", "--db", str(db), "--run", "cap", "--fail-if", "capacity.max_rate < 14"]
     assert main(gate) == 1
