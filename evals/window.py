@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from parity.evals.errors import EvalError
+from parity.replayer.errors import SelectionError
+from parity.replayer.select import parse_time
 
 _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$", re.I)
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -45,12 +47,11 @@ def instant(text: str | datetime, flag: str, now: datetime | None = None) -> dat
     if ago:
         return now - timedelta(**{_UNIT[ago.group(2).lower()]: float(ago.group(1))})
     try:
-        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+        return parse_time(text, flag)  # the replay selection's ISO reading, UTC when no zone is given
+    except SelectionError:
         raise EvalError(
             f"{flag} {text!r} is neither an ISO 8601 time (2026-12-07T10:00) nor a duration back from now (1h, 30m, 7d)"
         ) from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def window(
