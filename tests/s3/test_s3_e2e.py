@@ -209,3 +209,48 @@ def test_kill_9_of_a_recorder_loses_at_most_the_last_flush_interval(
     assert set(tail.values()) <= {1} and len(tail) <= 6  # at most the last interval lost, never doubled
     assert after == {"after-0": 1}
     print(f"\nkill -9: {len(tail)} of the 6 exchanges answered in the last interval were written")
+
+
+def test_import_into_a_bucket_skips_what_it_holds_already(s3, store_url, tmp_path):
+    answer = {
+        "id": "c1",
+        "object": "chat.completion",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+    entry = {
+        "startedDateTime": "2026-12-01T10:00:00.000Z",
+        "time": 120,
+        "request": {
+            "method": "POST",
+            "url": "https://api.openai.com/v1/chat/completions",
+            "headers": [{"name": "content-type", "value": "application/json"}],
+            "postData": {
+                "mimeType": "application/json",
+                "text": json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}),
+            },
+        },
+        "response": {
+            "status": 200,
+            "headers": [{"name": "content-type", "value": "application/json"}],
+            "content": {"mimeType": "application/json", "text": json.dumps(answer)},
+        },
+        "timings": {"wait": 100, "receive": 20},
+    }
+    har = tmp_path / "traffic.har"
+    har.write_text(json.dumps({"log": {"entries": [entry]}}))
+    env = {**s3.env, "XDG_STATE_HOME": str(tmp_path / "state")}
+    for _ in range(2):
+        out = parity("import", "--db", store_url, str(har), env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+    con = connect(store_url)
+    try:
+        assert con.execute("SELECT count(*), any_value(model) FROM exchanges").fetchall() == [
+            (1, "gpt-4o-mini")
+        ]
+        assert con.execute("SELECT count(*) FROM recordings").fetchall() == [(2,)]
+    finally:
+        con.close()
+    assert local_parquet(tmp_path) == []
