@@ -47,7 +47,13 @@ def format_sweep(sw: Sweep, plan: Plan, max_cost: float | None) -> str:
     if sw.auto:
         head += (
             f"\n  auto: from {sw.first():g}, x{sw.factor:g} a step until a provider drops below goodput "
-            f"{sw.target:.0%} (errors > {sw.max_error_rate:.0%}, or achieved < 90% of offered), then "
+            f"{sw.target:.0%} (errors > {sw.max_error_rate:.0%}, or "
+            + (
+                "achieved < 90% of offered"
+                if sw.by == "rate"
+                else "throughput up < 10% for the added concurrency"
+            )
+            + "), then "
             f"{sw.refine} halvings of its bracket; a saturated provider leaves. Below: the growth steps at "
             "most (every provider in every step), an upper bound."
         )

@@ -175,10 +175,27 @@ def sweep_rows(metrics: pl.DataFrame, config: dict, slos: dict[str, float], base
         }
         row["good"], row["why"] = _verdict(row, target, max_err, keep_up)
         out.append(row)
+    if by == "concurrency":
+        _flat(out)
     df = pl.DataFrame(out, schema=SWEEP_SCHEMA)
     if df["load"].is_null().any():  # steps the config does not describe: the offered rate is their load
         df = df.with_columns(pl.coalesce("load", "offered_rate").alias("load"))
     return df
+
+
+def _flat(rows: list[dict]) -> None:
+    """Closed loop: a step whose throughput grew less than 10% over the last good lighter step is
+    saturated (more in flight only queues), as the auto sweep judges it live."""
+    last: dict[str, float] = {}
+    for r in sorted(rows, key=lambda r: (r["provider"], r["load"] or 0.0)):
+        prev, got = last.get(r["provider"]), r["achieved_rate"]
+        if r["good"] and prev is not None and (got or 0.0) < 1.1 * prev:
+            r["good"], r["why"] = (
+                False,
+                f"throughput flat: {got or 0:.2f}/s, {prev:.2f}/s with fewer in flight",
+            )
+        if r["good"]:
+            last[r["provider"]] = got or 0.0
 
 
 def _verdict(row: dict, target: float, max_err: float, keep_up: float) -> tuple[bool, str]:

@@ -146,6 +146,9 @@ def test_concurrency_sweep_is_closed_loop(store, servers, capsys) -> None:
     assert rows[1]["achieved_rate"] == pytest.approx(10.0, rel=0.15)  # both slots busy
     assert rows[2]["achieved_rate"] == pytest.approx(10.0, rel=0.15)  # more in flight only queues
     assert rows[2]["e2e_p50_ms"] > 3 * rows[1]["e2e_p50_ms"]
+    cap = data["capacity"][0]  # the most in flight that still adds throughput: the server's 2 slots
+    assert cap["max_load"] == 2 and cap["max_rate"] == pytest.approx(10.0, rel=0.15)
+    assert "throughput flat" in cap["first_bad_why"]
 
 
 def test_dry_run_prints_steps_requests_and_cost(store, capsys) -> None:
