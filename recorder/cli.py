@@ -331,11 +331,11 @@ async def _run_proxy(args, host: str, port: int, mode: str) -> int:
         # set (and checked) before the store and the writer start, so a bad flag is one clean line
         master.options.update(
             parity_shadow=args.shadow,
-            parity_shadow_sample=args.shadow_sample,
+            parity_shadow_sample=str(args.shadow_sample),
             parity_shadow_run=args.shadow_run,
             parity_shadow_max_cost=args.shadow_max_cost,
             parity_shadow_queue=args.shadow_queue,
-            parity_shadow_status_s=args.shadow_status_every,
+            parity_shadow_status_s=str(args.shadow_status_every),
         )
     master.options.update(
         parity_db=str(args.db),

@@ -40,6 +40,7 @@ OPTIONS = (
     "parity_shadow_queue",
     "parity_shadow_drain_s",
     "parity_shadow_status_s",
+    "parity_shadow_journal_mb",
 )
 
 
@@ -53,6 +54,16 @@ def parse_max_cost(value: str) -> float | None:
         raise exceptions.OptionsError(f"parity_shadow_max_cost {value!r}: expected a number of USD") from None
     if not v >= 0:
         raise exceptions.OptionsError("parity_shadow_max_cost must be >= 0")
+    return v
+
+
+def _number(value: str, name: str) -> float:
+    try:
+        v = float(value)
+    except ValueError:
+        raise exceptions.OptionsError(f"{name} {value!r}: expected a number") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise exceptions.OptionsError(f"{name} {value!r}: expected a finite number")
     return v
 
 
@@ -91,8 +102,9 @@ class Shadow:
             "",
             "Providers file (the replay one): mirror live requests to its providers.",
         )
+        # numbers as text: mitmproxy's ``--set`` cannot parse float options
         loader.add_option(
-            "parity_shadow_sample", float, 1.0, "Share of requests mirrored, in (0, 1] (by a hash of the id)."
+            "parity_shadow_sample", str, "1", "Share of requests mirrored, in (0, 1] (by a hash of the id)."
         )
         loader.add_option(
             "parity_shadow_run", str, "shadow", "Name of the shadow run (a restart continues it)."
@@ -104,10 +116,13 @@ class Shadow:
             "parity_shadow_queue", int, 1000, "Exchanges waiting for the shadow process; more are dropped."
         )
         loader.add_option(
-            "parity_shadow_drain_s", float, 10.0, "At a stop, seconds mirrors in flight may still finish."
+            "parity_shadow_drain_s", str, "10", "At a stop, seconds mirrors in flight may still finish."
         )
         loader.add_option(
-            "parity_shadow_status_s", float, 10.0, "Seconds between stored counters of the shadow run."
+            "parity_shadow_status_s", str, "10", "Seconds between stored counters of the shadow run."
+        )
+        loader.add_option(
+            "parity_shadow_journal_mb", str, "64", "The shadow journal starts afresh past this size (MB)."
         )
 
     def configure(self, updated) -> None:
@@ -117,7 +132,7 @@ class Shadow:
         if not o.parity_shadow:
             self._close()
             return
-        max_cost = self._check(o)
+        n = self._check(o)
         if not getattr(o, "parity_db", ""):
             return  # checked now, started once the recorder has its store (``running`` warns if never)
         check_run(o.parity_db, o.parity_shadow_run)
@@ -138,31 +153,40 @@ class Shadow:
             root=str(segment_root(o.parity_db)),
             providers=str(Path(o.parity_shadow).resolve()),
             run_id=o.parity_shadow_run,
-            sample=o.parity_shadow_sample,
-            max_cost=max_cost,
+            sample=n["sample"],
+            max_cost=n["max_cost"],
             redactor=redactor,
-            drain_s=o.parity_shadow_drain_s,
-            status_s=o.parity_shadow_status_s,
+            drain_s=n["drain_s"],
+            status_s=n["status_s"],
+            journal_max_bytes=int(n["journal_mb"] * (1 << 20)),
         )
-        self._threshold = int(o.parity_shadow_sample * SPACE)
+        self._threshold = int(n["sample"] * SPACE)
         self.handle = ShadowHandle(init, bound=o.parity_shadow_queue)
         self.handle.start()
         self._spec = spec
 
     @staticmethod
-    def _check(o) -> float | None:
+    def _check(o) -> dict:
         """Every shadow option, the providers file and its keys: one clear error before any traffic."""
-        if not 0 < o.parity_shadow_sample <= 1:
-            raise exceptions.OptionsError("parity_shadow_sample must be in (0, 1]")
+        n = {
+            "sample": _number(o.parity_shadow_sample, "parity_shadow_sample"),
+            "drain_s": _number(o.parity_shadow_drain_s, "parity_shadow_drain_s"),
+            "status_s": _number(o.parity_shadow_status_s, "parity_shadow_status_s"),
+            "journal_mb": _number(o.parity_shadow_journal_mb, "parity_shadow_journal_mb"),
+            "max_cost": parse_max_cost(o.parity_shadow_max_cost),
+        }
+        if not 0 < n["sample"] <= 1:
+            raise exceptions.OptionsError(f"parity_shadow_sample {o.parity_shadow_sample}: must be in (0, 1]")
         if not _RUN_ID.match(o.parity_shadow_run):
             raise exceptions.OptionsError(
                 f"parity_shadow_run {o.parity_shadow_run!r}: use letters, digits, '.', '_' or '-' (max 128)"
             )
         if o.parity_shadow_queue < 1:
             raise exceptions.OptionsError("parity_shadow_queue must be >= 1")
-        if o.parity_shadow_status_s <= 0 or o.parity_shadow_drain_s < 0:
-            raise exceptions.OptionsError("parity_shadow_status_s must be > 0 and parity_shadow_drain_s >= 0")
-        max_cost = parse_max_cost(o.parity_shadow_max_cost)
+        if n["status_s"] <= 0 or n["drain_s"] < 0 or n["journal_mb"] <= 0:
+            raise exceptions.OptionsError(
+                "parity_shadow_status_s and parity_shadow_journal_mb must be > 0, parity_shadow_drain_s >= 0"
+            )
         from parity.replayer.config import load_config
         from parity.replayer.errors import ReplayError
 
@@ -170,7 +194,7 @@ class Shadow:
             load_config(o.parity_shadow).check_keys()
         except ReplayError as e:
             raise exceptions.OptionsError(f"--shadow: {e}") from None
-        return max_cost
+        return n
 
     def running(self) -> None:
         if ctx.options.parity_shadow and self.handle is None:

@@ -43,6 +43,7 @@ class ShadowInit:
     redactor: object | None = None  # the recorder's Redactor (pickled as its spec)
     drain_s: float = 10.0  # at a clean stop, how long mirrors in flight may still finish
     status_s: float = 10.0  # how often the run's counters are stored while they change
+    journal_max_bytes: int = 64 << 20  # a continuous run's journal starts afresh past this size
     nice: int = 19  # the shadow process takes only CPU the proxy and the app leave (docs/shadow.md)
 
 

@@ -65,14 +65,17 @@ class Mirror:
         redactor=None,
         max_cost: float | None = None,
         on_change: Callable[[], None] = lambda: None,
+        new_pool: Callable[[], concurrent.futures.Executor] | None = None,
     ) -> None:
         self.cfg, self.c, self.journal, self.pool = cfg, counters, journal, pool
+        self.new_pool = new_pool or (lambda: pool)
         self.redactor, self.max_cost, self.on_change = redactor, max_cost, on_change
         self.clients: dict[str, ProviderClient] = {}
         self.gates = {
             n: Gate(p.concurrency or DEFAULT_CONCURRENCY, p.rpm, p.tpm) for n, p in cfg.providers.items()
         }
         self.reserved = 0.0
+        self.in_flight: set[tuple[str, str, int]] = set()  # journaled as dispatched, not yet completed
         self.tasks: set[asyncio.Task] = set()
         self.building: set[asyncio.Future] = set()
         self.accepting = True
@@ -184,10 +187,12 @@ class Mirror:
         try:
             prep = prepare(x, self.cfg.providers[name])
             self.journal.dispatched(key)
+            self.in_flight.add(key)
             self.c.add("mirrored", name)
             cap = Capture(x.id, name, 0)
             await self.clients[name].send(prep, cap)
             self.journal.completed(cap)
+            self.in_flight.discard(key)
             sent = True
             fut = self._submit(builder.build, cap, x)
             fut.add_done_callback(lambda f: self._built(f, name, est))
@@ -204,9 +209,31 @@ class Mirror:
                 self.reserved -= est
 
     def _submit(self, fn, *args) -> asyncio.Future:
-        fut = asyncio.wrap_future(self.pool.submit(fn, *args))
+        try:
+            cf = self.pool.submit(fn, *args)
+        except (
+            concurrent.futures.BrokenExecutor
+        ):  # the builder died (OOM?): a new one; the journal has the rest
+            log.error("parity shadow: the row builder process died; starting another")
+            self.pool = self.new_pool()
+            cf = self.pool.submit(fn, *args)
+        fut = asyncio.wrap_future(cf)
         fut.add_done_callback(self.building.discard)
         return fut
+
+    async def rotate(self, new: Journal) -> None:
+        """Continue in journal ``new``; drop the old one once every row it holds is written.
+
+        The mirrors in flight are journaled as dispatched again in the new file, so a crash still
+        counts them; every capture the old file holds was handed to the builder before, so its flush
+        (in order) writes them all.
+        """
+        old, self.journal = self.journal, new
+        for key in list(self.in_flight):
+            new.dispatched(key)
+        await self._submit(builder.flush)
+        old.close()
+        old.path.unlink(missing_ok=True)
 
     def _built(self, fut: asyncio.Future, name: str, est: float) -> None:
         self.reserved -= est

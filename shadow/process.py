@@ -119,13 +119,18 @@ class ShadowRun:
             c.mirrored[name] = done + c.dropped.get(f"{name}: lost_in_flight", 0)
         earlier = journal_mod.run_files(self.root, init.run_id)
         journal = Journal(self.root, init.run_id)
-        pool = concurrent.futures.ProcessPoolExecutor(
-            1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=builder.init,
-            initargs=(init.run_id, init.root, cfg.providers, cfg.recorded),
+
+        def new_pool() -> concurrent.futures.ProcessPoolExecutor:
+            return concurrent.futures.ProcessPoolExecutor(
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=builder.init,
+                initargs=(init.run_id, init.root, cfg.providers, cfg.recorded),
+            )
+
+        self.mirror = m = Mirror(
+            cfg, c, journal, new_pool(), init.redactor, init.max_cost, self._changed, new_pool
         )
-        self.mirror = m = Mirror(cfg, c, journal, pool, init.redactor, init.max_cost, self._changed)
         try:
             self.config = shadow_config(init, cfg, await m.open())
             note = None
@@ -144,13 +149,13 @@ class ShadowRun:
             why = "the recorder stopped" if self.stop_kind == "close" else "the recorder process went away"
             self._event(STOPPED, "; ".join(n for n in (why, m.cap_note) if n))
             await asyncio.gather(*list(m.building), return_exceptions=True)
-            stats = await asyncio.wrap_future(pool.submit(builder.close))
+            stats = await m._submit(builder.close)
         finally:
             await m.close()
-            pool.shutdown(wait=True, cancel_futures=False)
-            journal.close()
+            m.pool.shutdown(wait=True, cancel_futures=False)
+            m.journal.close()
         if not stats.get("spilled") and not stats.get("lost"):
-            journal.path.unlink(missing_ok=True)  # every row is in the store; counters include the lost
+            m.journal.path.unlink(missing_ok=True)  # every row is in the store; counters include the lost
         mirrored = sum(c.mirrored.values())
         log.info(
             "parity shadow: run %r stopped: %d mirrors sent, %d dropped, $%.4f spent",
@@ -208,6 +213,8 @@ class ShadowRun:
         capped = False
         while True:
             await asyncio.sleep(self.init.status_s)
+            if self.mirror.journal.size() > self.init.journal_max_bytes:  # a continuous run: keep it small
+                await self.mirror.rotate(Journal(self.root, self.init.run_id))
             if self.changed or (self.counters.state == CAPPED and not capped):
                 self.changed = False
                 capped = self.counters.state == CAPPED

@@ -332,12 +332,18 @@ def test_plain_mitmdump_with_both_scripts(tmp_path: Path, proc_kit) -> None:
         ]
         argv += ["--set", f"parity_db={db}", "--set", f"parity_shadow={prov}", "--set", "parity_shadow_run=m"]
         argv += ["--set", f"confdir={tmp_path / 'conf'}"]
+        # a tiny journal limit: it starts afresh at every status tick that finds it non-empty
+        argv += ["--set", "parity_shadow_journal_mb=0.000001", "--set", "parity_shadow_status_s=0.2"]
         pp = proc_kit.start_proxy(argv, port, tmp_path / "mitmdump.log", db=db)
+        journals = db.parent / (db.name + ".d") / "journal"
         try:
             with openai.OpenAI(base_url=pp.base_url, api_key="sk-mitm-test", max_retries=0) as client:
                 for i in range(3):
                     chat(client, i)
             assert waitkit.wait_for(lambda: posts(cand) == 3, 15)
+            # rotated: one journal, emptied of what the store now holds, and the rows are there
+            assert waitkit.wait_for(lambda: [f.stat().st_size for f in journals.glob("m.*.jsonl")] == [0], 15)
+            assert len(by_provider(cells(db, "m")).get("cand", [])) == 3
         finally:
             assert pp.stop() == 0, pp.log()[-3000:]
     got = by_provider(cells(db, "m"))
