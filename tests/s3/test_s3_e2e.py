@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("moto", reason="moto (a dev dependency) provides the S3-compatible server")
 
-from conftest import ACCESS_KEY, SECRET_KEY, local_parquet  # noqa: E402
+from s3kit import ACCESS_KEY, SECRET_KEY, local_parquet  # noqa: E402
 from waitkit import wait_for  # noqa: E402
 
 from parity.cli import main  # noqa: E402

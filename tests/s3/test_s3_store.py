@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("moto", reason="moto (a dev dependency) provides the S3-compatible server")
 
-from conftest import ACCESS_KEY, SECRET_KEY, local_parquet  # noqa: E402
+from s3kit import ACCESS_KEY, SECRET_KEY, local_parquet  # noqa: E402
 
 from parity.store import objstore  # noqa: E402
 from parity.store.export import compact_store, export_parquet  # noqa: E402
