@@ -41,6 +41,7 @@ OPTIONS = (
     "parity_shadow_drain_s",
     "parity_shadow_status_s",
     "parity_shadow_journal_mb",
+    "parity_shadow_respawn_s",
 )
 
 
@@ -124,6 +125,12 @@ class Shadow:
         loader.add_option(
             "parity_shadow_journal_mb", str, "64", "The shadow journal starts afresh past this size (MB)."
         )
+        loader.add_option(
+            "parity_shadow_respawn_s",
+            str,
+            "30",
+            "A shadow process that died is replaced at most this often (s).",
+        )
 
     def configure(self, updated) -> None:
         if not set(OPTIONS + ("parity_db",)) & set(updated):
@@ -159,6 +166,7 @@ class Shadow:
             drain_s=n["drain_s"],
             status_s=n["status_s"],
             journal_max_bytes=int(n["journal_mb"] * (1 << 20)),
+            respawn_s=max(n["respawn_s"], 0.0),
         )
         self._threshold = int(n["sample"] * SPACE)
         self.handle = ShadowHandle(init, bound=o.parity_shadow_queue)
@@ -173,6 +181,7 @@ class Shadow:
             "drain_s": _number(o.parity_shadow_drain_s, "parity_shadow_drain_s"),
             "status_s": _number(o.parity_shadow_status_s, "parity_shadow_status_s"),
             "journal_mb": _number(o.parity_shadow_journal_mb, "parity_shadow_journal_mb"),
+            "respawn_s": _number(o.parity_shadow_respawn_s, "parity_shadow_respawn_s"),
             "max_cost": parse_max_cost(o.parity_shadow_max_cost),
         }
         if not 0 < n["sample"] <= 1:

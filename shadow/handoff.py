@@ -5,9 +5,11 @@ append per mirrored exchange; a sender thread pickles batches onto a pipe to the
 (``python -m parity.shadow.process``), which does everything else. Nothing here ever blocks the
 loop: when the queue holds ``bound`` exchanges (the shadow process is behind, or gone), the next ones
 are dropped and counted (``queue_full``). Protocol, parent -> child, length-prefixed pickles:
-``("init", ShadowInit)``, then ``("caps", [capture, ...], counters)`` and finally ``("close", counters)``;
-end of file instead of ``close`` means the recorder died (the child then stops at once: see
-``parity.shadow.process``).
+``("init", ShadowInit)``, then ``("caps", [capture, ...], counts)`` and finally ``("close", counts)``,
+where counts are what the proxy's counters (seen, sampled, queue_full, shadow_down) grew by since the
+last message; end of file instead of ``close`` means the recorder died (the child then stops at once:
+see ``parity.shadow.process``). A shadow process that dies is replaced (at most every ``respawn_s``);
+the new one continues the run like a restart.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class ShadowInit:
     redactor: object | None = None  # the recorder's Redactor (pickled as its spec)
     drain_s: float = 10.0  # at a clean stop, how long mirrors in flight may still finish
     status_s: float = 10.0  # how often the run's counters are stored while they change
+    respawn_s: float = 30.0  # a shadow process that died is replaced at most this often (recorder side)
     journal_max_bytes: int = 64 << 20  # a continuous run's journal starts afresh past this size
     nice: int = 19  # the shadow process takes only CPU the proxy and the app leave (docs/shadow.md)
 
@@ -73,17 +76,25 @@ class ShadowHandle:
 
     def __init__(self, init: ShadowInit, bound: int = 1000) -> None:
         self.init, self.bound = init, bound
-        self.counts = {"seen": 0, "sampled": 0, "queue_full": 0}
+        # this recorder's totals; each message carries what they grew by since the last one delivered
+        self.counts = {"seen": 0, "sampled": 0, "queue_full": 0, "shadow_down": 0}
+        self._delivered = dict(self.counts)
         self._q: deque = deque()
         self._wake = threading.Event()
         self._stop = False
         self._fd: int | None = None
-        self._gone = False
+        self._down_until = 0.0  # the shadow process died: mirrors are dropped until a new one may start
+        self._spawned = 0.0
         self.proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Start the shadow process and the sender thread (returns at once)."""
+        self._spawn()
+        self._thread = threading.Thread(target=self._run, name="parity-shadow-sender", daemon=True)
+        self._thread.start()
+
+    def _spawn(self) -> None:
         r, w = os.pipe()
         env = dict(os.environ)
         src = str(Path(__file__).resolve().parents[1])  # the checkout holding ``parity``, when not installed
@@ -96,48 +107,66 @@ class ShadowHandle:
         )
         os.close(r)
         self._fd = w
+        self._spawned = time.monotonic()
         write_msg(w, ("init", self.init))
-        self._thread = threading.Thread(target=self._run, name="parity-shadow-sender", daemon=True)
-        self._thread.start()
         log.info("parity: shadow process %d mirroring run %r", self.proc.pid, self.init.run_id)
 
     def offer(self, cap) -> None:
         """Queue one finished exchange for mirroring, or drop and count it; never blocks."""
-        if len(self._q) >= self.bound or self._gone:
+        if self._down_until:
+            self.counts["shadow_down"] += 1
+        elif len(self._q) >= self.bound:
             self.counts["queue_full"] += 1
-            return
-        self._q.append(cap)
-        if len(self._q) >= SEND_BATCH:
-            self._wake.set()
+        else:
+            self._q.append(cap)
+            if len(self._q) >= SEND_BATCH:
+                self._wake.set()
 
     def _run(self) -> None:
-        last_counts: dict = {}
         while not self._stop:
             self._wake.wait(SEND_EVERY_S)
             self._wake.clear()
             try:
-                if self._q or self.counts != last_counts:
-                    last_counts = dict(self.counts)
+                if self._down_until and time.monotonic() >= self._down_until:
+                    self._spawn()  # it continues the run: what the dead one had in flight is counted lost
+                    self._down_until = 0.0
+                if not self._down_until and (self._q or self.counts != self._delivered):
                     self._send_queued()
             except BaseException:  # the sender must outlive any bug
                 log.exception("parity shadow: hand-off failed")
 
+    def _deltas(self) -> dict:
+        now = dict(self.counts)
+        return {k: now[k] - self._delivered[k] for k in now}, now
+
     def _send_queued(self) -> None:
         while True:
-            n = min(len(self._q), SEND_BATCH)
-            items = [self._q.popleft() for _ in range(n)]
-            if self._gone:
-                self.counts["queue_full"] += len(items)
-                return
+            items = [self._q.popleft() for _ in range(min(len(self._q), SEND_BATCH))]
+            deltas, now = self._deltas()
             try:
-                write_msg(self._fd, ("caps", items, dict(self.counts)))
+                write_msg(self._fd, ("caps", items, deltas))
             except OSError as e:  # the shadow process died: recording goes on, mirrors are counted
-                self._gone = True
-                self.counts["queue_full"] += len(items)
-                log.error("parity shadow: the shadow process is gone (%s); mirroring stopped", e)
+                self.counts["shadow_down"] += len(items) + len(self._q)
+                self._q.clear()
+                self._went_down(e)
                 return
+            self._delivered = now
             if not self._q:
                 return
+
+    def _went_down(self, e: Exception) -> None:
+        os.close(self._fd)
+        self._fd = None
+        if self.proc is not None:
+            self.proc.poll()
+        self._down_until = max(time.monotonic(), self._spawned + self.init.respawn_s)
+        log.error(
+            "parity shadow: the shadow process is gone (%s, exit %s); mirrors dropped until another starts "
+            "(in %.0f s); recording goes on",
+            e,
+            self.proc.returncode if self.proc else None,
+            self._down_until - time.monotonic(),
+        )
 
     def close(self, timeout: float = 60.0) -> int | None:
         """Hand over what is queued, tell the shadow process to finish, wait for it; its exit code."""
@@ -147,13 +176,14 @@ class ShadowHandle:
             self._thread.join(5)
         if self._fd is not None:
             try:
-                if not self._gone:
-                    self._send_queued()
-                    write_msg(self._fd, ("close", dict(self.counts)))
+                self._send_queued()
+                if self._fd is not None:
+                    write_msg(self._fd, ("close", self._deltas()[0]))
             except OSError:
                 pass
-            os.close(self._fd)
-            self._fd = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
         if self.proc is None:
             return None
         deadline = time.monotonic() + timeout

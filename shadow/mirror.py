@@ -35,7 +35,6 @@ from parity.shadow.status import CAPPED, Counters, short_reason
 log = logging.getLogger("parity.shadow")
 DEFAULT_CONCURRENCY = 512  # mirrors in flight per provider when the providers file sets no concurrency
 _FIELDS = tuple(f.name for f in dataclasses.fields(Exchange))
-PROXY_COUNTERS = ("seen", "sampled", "queue_full")
 
 
 def exchange_of(row: dict) -> Exchange:
@@ -79,7 +78,6 @@ class Mirror:
         self.tasks: set[asyncio.Task] = set()
         self.building: set[asyncio.Future] = set()
         self.accepting = True
-        self._proxy_seen: dict[str, int] = dict.fromkeys(PROXY_COUNTERS, 0)  # this proxy's last totals
         self.cap_note: str | None = None
 
     async def open(self) -> dict[str, list[str] | None]:
@@ -97,16 +95,15 @@ class Mirror:
             await c.close()
 
     # --- intake ---
-    def proxy_counts(self, now: dict) -> None:
-        """Fold in the proxy's cumulative counters (they restart at 0 with each recorder process)."""
-        for k in PROXY_COUNTERS:
-            delta = int(now.get(k, 0)) - self._proxy_seen[k]
-            if delta > 0:
-                if k == "queue_full":
-                    self.c.add("dropped", "queue_full", delta)
-                else:
-                    setattr(self.c, k, getattr(self.c, k) + delta)
-            self._proxy_seen[k] = int(now.get(k, 0))
+    def proxy_counts(self, deltas: dict) -> None:
+        """Add what the proxy's counters grew by since its last message."""
+        for k, n in deltas.items():
+            if n <= 0:
+                continue
+            if k in ("queue_full", "shadow_down"):
+                self.c.add("dropped", k, n)
+            elif k in ("seen", "sampled"):
+                setattr(self.c, k, getattr(self.c, k) + n)
 
     def accept(self, caps: list[RecCapture], proxy: dict) -> None:
         """A batch from the proxy (called on the loop)."""

@@ -85,6 +85,20 @@ def posts(fp: FakeProvider) -> int:
     return sum(1 for q in fp.requests if q.get("method", "POST") == "POST")
 
 
+def shadow_processes(parent: int) -> list[int]:
+    """Pids of the live shadow processes started by ``parent``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            cmd = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and b"parity.shadow.process" in cmd and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
 def exchange_ids(db: Path) -> set[str]:
     con = connect(db)
     try:
@@ -348,3 +362,43 @@ def test_plain_mitmdump_with_both_scripts(tmp_path: Path, proc_kit) -> None:
             assert pp.stop() == 0, pp.log()[-3000:]
     got = by_provider(cells(db, "m"))
     assert len(got["cand"]) == 3 and len(got["recorded"]) == 3
+
+
+def test_a_dead_shadow_process_is_replaced_and_recording_goes_on(tmp_path: Path, proc_kit) -> None:
+    with FakeProvider.running("instant") as up, FakeProvider.running("instant") as cand:
+        prov = providers(tmp_path, {"cand": cand.base_url}, dead=False)
+        db = tmp_path / "d" / "p.duckdb"
+        db.parent.mkdir()
+        port = free_port()
+        argv = [str(proc_kit.venv_bin / "mitmdump"), "-q", "--mode", f"reverse:{up.url}"]
+        argv += ["--listen-host", "127.0.0.1", "--listen-port", str(port)]
+        argv += [
+            "-s",
+            str(proc_kit.repo / "recorder" / "addon.py"),
+            "-s",
+            str(proc_kit.repo / "shadow" / "addon.py"),
+        ]
+        argv += ["--set", f"parity_db={db}", "--set", f"parity_shadow={prov}", "--set", "parity_shadow_run=d"]
+        argv += ["--set", "parity_shadow_respawn_s=1", "--set", f"confdir={tmp_path / 'conf'}"]
+        pp = proc_kit.start_proxy(argv, port, tmp_path / "mitmdump.log", db=db)
+        try:
+            with openai.OpenAI(base_url=pp.base_url, api_key="sk-dead-test", max_retries=0) as client:
+                for i in range(2):
+                    chat(client, i)
+                assert waitkit.wait_for(lambda: posts(cand) == 2, 15)
+                (first,) = shadow_processes(pp.proc.pid)
+                os.kill(first, signal.SIGKILL)
+                answers = [chat(client, 10 + i) for i in range(3)]  # production does not notice
+                assert all(answers)
+                assert waitkit.wait_for(lambda: shadow_processes(pp.proc.pid) not in ([], [first]), 15)
+                for i in range(3):
+                    chat(client, 20 + i)
+                assert waitkit.wait_for(lambda: posts(cand) >= 5, 20)
+        finally:
+            assert pp.stop() == 0, pp.log()[-3000:]
+    assert len(exchange_ids(db)) == 8  # recording never stopped
+    rows = cells(db, "d")
+    assert len({(r[0], r[1]) for r in rows}) == len(rows)
+    sh = shadow_counters(db, "d")
+    stored = len(by_provider(rows)["cand"])
+    assert stored >= 5 and stored + sh["dropped"].get("shadow_down", 0) == 8, (stored, sh)
