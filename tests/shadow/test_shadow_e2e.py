@@ -150,12 +150,21 @@ def test_staging_end_to_end(run_recorder, tmp_path: Path) -> None:
             )
 
             # the run is readable while the recorder runs: eval and a report
-            r = parity("eval", "--db", str(rec.db), "--run", "staging", "--json")
+            assert waitkit.wait_for(
+                lambda: len(by_provider(cells(rec.db, "staging")).get("dead", [])) == 10, 30
+            )
+            r = parity("eval", "--db", str(rec.db), "--run", "staging", "--json", "--since", "1h")
             assert r.returncode in (0, 1, 3), r.stderr[-2000:]
-            assert "cand" in r.stdout and "dead" in r.stdout and "recorded" in r.stdout
+            ev = json.loads(r.stdout)
+            arms = ev["providers"]
+            assert ev["baseline"] == "recorded" and arms["recorded"]["n_success"] == 10
+            assert arms["cand"]["n_cells"] == arms["cand"]["n_success"] == 10  # beside the recorded arm
+            assert arms["dead"]["n_cells"] == 10 and arms["dead"]["n_success"] == 0  # its failures, as cells
             report = tmp_path / "report.html"
             r = parity("report", "--db", str(rec.db), "--run", "staging", "--out", str(report))
             assert r.returncode in (0, 1, 3) and report.is_file(), r.stderr[-2000:]
+            r = parity("check", "--db", str(rec.db), "--run", "staging")
+            assert r.returncode in (0, 1, 3) and "Traceback" not in r.stderr, r.stderr[-2000:]
             assert waitkit.wait_for(lambda: "mirrored: cand 10" in ls(rec.db), 10), ls(rec.db)
 
             chat(client, 100)  # traffic goes on: the run grows
