@@ -273,6 +273,13 @@ def _migrate_catalog(db_path: Path, root: Path) -> list[str]:
         con.close()
 
 
+def live_files(db_path: str | os.PathLike, table: str) -> list[str]:
+    """The live segments of ``table`` (paths, or ``s3://`` URLs a connection from :func:`connect`
+    reads), from one listing: for ``parquet_metadata([...])`` and the like, without touching the
+    store's files or layout above this layer."""
+    return [str(p) for p in segment_state(segment_root(db_path), table)[0]]
+
+
 def query(db_path: str | os.PathLike, sql: str, params: list | None = None) -> list[tuple]:
     """Run one read query against the store and return all rows."""
     con = connect(db_path)
