@@ -25,7 +25,13 @@ from parity.store.segments import (  # noqa: E402
     store_salt,
     write_segment,
 )
-from parity.store.store import NoStoreError, StoreFormatError, connect, init_catalog  # noqa: E402
+from parity.store.store import (  # noqa: E402
+    NoStoreError,
+    StoreFormatError,
+    connect,
+    init_catalog,
+    live_files,
+)
 from parity.store.writer import BatchWriter  # noqa: E402
 
 pytestmark = pytest.mark.e2e  # starts a server: make test-fast skips it
@@ -127,6 +133,8 @@ def test_compaction_in_a_bucket_counts_each_row_once_before_during_and_after(s3,
     write_segment(root, "exchanges", rows("late", 1), "w")
     assert before.execute("SELECT count(*), count(DISTINCT id) FROM exchanges").fetchall() == [(15, 15)]
     assert count(store_url) == (16, 16)  # the merge plus the late segment, the sources hidden
+    live = live_files(store_url, "exchanges")
+    assert len(live) == 2 and all(f.startswith(f"{store_url}/exchanges/") for f in live)
     names = [k.rsplit("/", 1)[1] for k in s3.keys(root.bucket, f"{root.key}/exchanges/")]
     assert sum(n.startswith("seg-") for n in names) == 6  # sources kept for the grace period
     compact_store(store_url, min_age_s=3600, grace_s=0)  # grace over: the sources go
