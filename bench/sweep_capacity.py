@@ -10,7 +10,7 @@
    p50/p99 and the sending process's CPU share, and the highest rate not flagged client-bound.
 
 The traffic is the shared corpus's real chat requests (synthetic ones if it is absent), cycled.
-Bounded: about 3 minutes (``--quick``: about 1).
+Bounded: about 5 minutes (``--quick``: about 2); saturated steps drain their backlog, which takes most of it.
 
     .venv/bin/python bench/sweep_capacity.py [--quick] [--json out.json]
 """
