@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
+import time
 from pathlib import Path
 
 from parity.replayer.client import Capture
@@ -24,14 +26,29 @@ from parity.store.writer import BatchWriter
 _S: dict = {}  # this worker's run, providers and writer (set by init)
 
 
-def init(run_id: str, root: str, providers: dict[str, ProviderConfig], recorded: PricingTable) -> None:
-    """Pool initializer: lower the priority, open the writer."""
+def init(
+    run_id: str, root: str, providers: dict[str, ProviderConfig], recorded: PricingTable, parent: int
+) -> None:
+    """Pool initializer: lower the priority, open the writer, leave when ``parent`` (the shadow process) dies."""
     lower_priority()
     import parity.replayer.results  # noqa: F401  (load the SDK once, before the first mirror)
 
     writer = BatchWriter(Path(root), interval=0.5, writer_id=f"shadow{os.getpid()}")
     writer.start()
     _S.update(run_id=run_id, root=root, providers=providers, recorded=recorded, writer=writer)
+    threading.Thread(target=_orphan_watch, args=(parent, writer), daemon=True).start()
+
+
+def _orphan_watch(parent: int, writer: BatchWriter) -> None:
+    """The shadow process was killed (``kill -9``): write what was handed over, then leave.
+
+    (Its pool would never tell this process to stop; the journal covers anything not handed over.)
+    ``parent`` is given, not read here: the shadow process may die while this one is still starting.
+    """
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    writer.close()
+    os._exit(0)
 
 
 def build(cap: Capture, x: Exchange) -> dict:

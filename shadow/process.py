@@ -125,7 +125,7 @@ class ShadowRun:
                 1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=builder.init,
-                initargs=(init.run_id, init.root, cfg.providers, cfg.recorded),
+                initargs=(init.run_id, init.root, cfg.providers, cfg.recorded, os.getpid()),
             )
 
         self.mirror = m = Mirror(
