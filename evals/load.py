@@ -11,7 +11,6 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -21,8 +20,8 @@ from parity.evals.metrics.compat_checks import RATE_LIMIT_CODES
 from parity.evals.metrics.outcome import SUCCEEDED_SQL
 from parity.evals.window import Window
 from parity.replayer.facts import COLUMNS as FACTS
-from parity.store.segments import SEGMENT_GLOB, segment_root, table_dir
-from parity.store.store import StoreError, connect, sql_string, table_scan
+from parity.store.segments import segment_root
+from parity.store.store import StoreError, connect, live_files, sql_string, table_scan
 
 Store = str | os.PathLike | duckdb.DuckDBPyConnection
 # The store's views cast JSON columns to DuckDB's JSON type, which parses every document once
@@ -44,18 +43,24 @@ def open_store(db: Store, window: Window | None = None) -> Iterator[duckdb.DuckD
             raise EvalError("a time window (--since/--until) needs the store's path, not an open connection")
         yield db
         return
-    path = Path(db)
     try:
-        con = connect(path)
+        con = connect(db)
     except StoreError as e:
         raise EvalError(str(e)) from e
     try:
         with suppress(duckdb.Error):  # Jupyter kernels without ipywidgets reject this setting
             con.execute("SET enable_progress_bar = false")
-        root = segment_root(path)
-        con.execute(f"CREATE OR REPLACE VIEW {RAW_RESULTS} AS SELECT * FROM {table_scan(root, 'results')}")
-        glob = sql_string(str((table_dir(root, "results") / SEGMENT_GLOB).resolve()))
-        con.execute(f"CREATE OR REPLACE VIEW {RAW_META} AS SELECT * FROM parquet_metadata({glob})")
+        con.execute(
+            f"CREATE OR REPLACE VIEW {RAW_RESULTS} AS SELECT * FROM {table_scan(segment_root(db), 'results')}"
+        )
+        files = live_files(db, "results")
+        footers = (
+            "SELECT * FROM parquet_metadata([" + ", ".join(sql_string(f) for f in files) + "])"
+            if files
+            else "SELECT NULL::VARCHAR AS file_name, NULL::VARCHAR AS path_in_schema, "
+            "NULL::BIGINT AS stats_null_count, NULL::BIGINT AS row_group_num_rows WHERE false"
+        )
+        con.execute(f"CREATE OR REPLACE VIEW {RAW_META} AS {footers}")
         if window is not None:
             narrow(con, window)
         yield con

@@ -20,6 +20,7 @@ COMMANDS = {
     "stats": "parity.recorder.cli",
     "export": "parity.store.cli",
     "compact": "parity.store.cli",
+    "upgrade": "parity.store.cli",
     "replay": "parity.replayer.cli",
     "fake-provider": "parity.fake.cli",
     "providers": "parity.replayer.cli",

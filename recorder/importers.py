@@ -329,8 +329,7 @@ def import_files(
     """
     from parity.store.store import init_catalog
 
-    db = Path(db)
-    root = segment_root(db)
+    root = segment_root(db)  # as given: an s3:// URL is not a Path
     try:
         init_catalog(db)
         salt = store_salt(root)

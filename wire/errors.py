@@ -5,8 +5,9 @@ Every package's errors derive from :class:`ParityError`, so a command's handler,
 A provider's failure during a replay is data (a result row), never one of these::
 
     ParityError                     something the user must fix before the command can do its work
-    ├── StoreError                  parity.store.store: the store cannot be opened or read
-    │   └── NoStoreError            a command that only reads got a path with no store
+    ├── StoreError                  parity.store.errors: the store cannot be opened or read
+    │   ├── NoStoreError            a command that only reads got a path with no store
+    │   └── StoreFormatError        the store's format is not this parity's (parity upgrade says what to do)
     ├── RecordError                 parity.recorder.cli: the recorder cannot start
     ├── RedactionError              parity.recorder.redaction_rules: bad rules file, builtin or hook
     ├── ImportError_                parity.recorder.importers: a file cannot be imported
