@@ -207,8 +207,6 @@ def _evaluate(
         wants_bodies = "quality" in questions or judge is not None
         if "latency" in questions:
             itl_rows = beside.submit(_read, con, load.load_itl, run, itl_sample)
-        if wants_bodies:
-            bodies = beside.submit(_quality, con, run, baseline, quality_sample, embedding_sample)
         lap("open")
 
         cells = _served(load.load_cells(con, run), config)
@@ -218,6 +216,8 @@ def _evaluate(
         if baseline not in arms:
             raise EvalError(f"baseline {baseline!r} has no results in run {run!r}; arms: {', '.join(arms)}")
         cells = groups.with_key(cells, BY_GROUP)  # the question tables' groups, as one integer
+        if wants_bodies:  # after the cells: the two largest reads of the store do not compete
+            bodies = beside.submit(_quality, con, run, baseline, quality_sample, embedding_sample)
         if "cost" in questions:
             costs = beside.submit(_cost, con, run, cells, config, baseline, monthly_requests)
         metrics = rel.mark_cold(timing.request_metrics(cells), idle_s)
