@@ -96,7 +96,12 @@ def test_fixed_sweep_finds_each_capacity_within_one_step_in_order(store, servers
     html = db.parent / "report.html"
     assert main(["report", "--db", str(db), "--run", "cap", "--slo", SLO, "--out", str(html)]) == 0
     page = html.read_text()
-    assert '<section id="capacity">' in page and "e2e p99 vs load" in page and "SLO e2e 1.5 s" in page
+    assert (
+        '<section id="capacity">' in page
+        and '<a href="#capacity">' in page
+        and "e2e p99 vs load" in page
+        and "SLO e2e 1.5 s" in page
+    )
     assert "goodput vs load" in page and "target 95%" in page
 
     capsys.readouterr()
