@@ -47,7 +47,7 @@ class ShadowInit:
     status_s: float = 10.0  # how often the run's counters are stored while they change
     respawn_s: float = 30.0  # a shadow process that died is replaced at most this often (recorder side)
     journal_max_bytes: int = 64 << 20  # a continuous run's journal starts afresh past this size
-    nice: int = 19  # the shadow process takes only CPU the proxy and the app leave (docs/shadow.md)
+    nice: int = 19  # 19: SCHED_IDLE, the shadow process takes only CPU nothing else wants (docs/shadow.md)
 
 
 def write_msg(fd: int, msg: tuple) -> None:

@@ -33,7 +33,7 @@ from parity.shadow import builder
 from parity.shadow.status import CAPPED, Counters, short_reason
 
 log = logging.getLogger("parity.shadow")
-DEFAULT_CONCURRENCY = 512  # mirrors in flight per provider when the providers file sets no concurrency
+DEFAULT_CONCURRENCY = 2048  # mirrors in flight per provider when the providers file sets no concurrency
 _FIELDS = tuple(f.name for f in dataclasses.fields(Exchange))
 
 

@@ -35,6 +35,7 @@ from parity.replayer.journal import Journal, decode_capture
 from parity.replayer.resume import RunState, run_state
 from parity.replayer.run import RunOptions, run_config
 from parity.replayer.select import by_ids
+from parity.replayer.worker import lower_priority
 from parity.shadow import builder
 from parity.shadow.handoff import ShadowInit, read_msg
 from parity.shadow.mirror import Mirror
@@ -235,8 +236,11 @@ def main(fd: int) -> int:
     if not first or first[0] != "init":
         return 2
     init: ShadowInit = first[1]
-    with contextlib.suppress(OSError):
-        os.nice(init.nice)
+    if init.nice >= 19:  # the default: run only on CPU nobody else wants (as the replayer's post-processor)
+        lower_priority()
+    else:
+        with contextlib.suppress(OSError):
+            os.nice(init.nice)
     cfg = load_config(init.providers)
     asyncio.run(ShadowRun(init, cfg).run(fin))
     return 0
