@@ -64,7 +64,7 @@ def _shadow_args(p: argparse.ArgumentParser) -> None:
         help="share of requests mirrored, in (0, 1] (by a hash of the request's id; default 1)",
     )
     g.add_argument(
-        "--shadow-run", default="shadow", metavar="NAME", help="the run the mirrors go to (default shadow)"
+        "--shadow-run", default="shadow", metavar="RUN", help="the run the mirrors go to (default shadow)"
     )
     g.add_argument(
         "--shadow-max-cost", default="", metavar="USD", help="stop mirroring once the candidates cost this"
