@@ -33,7 +33,7 @@ def init(
     lower_priority()
     import parity.replayer.results  # noqa: F401  (load the SDK once, before the first mirror)
 
-    writer = BatchWriter(Path(root), interval=0.5, writer_id=f"shadow{os.getpid()}")
+    writer = BatchWriter(Path(root), interval=1.0, writer_id=f"shadow{os.getpid()}")
     writer.start()
     _S.update(run_id=run_id, root=root, providers=providers, recorded=recorded, writer=writer)
     threading.Thread(target=_orphan_watch, args=(parent, writer), daemon=True).start()
@@ -90,6 +90,17 @@ def recorded(x: Exchange) -> None:
 def event(state: str, config: dict | None, note: str | None) -> None:
     """Append one ``run_events`` row (written at once, off the sender's loop)."""
     write_event(Path(_S["root"]), _S["run_id"], state, config, note)
+
+
+def compact(db: str, min_age_s: float) -> dict:
+    """Merge the run's results and attempts segments (a continuous run writes one per flush);
+    never fails the run: the segments stay readable as they are."""
+    from parity.store.export import compact_store
+
+    try:
+        return compact_store(db, min_age_s=min_age_s, tables=("results", "attempts"), run_id=_S["run_id"])
+    except Exception as e:  # noqa: BLE001 (a full disk, a permission: `parity compact` can do it later)
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def flush() -> None:

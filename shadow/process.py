@@ -43,6 +43,7 @@ from parity.shadow.status import CAPPED, MIRRORING, RESUMED, STARTED, STOPPED, C
 from parity.store.store import connect
 
 log = logging.getLogger("parity.shadow")
+COMPACT_EVERY_S = 600.0  # how often a running shadow run's segments are merged
 
 
 def latest_config(db: str, run_id: str) -> dict:
@@ -151,6 +152,7 @@ class ShadowRun:
             self._event(STOPPED, "; ".join(n for n in (why, m.cap_note) if n))
             await asyncio.gather(*list(m.building), return_exceptions=True)
             stats = await m._submit(builder.close)
+            await m._submit(builder.compact, init.db, 0.0)
         finally:
             await m.close()
             m.pool.shutdown(wait=True, cancel_futures=False)
@@ -212,8 +214,12 @@ class ShadowRun:
 
     async def _ticker(self) -> None:
         capped = False
+        compacted = time.monotonic()
         while True:
             await asyncio.sleep(self.init.status_s)
+            if time.monotonic() - compacted > COMPACT_EVERY_S:  # a continuous run: keep evaluation fast
+                compacted = time.monotonic()
+                self.mirror._submit(builder.compact, self.init.db, 60.0)
             if self.mirror.journal.size() > self.init.journal_max_bytes:  # a continuous run: keep it small
                 await self.mirror.rotate(Journal(self.root, self.init.run_id))
             if self.changed or (self.counters.state == CAPPED and not capped):
