@@ -411,3 +411,29 @@ def test_a_dead_shadow_process_is_replaced_and_recording_goes_on(tmp_path: Path,
     sh = shadow_counters(db, "d")
     stored = len(by_provider(rows)["cand"])
     assert stored >= 5 and stored + sh["dropped"].get("shadow_down", 0) == 8, (stored, sh)
+
+
+def test_redacted_requests_are_not_mirrored_and_nothing_unredacted_is_stored(
+    run_recorder, tmp_path: Path
+) -> None:
+    with FakeProvider.running("instant") as up, FakeProvider.running("instant") as cand:
+        prov = providers(tmp_path, {"cand": cand.base_url}, dead=False)
+        rec = run_recorder(up.url, "--shadow", str(prov), "--shadow-run", "red", "--redact-builtin", "email")
+        with openai.OpenAI(base_url=rec.base_url, api_key="sk-red-test", max_retries=0) as client:
+            msgs = [{"role": "user", "content": "Write to jane.doe@example.com about the launch."}]
+            assert client.chat.completions.create(model=MODEL, messages=msgs).choices[0].message.content
+            chat(client, 1, stream=False)
+        assert rec.stop() == 0, rec.log()[-3000:]
+    got = by_provider(cells(rec.db, "red"))
+    assert len(got["cand"]) == len(got["recorded"]) == 1  # only the request without an address
+    assert not any("jane.doe@example.com" in str(q) for q in cand.requests)
+    sh = shadow_counters(rec.db, "red")
+    assert sh["skipped"] == {"request redacted": 1}
+    con = connect(rec.db)
+    try:
+        stored = con.execute(
+            "SELECT CAST(sent_body AS VARCHAR), response_raw FROM results WHERE run_id = 'red'"
+        ).fetchall()
+    finally:
+        con.close()
+    assert "jane.doe@example.com" not in json.dumps(stored)
