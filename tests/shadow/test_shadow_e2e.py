@@ -437,3 +437,40 @@ def test_redacted_requests_are_not_mirrored_and_nothing_unredacted_is_stored(
     finally:
         con.close()
     assert "jane.doe@example.com" not in json.dumps(stored)
+
+
+def test_failures_on_either_side_are_cells_with_reasons(run_recorder, tmp_path: Path) -> None:
+    """A failing candidate: failed cells with the error and its evidence. A failing production request:
+    still mirrored (the recorded arm shows production's failure)."""
+    failing = get_profile("instant", error_rate=1.0, error_kinds=(("500", 1.0),))
+    with FakeProvider.running("instant") as up, FakeProvider.running(failing) as bad:
+        with FakeProvider.running("instant") as good, FakeProvider.running(failing) as bad_up:
+            prov = providers(
+                tmp_path,
+                {"good": good.base_url, "bad": bad.base_url},
+                dead=False,
+                extra={"bad": "max_retries = 0"},
+            )
+            rec = run_recorder(up.url, "--shadow", str(prov), "--shadow-run", "faults")
+            with openai.OpenAI(base_url=rec.base_url, api_key="sk-fault-test", max_retries=0) as client:
+                for i in range(3):
+                    chat(client, i, stream=False)
+            assert rec.stop() == 0, rec.log()[-3000:]
+            rec2 = run_recorder(bad_up.url, "--shadow", str(prov), "--shadow-run", "faults2")
+            with openai.OpenAI(base_url=rec2.base_url, api_key="sk-fault-test", max_retries=0) as client:
+                with pytest.raises(openai.InternalServerError):
+                    chat(client, 9, stream=False)
+            assert rec2.stop() == 0, rec2.log()[-3000:]
+    got = by_provider(cells(rec.db, "faults"))
+    assert len(got["good"]) == 3 and all(r[2] == 200 for r in got["good"])
+    assert len(got["bad"]) == 3 and all(r[2] == 500 and r[3] for r in got["bad"])
+    con = connect(rec.db)
+    try:
+        evidence = con.execute(
+            "SELECT status, response_body FROM attempts WHERE run_id = 'faults' AND provider = 'bad'"
+        ).fetchall()
+    finally:
+        con.close()
+    assert len(evidence) == 3 and all(s == 500 and body for s, body in evidence)
+    got2 = by_provider(cells(rec2.db, "faults2"))
+    assert [r[2] for r in got2["recorded"]] == [500] and [r[2] for r in got2["good"]] == [200]
