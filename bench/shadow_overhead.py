@@ -15,7 +15,9 @@ non-streamed throughput at C, the proxy process's CPU per request, and the shado
 (with its row builder) per mirrored exchange; then the share of production's requests the candidate answered,
 the dead candidate's failed cells, and whether ``parity eval --json`` shows both beside ``recorded``.
 Target: TTFT p50 within +1 ms and no throughput loss at C=16; the candidate gets >= 95%.
-Usage: ``python bench/shadow_overhead.py [--reps 3] [--seconds 3] [--streams 16]``.
+With ``--rate R`` the streamed turns are open loop instead (R streams/s start whatever the answers do;
+the issue's check used 200) and the non-streamed phase is left out.
+Usage: ``python bench/shadow_overhead.py [--reps 3] [--seconds 3] [--streams 16 | --rate 200]``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import time
 from pathlib import Path
 
 from benchkit import cpu_seconds
-from proxy_overhead import closed_loop, pct, start
+from proxy_overhead import CHAT_REQUEST, closed_loop, pct, start
 
 from parity.procs import free_port, stop_proc
 
@@ -66,10 +68,55 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-def cell(url: str, conc: int, seconds: float, stream: bool, pid: int, spid: int | None) -> dict:
+async def open_loop(url: str, rate: float, seconds: float) -> dict:
+    """Streams started at ``rate`` per second for ``seconds``, whatever the answers do; TTFT of each."""
+    import aiohttp
+
+    body = json.dumps({**CHAT_REQUEST, "stream": True}).encode()
+    headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+    headers.update({"x-fake-ttft-ms": "50", "x-fake-itl-ms": "10"})
+    ttfts: list[float] = []
+    errors = 0
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+        async def one() -> None:
+            nonlocal errors
+            t0, first = time.perf_counter(), None
+            try:
+                async with session.post(url, data=body, headers=headers) as r:
+                    async for chunk in r.content.iter_any():
+                        if first is None and b"data:" in chunk:
+                            first = time.perf_counter() - t0
+                    errors += r.status != 200
+            except aiohttp.ClientError:
+                errors += 1
+            if first is not None:
+                ttfts.append(first * 1000)
+
+        loop = asyncio.get_running_loop()
+        start_t, tasks = loop.time(), []
+        n = int(rate * seconds)
+        for i in range(n):
+            delay = start_t + i / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.ensure_future(one()))
+        await asyncio.gather(*tasks)
+        wall = loop.time() - start_t
+    return {"rps": n / wall, "n": n, "errors": errors, "ttft": ttfts, "lat": []}
+
+
+def cell(
+    url: str, conc: int, seconds: float, stream: bool, pid: int, spid: int | None, rate: float | None = None
+) -> dict:
     c0, s0 = cpu_seconds(pid), tree_cpu(spid) if spid else 0.0
-    r = asyncio.run(closed_loop(url, conc, seconds, stream, max_requests=200_000))
-    n = max(r["n"] + conc, 1)  # the warm-up requests are recorded (and mirrored) too
+    if rate:
+        r = asyncio.run(open_loop(url, rate, seconds))
+        n = max(r["n"], 1)
+    else:
+        r = asyncio.run(closed_loop(url, conc, seconds, stream, max_requests=200_000))
+        n = max(r["n"] + conc, 1)  # the warm-up requests are recorded (and mirrored) too
     r["cpu_ms"] = (cpu_seconds(pid) - c0) * 1000 / n
     r["shadow_cpu_ms"] = (tree_cpu(spid) - s0) * 1000 / n if spid else float("nan")
     return r
@@ -99,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions (median reported)")
     ap.add_argument("--seconds", type=float, default=3.0, help="measured window per cell")
     ap.add_argument("--streams", type=int, default=16, help="streams in flight (closed loop)")
+    ap.add_argument("--rate", type=float, default=None, help="open loop: streams started per second")
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="parity-shadow-bench-"))
@@ -135,17 +183,23 @@ def main(argv: list[str] | None = None) -> int:
         c = args.streams
         print(
             f"shadow overhead: {os.cpu_count()} CPUs, {args.reps} interleaved reps, {args.seconds:g} s windows, "
-            f"C={c}",
+            f"{f'open loop {args.rate:g} streams/s' if args.rate else f'C={c}'}",
             flush=True,
         )
         res: dict[tuple, list[dict]] = {}
         names = ["plain", "shadow"]
         for rep in range(args.reps):
             order = names[rep % 2 :] + names[: rep % 2]
-            for stream in (True, False):
+            for stream in (True,) if args.rate else (True, False):
                 for name in order:
                     r = cell(
-                        url[name], c, args.seconds, stream, pids[name], spid if name == "shadow" else None
+                        url[name],
+                        c,
+                        args.seconds,
+                        stream,
+                        pids[name],
+                        spid if name == "shadow" else None,
+                        args.rate,
                     )
                     res.setdefault((stream, name), []).append(r)
                     kind = "streams     " if stream else "non-streamed"
@@ -168,18 +222,28 @@ def main(argv: list[str] | None = None) -> int:
         ]
         figures = {}
         for label, f, stream in rows:
+            if (stream, "plain") not in res:
+                figures[label] = (float("nan"), float("nan"))
+                continue
             a = med(f(r) for r in res[(stream, "plain")])
             b = med(f(r) for r in res[(stream, "shadow")])
             figures[label] = (a, b)
             print(f"{label:<28}{a:>12.2f}{b:>12.2f}{b - a:>+12.2f}")
         scpu = med(r["shadow_cpu_ms"] for r in res[(True, "shadow")])
-        scpu_plain = med(r["shadow_cpu_ms"] for r in res[(False, "shadow")])
+        scpu_plain = med(
+            r["shadow_cpu_ms"] for r in res.get((False, "shadow"), [{"shadow_cpu_ms": float("nan")}])
+        )
         print(
             f"shadow process + builder CPU per mirrored exchange (2 candidates): {scpu:.2f} ms (streams), "
             f"{scpu_plain:.2f} ms (non-streamed)"
         )
         errors = sum(r["errors"] for rs in res.values() for r in rs)
         add50 = figures["TTFT p50 ms (streams)"][1] - figures["TTFT p50 ms (streams)"][0]
+        adds = [
+            pct(b["ttft"], 0.5) - pct(a["ttft"], 0.5)
+            for a, b in zip(res[(True, "plain")], res[(True, "shadow")], strict=True)
+        ]
+        print("TTFT p50 added per rep: " + ", ".join(f"{x:+.1f}" for x in adds) + " ms")
         ratio = figures["req/s (non-streamed)"][1] / figures["req/s (non-streamed)"][0]
         print(
             f"TTFT p50 added by shadowing: {add50:+.2f} ms (target <= +1 ms); non-streamed throughput ratio "
