@@ -13,7 +13,6 @@ import dataclasses
 import os
 import threading
 import time
-from pathlib import Path
 
 from parity.replayer.client import Capture
 from parity.replayer.config import PricingTable, ProviderConfig
@@ -21,6 +20,7 @@ from parity.replayer.mapping import prepare
 from parity.replayer.run import write_event
 from parity.replayer.select import Exchange
 from parity.replayer.worker import lower_priority
+from parity.store.segments import as_root
 from parity.store.writer import BatchWriter
 
 _S: dict = {}  # this worker's run, providers and writer (set by init)
@@ -33,7 +33,7 @@ def init(
     lower_priority()
     import parity.replayer.results  # noqa: F401  (load the SDK once, before the first mirror)
 
-    writer = BatchWriter(Path(root), interval=1.0, writer_id=f"shadow{os.getpid()}")
+    writer = BatchWriter(as_root(root), interval=1.0, writer_id=f"shadow{os.getpid()}")
     writer.start()
     _S.update(run_id=run_id, root=root, providers=providers, recorded=recorded, writer=writer)
     threading.Thread(target=_orphan_watch, args=(parent, writer), daemon=True).start()
@@ -89,7 +89,7 @@ def recorded(x: Exchange) -> None:
 
 def event(state: str, config: dict | None, note: str | None) -> None:
     """Append one ``run_events`` row (written at once, off the sender's loop)."""
-    write_event(Path(_S["root"]), _S["run_id"], state, config, note)
+    write_event(as_root(_S["root"]), _S["run_id"], state, config, note)
 
 
 def compact(db: str, min_age_s: float) -> dict:
