@@ -206,7 +206,7 @@ def _evaluate(
         ev = Evaluation(run=run, baseline=baseline, config=config, slos=slo, seconds=secs, window=win)
         wants_bodies = "quality" in questions or judge is not None
         if "latency" in questions:
-            itl_rows = beside.submit(_read, con, load.load_itl, run, itl_sample)
+            itl_rows = beside.submit(_pooled_itl, con, run, itl_sample)
         lap("open")
 
         cells = _served(load.load_cells(con, run), config)
@@ -279,6 +279,11 @@ def _read(con: duckdb.DuckDBPyConnection, loader, *args):
     """``loader(cursor, *args)`` on a cursor of its own (a step run beside the others)."""
     with con.cursor() as cur:
         return loader(cur, *args)
+
+
+def _pooled_itl(con: duckdb.DuckDBPyConnection, run: str, itl_sample: int) -> list[pl.DataFrame] | None:
+    """The pooled ITL rows of both levels, from at most ``itl_sample`` streamed requests per provider."""
+    return timing.pooled_itl(_read(con, load.load_itl, run, itl_sample), LEVELS)
 
 
 def _quality(

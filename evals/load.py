@@ -20,8 +20,9 @@ from parity.evals.metrics.compat_checks import RATE_LIMIT_CODES
 from parity.evals.metrics.outcome import SUCCEEDED_SQL
 from parity.evals.window import Window
 from parity.replayer.facts import COLUMNS as FACTS
+from parity.store.frames import scan
 from parity.store.segments import segment_root
-from parity.store.store import StoreError, connect, live_files, sql_string, table_scan
+from parity.store.store import StoreError, connect, live_files, sql_string, store_of, table_scan
 
 Store = str | os.PathLike | duckdb.DuckDBPyConnection
 # The store's views cast JSON columns to DuckDB's JSON type, which parses every document once
@@ -50,6 +51,12 @@ def open_store(db: Store, window: Window | None = None) -> Iterator[duckdb.DuckD
     try:
         with suppress(duckdb.Error):  # Jupyter kernels without ipywidgets reject this setting
             con.execute("SET enable_progress_bar = false")
+        # Every query that needs an order says ORDER BY; without this DuckDB keeps the files' row order
+        # at a cost (a third of the cells' read)
+        con.execute("SET preserve_insertion_order = false")
+        # DuckDB's reads run beside the polars and numpy steps on the other thread (parity.evals.api):
+        # all but one core to DuckDB leaves those steps a core instead of contending for every one
+        con.execute(f"SET threads = {max(1, (os.cpu_count() or 2) - 1)}")
         con.execute(
             f"CREATE OR REPLACE VIEW {RAW_RESULTS} AS SELECT * FROM {table_scan(segment_root(db), 'results')}"
         )
@@ -91,6 +98,13 @@ def narrow(con: duckdb.DuckDBPyConnection, window: Window) -> int:
             "WHERE exchange_id IN (SELECT exchange_id FROM evals_window)"
         )
     return con.sql("SELECT count(*) FROM evals_window").fetchall()[0][0]
+
+
+def window_exchanges(con: duckdb.DuckDBPyConnection) -> pl.Series | None:
+    """The exchanges ``narrow`` kept on ``con`` (None when it was not narrowed)."""
+    if not con.sql("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'evals_window'").fetchall()[0][0]:
+        return None
+    return frame(con, "SELECT exchange_id FROM evals_window")["exchange_id"]
 
 
 def frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> pl.DataFrame:
@@ -174,8 +188,16 @@ def cell_key() -> pl.Expr:
 
 def load_cells(con: duckdb.DuckDBPyConnection, run: str) -> pl.DataFrame:
     """One row per result cell with the scalar timing, token and status columns and the ``chk_*``
-    facts (no bodies), through the store's ``results`` view."""
-    df = frame(con, f"SELECT {', '.join(_CELL_COLUMNS)} FROM results WHERE run_id = $run", {"run": run})
+    facts (no bodies): the store's results frame (``parity.store.frames``, a third of the SQL
+    view's cost for this wide read), narrowed to the connection's window if it has one."""
+    try:
+        lf = scan(store_of(con), "results").filter(pl.col("run_id") == run).select(_CELL_COLUMNS)
+        kept = window_exchanges(con)
+        if kept is not None:
+            lf = lf.filter(pl.col("exchange_id").is_in(kept.implode()))
+        df = lf.collect()
+    except (StoreError, pl.exceptions.PolarsError, OSError) as e:
+        raise EvalError(f"reading the results failed: {str(e).splitlines()[0]}") from e
     df = df.with_columns(
         xid_of().alias("xid"),
         cell_key().alias("_cell"),

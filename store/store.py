@@ -217,6 +217,8 @@ def connect(db_path: str | os.PathLike) -> duckdb.DuckDBPyConnection:
         if isinstance(root, S3Path):
             objstore.register(con)
         _apply_views(con, root)
+        # which store this connection reads, for readers handed only the connection (frames.scan)
+        con.execute(f"CREATE VIEW parity_store AS SELECT {sql_string(str(db_path))} AS db")
     except (OSError, duckdb.Error) as e:
         con.close()
         raise StoreError(objstore.scrub(f"store {db_path} cannot be read: {str(e).splitlines()[0]}")) from e
@@ -271,6 +273,14 @@ def _migrate_catalog(db_path: Path, root: Path) -> list[str]:
         return applied
     finally:
         con.close()
+
+
+def store_of(con: duckdb.DuckDBPyConnection) -> str:
+    """The store a :func:`connect` connection reads (its ``--db`` as given)."""
+    try:
+        return con.sql("SELECT db FROM parity_store").fetchall()[0][0]
+    except duckdb.Error as e:
+        raise StoreError("this DuckDB connection was not opened by parity.store.store.connect") from e
 
 
 def live_files(db_path: str | os.PathLike, table: str) -> list[str]:

@@ -81,18 +81,22 @@ def percentiles(
 
 
 def latency_levels(
-    metrics: pl.DataFrame, itl: pl.DataFrame | None, baseline: str, levels: Sequence[Sequence[str]]
+    metrics: pl.DataFrame,
+    itl_rows: Sequence[pl.DataFrame | None] | None,
+    baseline: str,
+    levels: Sequence[Sequence[str]],
 ) -> list[tuple[pl.DataFrame, pl.DataFrame]]:
-    """``percentiles`` and ``compare`` with the baseline at each of ``levels``, finest first.
+    """``percentiles`` and ``compare`` with the baseline at each of ``levels``, finest first;
+    ``itl_rows``: the pooled ITL rows of each level (``pooled_itl``), None when nothing streamed.
 
     The levels share their work here, and only here: the paired differences are computed once, each
-    metric's values are grouped once at the finest level (coarser levels merge those groups), the
-    pooled ITL tokens are flattened once, and a coarser level's sorted differences are merged from
-    the finer level's sorted runs instead of sorted again.
+    metric's values are grouped once at the finest level (coarser levels merge those groups), and a
+    coarser level's sorted differences are merged from the finer level's sorted runs instead of
+    sorted again.
     """
     pairs = pair_differences(metrics, baseline, levels[0])
     grouped = stats.value_groups(metrics, levels[0], list(METRICS))
-    itl_rows = itl_levels(itl, levels) if itl is not None and not itl.is_empty() else [None] * len(levels)
+    itl_rows = itl_rows or [None] * len(levels)
     sorted_runs: dict = {}
     out = []
     for by, itl_by in zip(levels, itl_rows, strict=True):
@@ -100,6 +104,12 @@ def latency_levels(
         cmp = compare(metrics, pct, baseline, by, pairs=pairs, sorted_pairs=sorted_runs, grouped=grouped)
         out.append((pct, cmp))
     return out
+
+
+def pooled_itl(itl: pl.DataFrame, levels: Sequence[Sequence[str]]) -> list[pl.DataFrame] | None:
+    """The pooled ITL percentile rows at each of ``levels`` (``itl_levels``; the tokens are flattened
+    once for all levels), None when no request streamed tokens."""
+    return itl_levels(itl, levels) if not itl.is_empty() else None
 
 
 def ci_reason(n: int | None, q: float, metric: str) -> str:

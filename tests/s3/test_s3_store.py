@@ -215,3 +215,26 @@ def test_export_to_a_bucket_is_partitioned_by_table_and_day(s3, store_url, tmp_p
     ).fetchall()
     assert got == [(6, day)]
     assert local_parquet(tmp_path) == []
+
+
+def test_a_bucket_table_as_a_polars_frame_is_its_view(s3, store_url):
+    """evals reads the cells through parity.store.frames.scan: in a bucket too, the view's rows."""
+    import polars as pl
+
+    from parity.store.frames import scan
+
+    root = segment_root(store_url)
+    results = [
+        {"run_id": "r1", "exchange_id": f"x{i}", "provider": "recorded", "repeat": 0, "status": 200}
+        for i in range(6)
+    ]
+    write_segment(root, "results", results[:3], "w")
+    write_segment(root, "results", results[3:], "w")
+    got = scan(store_url, "results").collect()
+    con = connect(store_url)
+    try:
+        want = con.execute("SELECT exchange_id, status FROM results ORDER BY exchange_id").fetchall()
+    finally:
+        con.close()
+    assert got.sort("exchange_id").select("exchange_id", "status").rows() == want
+    assert got.schema["status"] == pl.Int32
