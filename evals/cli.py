@@ -14,7 +14,7 @@ from parity.evals.arguments import add_monthly_requests, add_window
 from parity.evals.errors import EvalError
 from parity.evals.report import fmt as report_format
 from parity.evals.report import verdict_text
-from parity.store.cli import add_db_option
+from parity.store.cli import add_command, add_db_option
 
 DESCRIPTION = """\
 Compare every provider of a replay run with a baseline (the recorded production answers by
@@ -97,15 +97,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` sub-command to the ``parity`` command."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "eval",
+        cmd_eval,
         help="evaluate a replay run against a baseline",
         description=DESCRIPTION,
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLES,
     )
     add_arguments(p)
-    p.set_defaults(func=cmd_eval)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from parity.procs import free_port, stop_proc, wait_port
-from parity.store.cli import add_db_option
+from parity.store.cli import add_command, add_db_option
 
 # name -> (fake profile and overrides, model mapping, pricing TOML lines, what it stands for)
 _MAPS = {
@@ -89,12 +89,13 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "demo",
+        cmd_demo,
         help="offline end-to-end demo: record, replay to 3 fake providers, report",
         description=DEMO_DESCRIPTION,
-        epilog=DEMO_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=DEMO_EXAMPLES,
     )
     p.add_argument("--out", default="demo-out", help="folder for the store, providers file and report")
     p.add_argument("--requests", type=int, default=80, help="size of the recorded workload")
@@ -102,7 +103,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--keep", action="store_true", help="keep an existing store in --out instead of starting fresh"
     )
     add_db_option(p, creates=True, default=None, where="parity.duckdb in --out")
-    p.set_defaults(func=cmd_demo)
 
 
 class Processes:

@@ -10,7 +10,7 @@ from parity.replayer.pacing import Pacing
 from parity.replayer.run import RunOptions, replay
 from parity.replayer.select import Selection
 from parity.replayer.sweep import Sweep, parse_slos, parse_values
-from parity.store.cli import add_db_option
+from parity.store.cli import add_command, add_db_option
 
 DESCRIPTION = """\
 Send the recorded requests to every provider of a providers file (any OpenAI-compatible
@@ -48,12 +48,13 @@ def _split(values: list[str] | None) -> list[str]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``replay`` sub-command."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "replay",
+        cmd_replay,
         help="replay recorded requests to other providers and store the results",
         description=DESCRIPTION,
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXAMPLE,
     )
     add_db_option(p)
     p.add_argument("--providers", required=True, help="providers file (TOML)")
@@ -169,7 +170,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip the preflight check of keys, base_urls, models and endpoints (see parity providers check)",
     )
-    p.set_defaults(func=cmd_replay)
     register_providers(subparsers)
 
 
@@ -300,13 +300,14 @@ def register_providers(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="providers_command", metavar="COMMAND")
-    c = sub.add_parser(
+    c = add_command(
+        sub,
         "check",
+        cmd_providers_check,
         help="check each provider's key, base_url, models and endpoints",
         description="Check, for each provider, that its API key is set, its base_url answers, the models\n"
         "the store's requests map to exist, and the endpoint families a replay would send are served.",
-        epilog=PROVIDERS_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=PROVIDERS_EXAMPLE,
     )
     c.add_argument("--providers", required=True, help="providers file (TOML)")
     c.add_argument(
@@ -318,7 +319,6 @@ def register_providers(subparsers: argparse._SubParsersAction) -> None:
     c.add_argument(
         "--provider", action="append", metavar="NAME", help="only these providers of the file (repeatable)"
     )
-    c.set_defaults(func=cmd_providers_check)
     p.set_defaults(func=lambda args: _no_subcommand(p))
 
 

@@ -1,4 +1,5 @@
-"""``parity export``, ``parity compact`` and ``parity upgrade``, and the ``--db`` option of every command."""
+"""``parity export``, ``parity compact`` and ``parity upgrade``; how every command registers itself
+(``add_command``) and its ``--db`` option (``add_db_option``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,30 @@ import argparse
 import sys
 
 DEFAULT_DB = "parity.duckdb"
+
+
+def add_command(
+    sub: argparse._SubParsersAction,
+    name: str,
+    handler,
+    help: str,
+    description: str,
+    examples: str,
+    **kw,
+) -> argparse.ArgumentParser:
+    """Add the sub-command ``name`` handled by ``handler`` (a ``cmd_<name>``), its ``--help`` made of
+    a one-line ``help``, a ``description`` and ``examples`` shown as written; returns its parser for
+    the options."""
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kw,
+    )
+    p.set_defaults(func=handler)
+    return p
 
 
 def add_db_option(
@@ -79,24 +104,25 @@ which runs to replay again."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "export",
+        cmd_export,
         help="write the store as hive-partitioned Parquet (by day and endpoint)",
         description=EXPORT_DESCRIPTION,
-        epilog=EXPORT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=EXPORT_EXAMPLES,
     )
     add_db_option(p)
     p.add_argument("--format", default="parquet", choices=["parquet"], help="output format")
     p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "compact",
+        cmd_compact,
         help="merge small segment files (safe while recording)",
         description=COMPACT_DESCRIPTION,
-        epilog=COMPACT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=COMPACT_EXAMPLES,
     )
     add_db_option(p)
     p.add_argument("--min-age", type=float, default=5.0, help="only merge segments older than this (seconds)")
@@ -107,17 +133,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep the files a merge replaced this long (seconds), for readers connected before it; "
         "a later compaction deletes them",
     )
-    p.set_defaults(func=cmd_compact)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "upgrade",
+        cmd_upgrade,
         help="bring a store from an earlier parity to the current format",
         description=UPGRADE_DESCRIPTION,
-        epilog="examples:\n  parity upgrade --db parity.duckdb",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples="examples:\n  parity upgrade --db parity.duckdb",
     )
     add_db_option(p)
-    p.set_defaults(func=cmd_upgrade)
 
 
 def cmd_export(args) -> int:

@@ -7,6 +7,7 @@ import sys
 
 from parity.evals.arguments import add_run_arguments
 from parity.evals.errors import EvalError
+from parity.store.cli import add_command
 
 CHECK_DESCRIPTION = """\
 Fail a CI build when a provider's figures break a rule. A rule is '<figure> <op> <value>':
@@ -75,15 +76,15 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``check`` sub-command to the ``parity`` command."""
-    c = subparsers.add_parser(
+    c = add_command(
+        subparsers,
         "check",
+        cmd_check,
         help="CI gate: exit 1 when a provider's figures break a rule",
         description=CHECK_DESCRIPTION,
-        epilog=CHECK_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=CHECK_EXAMPLES,
     )
     add_check_arguments(c)
-    c.set_defaults(func=cmd_check)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

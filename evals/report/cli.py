@@ -8,6 +8,7 @@ from pathlib import Path
 
 from parity.evals.arguments import add_run_arguments
 from parity.evals.errors import EvalError
+from parity.store.cli import add_command
 
 REPORT_DESCRIPTION = """\
 Write the report of a replay run: a verdict per provider (latency deltas with confidence
@@ -40,15 +41,15 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``report`` sub-command to the ``parity`` command."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "report",
+        cmd_report,
         help="write the HTML / Markdown / JSON report of a run",
         description=REPORT_DESCRIPTION,
-        epilog=REPORT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=REPORT_EXAMPLES,
     )
     add_report_arguments(p)
-    p.set_defaults(func=cmd_report)
 
 
 def _format(args: argparse.Namespace) -> str:
