@@ -42,6 +42,7 @@ OPTIONS = (
     "parity_shadow_status_s",
     "parity_shadow_journal_mb",
     "parity_shadow_respawn_s",
+    "parity_shadow_nice",
 )
 
 
@@ -131,6 +132,12 @@ class Shadow:
             "30",
             "A shadow process that died is replaced at most this often (s).",
         )
+        loader.add_option(
+            "parity_shadow_nice",
+            int,
+            19,
+            "Priority of the shadow process: 19 = idle (only CPU nothing else wants), 0..18 = that nice level.",
+        )
 
     def configure(self, updated) -> None:
         if not set(OPTIONS + ("parity_db",)) & set(updated):
@@ -167,6 +174,7 @@ class Shadow:
             status_s=n["status_s"],
             journal_max_bytes=int(n["journal_mb"] * (1 << 20)),
             respawn_s=max(n["respawn_s"], 0.0),
+            nice=o.parity_shadow_nice,
         )
         self._threshold = int(n["sample"] * SPACE)
         self.handle = ShadowHandle(init, bound=o.parity_shadow_queue)
@@ -192,6 +200,8 @@ class Shadow:
             )
         if o.parity_shadow_queue < 1:
             raise exceptions.OptionsError("parity_shadow_queue must be >= 1")
+        if not 0 <= o.parity_shadow_nice <= 19:
+            raise exceptions.OptionsError("parity_shadow_nice must be 0..19")
         if n["status_s"] <= 0 or n["drain_s"] < 0 or n["journal_mb"] <= 0:
             raise exceptions.OptionsError(
                 "parity_shadow_status_s and parity_shadow_journal_mb must be > 0, parity_shadow_drain_s >= 0"
