@@ -25,7 +25,7 @@ if __package__ in (None, "") and importlib.util.find_spec("parity") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from parity.replayer.sampling import SPACE, sample_key
-from parity.shadow.handoff import ShadowHandle, ShadowInit
+from parity.shadow.handoff import ShadowHandle, ShadowInit, wait_for_writers
 from parity.wire.endpoints import REPLAYABLE, classify, has_side_effects
 
 log = logging.getLogger("parity.shadow")
@@ -154,8 +154,17 @@ class Shadow:
         if spec == self._spec and self.handle is not None:
             return
         self._close()
-        from parity.recorder.redact import build as build_redactor
         from parity.store.segments import segment_root
+
+        # a shadow process of a recorder killed a moment ago finishes within seconds; a live one is another
+        # recorder mirroring into the same run, which would double-count and rebuild its cells
+        busy = wait_for_writers(segment_root(o.parity_db), o.parity_shadow_run, 15.0)
+        if busy:
+            raise exceptions.OptionsError(
+                f"run {o.parity_shadow_run!r} is being mirrored by another shadow process (pid "
+                f"{', '.join(map(str, busy))}); give this recorder another --shadow-run"
+            )
+        from parity.recorder.redact import build as build_redactor
 
         redactor = build_redactor(
             getattr(o, "parity_redact", "") or None,

@@ -50,6 +50,41 @@ class ShadowInit:
     nice: int = 19  # 19: SCHED_IDLE, the shadow process takes only CPU nothing else wants (docs/shadow.md)
 
 
+def journal_writers(root: str | os.PathLike, run_id: str) -> list[int]:
+    """Pids of the live processes (other than this one) holding a journal of ``run_id``.
+
+    Journals are ``<root>/journal/<run_id>.<pid>-<random>.jsonl`` (``parity.replayer.journal``, not
+    imported here: it would load the HTTP client into the proxy process).
+    """
+    d = Path(root) / "journal"
+    pids = set()
+    for path in d.glob(f"{run_id}.*.jsonl") if d.is_dir() else []:
+        head = path.name[len(run_id) + 1 :].split("-", 1)[0]
+        if head.isdigit() and int(head) != os.getpid():
+            pids.add(int(head))
+    return sorted(p for p in pids if _alive(p))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def wait_for_writers(root: str | os.PathLike, run_id: str, timeout: float) -> list[int]:
+    """Wait up to ``timeout`` s for other processes still writing the run's journals; those left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = journal_writers(root, run_id)
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.1)
+
+
 def write_msg(fd: int, msg: tuple) -> None:
     """One length-prefixed pickle onto ``fd`` (blocking: called on the sender thread only)."""
     blob = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)

@@ -37,7 +37,7 @@ from parity.replayer.run import RunOptions, run_config
 from parity.replayer.select import by_ids
 from parity.replayer.worker import lower_priority
 from parity.shadow import builder
-from parity.shadow.handoff import ShadowInit, read_msg
+from parity.shadow.handoff import ShadowInit, read_msg, wait_for_writers
 from parity.shadow.mirror import Mirror
 from parity.shadow.status import CAPPED, MIRRORING, RESUMED, STARTED, STOPPED, Counters
 from parity.store.store import connect
@@ -54,32 +54,6 @@ def latest_config(db: str, run_id: str) -> dict:
     finally:
         con.close()
     return json.loads(rows[0][0]) if rows and rows[0][0] else {}
-
-
-def _journal_pid(path: Path, run_id: str) -> int | None:
-    rest = path.name[len(run_id) + 1 :].split("-", 1)[0]
-    return int(rest) if rest.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def wait_for_earlier(root: Path, run_id: str, timeout: float) -> None:
-    """Wait (up to ``timeout`` s) for shadow processes of this run that still write its journals."""
-    deadline = time.monotonic() + timeout
-    for path in journal_mod.run_files(root, run_id):
-        pid = _journal_pid(path, run_id)
-        if pid is None or pid == os.getpid():
-            continue
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
 
 
 def shadow_config(init: ShadowInit, cfg: Config, listed: dict) -> dict:
@@ -108,7 +82,12 @@ class ShadowRun:
 
     async def run(self, fin) -> None:
         init, cfg = self.init, self.cfg
-        wait_for_earlier(self.root, init.run_id, init.drain_s + 30.0)
+        busy = wait_for_writers(self.root, init.run_id, init.drain_s + 30.0)
+        if busy:  # another recorder mirrors into this run: two writers would count and rebuild each other's
+            log.error(
+                "parity shadow: run %r is being mirrored by process %s; not mirroring", init.run_id, busy
+            )
+            return
         state = run_state(init.db, self.root, init.run_id)
         last = latest_config(init.db, init.run_id) if state.exists else {}
         c = self.counters = Counters.from_public(last.get("shadow"))

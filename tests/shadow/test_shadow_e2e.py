@@ -474,3 +474,17 @@ def test_failures_on_either_side_are_cells_with_reasons(run_recorder, tmp_path: 
     assert len(evidence) == 3 and all(s == 500 and body for s, body in evidence)
     got2 = by_provider(cells(rec2.db, "faults2"))
     assert [r[2] for r in got2["recorded"]] == [500] and [r[2] for r in got2["good"]] == [200]
+
+
+def test_a_second_recorder_on_the_same_shadow_run_is_refused(run_recorder, tmp_path: Path, proc_kit) -> None:
+    with FakeProvider.running("instant") as up, FakeProvider.running("instant") as cand:
+        prov = providers(tmp_path, {"cand": cand.base_url}, dead=False)
+        rec = run_recorder(up.url, "--shadow", str(prov), "--shadow-run", "one")
+        journals = rec.db.parent / (rec.db.name + ".d") / "journal"
+        assert waitkit.wait_for(lambda: list(journals.glob("one.*.jsonl")), 20)
+        argv = proc_kit.record_argv(up.url, rec.db, free_port(), spill_dir=tmp_path / "spill2")
+        second = subprocess.run(
+            [*argv, "--shadow", str(prov), "--shadow-run", "one"], capture_output=True, text=True, timeout=60
+        )
+        assert second.returncode == 2 and "another --shadow-run" in second.stderr, second.stderr[-2000:]
+        assert rec.stop() == 0
