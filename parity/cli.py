@@ -45,6 +45,12 @@ a first week, step by step (each command's --help has examples):
   parity report --db parity.duckdb --run cmp-1   report.html
   parity check --db parity.duckdb --run cmp-1    the CI gate
 
+and then:
+  parity record ... --shadow providers.toml --shadow-run staging
+                                                 mirror live traffic to the providers (docs/shadow.md)
+  parity replay ... --run cap-1 --sweep auto     capacity: how much load each provider takes
+  parity eval --db s3://bucket/prefix --since 1h a store in a bucket; the last hour's exchanges
+
 A run is one replay of the recorded traffic to the providers, named with --run NAME."""
 
 
