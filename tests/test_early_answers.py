@@ -93,8 +93,9 @@ def _db_options(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
                 yield from _db_options(child, (*path, name))
 
 
-# ``providers check`` reads the store only to learn which models to probe, and works without one.
-OPTIONAL_DB = {"providers check"}
+# ``providers check`` reads the store only to learn which models to probe, and works without one;
+# ``demo`` keeps its store in its --out folder unless --db names another (and its help says so).
+OPTIONAL_DB = {"providers check", "demo"}
 
 
 def test_db_is_one_rule_on_every_command() -> None:
@@ -102,6 +103,7 @@ def test_db_is_one_rule_on_every_command() -> None:
     assert {"record", "import", "ls", "export", "compact", "replay", "eval", "report", "check"} <= set(found)
     for command, action in found.items():
         if command in OPTIONAL_DB:
+            assert action.default is None and "default:" in action.help, command
             continue
         assert action.default == DEFAULT_DB and not action.required, command
         assert f"default: {DEFAULT_DB} in the current folder" in action.help, command
