@@ -14,7 +14,7 @@ import socket
 import sys
 from pathlib import Path
 
-from parity.store.cli import add_db_option
+from parity.store.cli import add_command, add_db_option
 from parity.wire.errors import ParityError
 
 log = logging.getLogger("parity.record")
@@ -151,12 +151,13 @@ examples:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "record",
+        cmd_record,
         help="run the recording proxy",
         description=RECORD_DESCRIPTION,
-        epilog=RECORD_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=RECORD_EXAMPLES,
     )
     p.add_argument("--upstream", help="upstream base URL for reverse mode, e.g. https://api.openai.com")
     p.add_argument(
@@ -189,20 +190,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no mitmproxy connection log lines")
     _redaction_args(p)
     _shadow_args(p)
-    p.set_defaults(func=cmd_record)
 
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "import",
+        cmd_import,
         help="import HAR files or mitmproxy flow files into the store",
         description=IMPORT_DESCRIPTION,
-        epilog=IMPORT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=IMPORT_EXAMPLES,
     )
     p.add_argument("files", nargs="+", help="*.har or mitmproxy flow files (mitmdump -w)")
     add_db_option(p, creates=True)
     p.add_argument("--tag", default="", help="tag stored with every imported exchange")
     _redaction_args(p)
-    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser(
         "ls",

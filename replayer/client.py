@@ -175,6 +175,25 @@ class ProviderClient:
         return cap
 
 
+async def open_clients(providers: dict) -> tuple[dict[str, ProviderClient], dict[str, list[str] | None]]:
+    """One open session per provider of ``providers`` (name -> provider config), and each provider's
+    listed models (None where listing failed)."""
+    clients: dict[str, ProviderClient] = {}
+    for name, p in providers.items():
+        c = ProviderClient(p, p.api_key())
+        await c.open()
+        clients[name] = c
+    names = list(clients)
+    listed = await asyncio.gather(*(clients[n].list_models() for n in names))
+    return clients, dict(zip(names, listed, strict=True))
+
+
+async def close_clients(clients: dict[str, ProviderClient]) -> None:
+    """Close every session ``open_clients`` opened."""
+    for c in clients.values():
+        await c.close()
+
+
 def scrub_attempt(a: Attempt, secret: bytes) -> None:
     """Replace every echo of ``secret`` in what ``a`` received (body, headers, error message) by [REDACTED].
 

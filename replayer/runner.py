@@ -15,7 +15,7 @@ import signal
 import time
 from collections.abc import Callable
 
-from parity.replayer.client import Capture, ProviderClient
+from parity.replayer.client import Capture, ProviderClient, close_clients, open_clients
 from parity.replayer.config import Config
 from parity.replayer.journal import Journal, Key
 from parity.replayer.mapping import Prepared, prepare
@@ -72,18 +72,12 @@ class Runner:
 
     async def open(self) -> dict[str, list[str] | None]:
         """One session per provider; returns each provider's listed models (None if listing failed)."""
-        for name, p in self.cfg.providers.items():
-            c = ProviderClient(p, p.api_key())
-            await c.open()
-            self.clients[name] = c
-        names = list(self.clients)
-        listed = await asyncio.gather(*(self.clients[n].list_models() for n in names))
-        return dict(zip(names, listed, strict=True))
+        self.clients, listed = await open_clients(self.cfg.providers)
+        return listed
 
     async def close(self) -> None:
         """Close every provider session."""
-        for c in self.clients.values():
-            await c.close()
+        await close_clients(self.clients)
 
     def on_summaries(self, batch: list[dict]) -> None:
         """Summaries from the post-processor (called on the loop)."""

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 from parity.recorder.capture import Capture as RecCapture
 from parity.recorder.capture import build_row
-from parity.replayer.client import Capture, ProviderClient
+from parity.replayer.client import Capture, ProviderClient, close_clients, open_clients
 from parity.replayer.config import Config
 from parity.replayer.journal import Journal
 from parity.replayer.mapping import exchange_skip_reason, prepare, provider_skip_reason
@@ -82,17 +82,12 @@ class Mirror:
 
     async def open(self) -> dict[str, list[str] | None]:
         """One session per provider; each provider's listed models (None when listing failed)."""
-        for name, p in self.cfg.providers.items():
-            c = ProviderClient(p, p.api_key())
-            await c.open()
-            self.clients[name] = c
-        names = list(self.clients)
-        listed = await asyncio.gather(*(self.clients[n].list_models() for n in names))
-        return dict(zip(names, listed, strict=True))
+        self.clients, listed = await open_clients(self.cfg.providers)
+        return listed
 
     async def close(self) -> None:
-        for c in self.clients.values():
-            await c.close()
+        """Close every provider session."""
+        await close_clients(self.clients)
 
     # --- intake ---
     def proxy_counts(self, deltas: dict) -> None:
