@@ -11,7 +11,7 @@ import io
 
 from parity.evals.api import Evaluation, unsupported_endpoints
 from parity.evals.report import cost_text
-from parity.evals.report.fmt import fmt_ms, fmt_p, fmt_pct, known, ms_number
+from parity.evals.report.fmt import fmt_ms, fmt_p, fmt_pct, fmt_usd, known, ms_number
 from parity.evals.report.recommend import dead_reason
 from parity.evals.report.verdict import LATENCY, compat_counts, failed_checks, latency_median_cell
 from parity.evals.summarise import rows
@@ -186,6 +186,7 @@ def render(ev: Evaluation, width: int = WIDTH) -> str:
     out += LEGEND.format(b=ev.baseline).splitlines() + [""]
     out += _table(other_head, other_rows, {1, 2, 3}) + [""]
     out += sentences(summary, failed_checks(ev), ev.baseline, width, ev.config)
+    out += capacity_lines(ev)
     gone = unsupported_lines(ev)
     if gone:
         out += ["", *gone.splitlines()]
@@ -194,6 +195,36 @@ def render(ev: Evaluation, width: int = WIDTH) -> str:
         "every table: parity eval --detail; machine forms: --format json|md|csv; the report: parity report",
     ]
     return "\n".join(out) + "\n"
+
+
+def capacity_lines(ev: Evaluation) -> list[str]:
+    """A capacity sweep's answer, one line per provider (nothing for a run that is not a sweep): the
+    highest load whose step met the SLOs, the step that did not and why, and the cost there. The
+    latency and cost verdicts above pool every step."""
+    caps = rows(ev.capacity)
+    if not caps:
+        return []
+    unit = "req/s" if caps[0].get("by") == "rate" else "in flight"
+    slos = ", ".join(f"{k.removesuffix('_ms')} <= {v:g} ms" for k, v in ev.slos.items()) or "no --slo given"
+    out = [
+        "",
+        f"capacity ({caps[0]['target']:.0%} of requests within the SLOs: {slos}; the figures above pool every step):",
+    ]
+    for c in caps:
+        if c.get("max_load") is None:
+            line = f"  {c['provider']}: no step met the SLOs"
+        else:
+            line = f"  {c['provider']}: {c['max_load']:g} {unit}"
+            if c.get("first_bad_load") is not None:
+                line += f" (at {c['first_bad_load']:g}: {c['first_bad_why']})"
+            else:
+                line += " (every step met the SLOs: the capacity is at least this)"
+            if c.get("cost_per_1k_at_max_usd") is not None:
+                line += f"; {fmt_usd(c['cost_per_1k_at_max_usd'])}/1k req there"
+        if c.get("client_bound_steps"):
+            line += f"; {c['client_bound_steps']} step(s) client-bound"
+        out.append(line)
+    return out
 
 
 def unsupported_lines(ev: Evaluation) -> str:
