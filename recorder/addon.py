@@ -242,13 +242,9 @@ class Recorder:
 
     def response(self, flow: http.HTTPFlow) -> None:
         try:
-            cap: Capture | None = flow.metadata.pop(_KEY, None)
+            cap = self._ended(flow)
             if cap is None:
                 return
-            self._live.pop(id(cap), None)
-            if self.writer is None:
-                return
-            cap.t_end = _perf()
             if cap.chunks is None and flow.response is not None:
                 cap.body = flow.response.raw_content  # cut to max_body on the writer thread
             self.writer.put("exchanges", cap)
@@ -257,13 +253,9 @@ class Recorder:
 
     def error(self, flow: http.HTTPFlow) -> None:
         try:
-            cap: Capture | None = flow.metadata.pop(_KEY, None)
+            cap = self._ended(flow)
             if cap is None:
                 return
-            self._live.pop(id(cap), None)
-            if self.writer is None:
-                return
-            cap.t_end = _perf()
             msg = flow.error.msg if flow.error else "unknown error"
             cap.error = msg
             cap.client_disconnected = "client disconnected" in msg.lower()
@@ -276,6 +268,18 @@ class Recorder:
             self.writer.put("exchanges", cap)
         except Exception:
             self._oops("error")
+
+    def _ended(self, flow: http.HTTPFlow) -> Capture | None:
+        """The capture of a flow that has just ended, its end time stamped (None: the flow was not
+        captured, or there is no writer to take it)."""
+        cap: Capture | None = flow.metadata.pop(_KEY, None)
+        if cap is None:
+            return None
+        self._live.pop(id(cap), None)
+        if self.writer is None:
+            return None
+        cap.t_end = _perf()
+        return cap
 
     def _oops(self, hook: str) -> None:
         self.errors += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from parity.wire.sse import SSEEvent
@@ -36,6 +37,25 @@ class StreamResult:
     done_marker: bool = False  # a literal [DONE] was seen
     error: dict | None = None  # an error event inside the stream
     bad_events: int = 0  # events whose data was not JSON
+
+
+def _objects(
+    events: Iterable[SSEEvent], res: StreamResult, done_completes: bool
+) -> Iterator[tuple[SSEEvent, dict]]:
+    """Each event's JSON object, with the bookkeeping every stream shares: every event's time, the
+    ``[DONE]`` marker (which also completes the stream when ``done_completes``), and events whose
+    data is not JSON (counted, skipped)."""
+    for ev in events:
+        res.event_times.append(ev.t)
+        if ev.is_done:
+            res.done_marker = True
+            res.complete = res.complete or done_completes
+            continue
+        obj = ev.json()
+        if obj is None:
+            res.bad_events += 1
+            continue
+        yield ev, obj
 
 
 def _merge_tool_call(calls: dict[int, dict], tc: dict) -> None:
@@ -98,15 +118,7 @@ def reassemble_chat(events: list[SSEEvent], legacy: bool = False) -> StreamResul
     head: dict = {}
     choices: dict[int, dict] = {}
     usage = None
-    for ev in events:
-        res.event_times.append(ev.t)
-        if ev.is_done:
-            res.complete = res.done_marker = True
-            continue
-        obj = ev.json()
-        if obj is None:
-            res.bad_events += 1
-            continue
+    for ev, obj in _objects(events, res, done_completes=True):
         try:
             usage = _chat_chunk(obj, ev.t, res, head, choices, legacy, usage)
         except (TypeError, AttributeError, ValueError):  # a chunk shaped like no OpenAI chunk
@@ -220,15 +232,7 @@ def reassemble_responses(events: list[SSEEvent]) -> StreamResult:
     final = None
     latest = None
     text: list[str] = []
-    for ev in events:
-        res.event_times.append(ev.t)
-        if ev.is_done:
-            res.done_marker = True
-            continue
-        obj = ev.json()
-        if obj is None:
-            res.bad_events += 1
-            continue
+    for ev, obj in _objects(events, res, done_completes=False):
         typ = obj.get("type") or ev.event or ""
         if isinstance(obj.get("response"), dict):
             latest = obj["response"]
@@ -269,15 +273,7 @@ def reassemble_transcription(events: list[SSEEvent]) -> StreamResult:
     res = StreamResult(body=None)
     text: list[str] = []
     final = None
-    for ev in events:
-        res.event_times.append(ev.t)
-        if ev.is_done:
-            res.done_marker = res.complete = True
-            continue
-        obj = ev.json()
-        if obj is None:
-            res.bad_events += 1
-            continue
+    for ev, obj in _objects(events, res, done_completes=True):
         typ = obj.get("type") or ev.event or ""
         if typ == "transcript.text.delta" and isinstance(obj.get("delta"), str):
             text.append(obj["delta"])
