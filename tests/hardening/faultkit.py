@@ -24,9 +24,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
+from rowkit import make_exchange
 
 from parity.store.segments import segment_root, write_segment
-from parity.store.store import connect
+from parity.store.store import query
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
@@ -47,55 +48,11 @@ def exchange_row(stream: bool, n: int = 0) -> dict:
     }
     if stream:
         body["stream_options"] = {"include_usage": True}
-    return {
-        "id": xid,
-        "recorded_at": T0 + timedelta(seconds=n),
-        "endpoint": "chat.completions",
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "model": "gpt-4o-mini",
-        "stream": stream,
-        "status": 200,
-        "request_body": json.dumps(body, separators=(",", ":")),
-        "request_content_type": "application/json",
-        "request_headers": json.dumps({"content-type": "application/json"}),
-        "response_body": json.dumps(
-            {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": 1,
-                "model": "gpt-4o-mini",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "Hello."},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 12, "completion_tokens": 2, "total_tokens": 14},
-            }
-        ),
-        "ttfb_ms": 80.0,
-        "ttft_ms": 120.0,
-        "latency_ms": 300.0,
-        "prompt_tokens": 12,
-        "completion_tokens": 2,
-        "finish_reason": "stop",
-        "stream_complete": True,
-        "source": "test",
-    }
+    return make_exchange(id=xid, body=body, recorded_at=T0 + timedelta(seconds=n))
 
 
 def write_rows(db: Path, rows: list[dict]) -> None:
     write_segment(segment_root(db), "exchanges", rows, "faultkit")
-
-
-def query(db: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = connect(db)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 # ---------------------------------------------------------------- misbehaving providers

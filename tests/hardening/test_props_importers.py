@@ -25,18 +25,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from mitmproxy import io as mio
 from mitmproxy.test import tflow
+from rowkit import CHAT_REQ, CHAT_RESP
 
 from parity.recorder.capture import build_row
 from parity.recorder.importers import FileResult, import_files, read_flows, read_har
 from parity.store.segments import rows_to_table
 
-CHAT_REQ = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-CHAT_RESP = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-}
 SSE = (
     'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"h\\u00e9"}}]}\n\n'
     "data: [DONE]\n\n"

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from argvkit import replay_argv
 from faultkit import ROOT, exchange_row, fault_servers, kill9_tree, parity_argv, query, write_rows
 from waitkit import wait_for
 
@@ -61,13 +62,7 @@ def results(db: Path, run: str) -> dict[tuple[str, str], list[tuple]]:
 
 def replay_args(db: Path, pf: Path, run: str, conc: int) -> list[str]:
     return [
-        "replay",
-        "--db",
-        str(db),
-        "--providers",
-        str(pf),
-        "--run",
-        run,
+        *replay_argv(db, pf, run),
         "--concurrency",
         str(conc),
         "--no-progress",

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from rec_corpus import expected_from_sse, load_corpus, reassembled_view, request_bytes, sample, url_path
+from rowkit import CHAT_REQ, CHAT_RESP
 
 from parity.recorder.importers import import_files
 from parity.store.store import connect
@@ -18,13 +19,6 @@ from parity.store.store import connect
 pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
 
 SECRET = "sk-HAR-secret-777"
-CHAT_REQ = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-CHAT_RESP = {
-    "id": "chatcmpl-1",
-    "object": "chat.completion",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-}
 SSE = (
     'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"str"}}]}\n\n'
     'data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"eamed"},"finish_reason":"stop"}]}\n\n'

@@ -7,71 +7,16 @@ import json
 import os
 import subprocess
 import sys
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
+from rowkit import T0, make_exchange  # noqa: F401 (re-exported: the replayer tests import it from here)
+
+from parity.procs import stop_proc
 from parity.store.segments import segment_root, write_segment
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path("/work/shared/corpus/openai-real/exchanges.jsonl")
-T0 = datetime(2026, 11, 20, 12, 0, 0, tzinfo=UTC)
-
-
-def make_exchange(**overrides) -> dict:
-    """An ``exchanges`` row: by default a 200 streamed chat request with include_usage."""
-    xid = overrides.pop("id", None) or uuid.uuid4().hex
-    body = overrides.pop("body", None)
-    if body is None:
-        body = {
-            "model": overrides.get("model", "gpt-4o-mini"),
-            "messages": [{"role": "user", "content": f"Say hello to {xid}."}],
-            "stream": overrides.get("stream", True),
-            "temperature": 0.2,
-            "store": True,
-        }
-        if body["stream"]:
-            body["stream_options"] = {"include_usage": True}
-    row = {
-        "id": xid,
-        "recorded_at": T0,
-        "endpoint": "chat.completions",
-        "method": "POST",
-        "path": "/v1/chat/completions",
-        "model": body.get("model") if isinstance(body, dict) else None,
-        "stream": bool(body.get("stream")) if isinstance(body, dict) else False,
-        "status": 200,
-        "request_body": json.dumps(body, separators=(",", ":")) if body != {} else None,
-        "request_content_type": "application/json",
-        "request_headers": json.dumps({"content-type": "application/json"}),
-        "response_body": json.dumps(
-            {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": 1,
-                "model": "gpt-4o-mini",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": "Hello there friend."},
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
-            }
-        ),
-        "ttfb_ms": 80.0,
-        "ttft_ms": 120.0,
-        "latency_ms": 300.0,
-        "prompt_tokens": 12,
-        "completion_tokens": 5,
-        "cached_tokens": 0,
-        "finish_reason": "stop",
-        "stream_complete": True,
-        "source": "test",
-    }
-    row.update(overrides)
-    return row
 
 
 def make_chat_workload(n: int, start: datetime = T0, gap_s: float = 1.0, **overrides) -> list[dict]:
@@ -141,13 +86,7 @@ class FakeProc:
         return [r for r in self.requests() if r["method"] == "POST"]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_proc(self.proc, timeout=5)
 
 
 def providers_file(tmp: Path, text: str, name: str = "providers.toml") -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from argvkit import replay_argv
 from replayhelpers import (
     T0,
     fake_table,
@@ -22,19 +23,11 @@ from parity.cli import main
 from parity.procs import free_port
 from parity.replayer.mapping import apply_changes
 from parity.store.segments import segment_root
-from parity.store.store import connect
+from parity.store.store import query
 
 pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
 
 SECRET = "sk-parity-test-DISTINCTIVE-7f3a9c1e5b"
-
-
-def _query(db: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = connect(db)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture
@@ -120,13 +113,7 @@ def test_replay_to_three_fakes(db: Path, tmp_path: Path, fakes, workload, monkey
     )
     rc = main(
         [
-            "replay",
-            "--db",
-            str(db),
-            "--providers",
-            str(pf),
-            "--run",
-            "e2e",
+            *replay_argv(db, pf, "e2e"),
             "--no-preflight",  # the fakes' error schedules count requests: no probes before them
             "--concurrency",
             "4",
@@ -140,7 +127,7 @@ def test_replay_to_three_fakes(db: Path, tmp_path: Path, fakes, workload, monkey
     assert "Run e2e: finished" in out and "side effects" in out
 
     replayable = workload["replayable"]
-    cells = _query(
+    cells = query(
         db,
         "SELECT exchange_id, provider, \"repeat\", count(*) FROM results WHERE run_id = 'e2e' GROUP BY ALL",
     )
@@ -162,7 +149,7 @@ def test_replay_to_three_fakes(db: Path, tmp_path: Path, fakes, workload, monkey
     assert all(r["headers"].get("x-extra") == "1" for r in fast.posts())
 
     # Bodies received == recorded bodies with the stored changes applied (multipart: byte-exact but model).
-    rows = _query(
+    rows = query(
         db,
         "SELECT exchange_id, provider, CAST(sent_body AS VARCHAR), CAST(changes AS VARCHAR), "
         "sent_raw FROM results WHERE run_id = 'e2e' AND provider <> 'recorded'",
@@ -196,7 +183,7 @@ def test_replay_to_three_fakes(db: Path, tmp_path: Path, fakes, workload, monkey
 
     # Measured TTFT medians match each fake's configured value (streams only).
     ttft = dict(
-        _query(
+        query(
             db,
             "SELECT provider, median(ttft_ms) FROM results WHERE run_id = 'e2e' AND stream "
             "AND provider IN ('fast', 'slow') AND error_type IS NULL GROUP BY provider",
@@ -206,7 +193,7 @@ def test_replay_to_three_fakes(db: Path, tmp_path: Path, fakes, workload, monkey
     assert 300 <= ttft["slow"] <= 315, ttft
 
     # 429s: retried after the advertised delay, counted, and kept out of latency.
-    retried = _query(
+    retried = query(
         db,
         'SELECT a.exchange_id, a."repeat", a.retry_after_ms, a.waited_ms, a.started_at, '
         'b.started_at FROM attempts a JOIN attempts b USING (run_id, exchange_id, provider, "repeat") '
@@ -218,7 +205,7 @@ def test_replay_to_three_fakes(db: Path, tmp_path: Path, fakes, workload, monkey
         assert retry_after == pytest.approx(400.0)
         assert waited == pytest.approx(400.0)
         assert (t2 - t1).total_seconds() >= 0.4
-    waits = _query(
+    waits = query(
         db,
         "SELECT attempts, rate_limit_wait_ms, latency_ms FROM results WHERE run_id = 'e2e' "
         "AND provider = 'flaky' AND attempts > 1",
@@ -228,37 +215,37 @@ def test_replay_to_three_fakes(db: Path, tmp_path: Path, fakes, workload, monkey
     assert "429s" in out
 
     # The production arm, SDK validity and quirks.
-    rec = _query(
+    rec = query(
         db,
         "SELECT count(*), count(*) FILTER (WHERE sdk_valid), sum(cost_usd) FROM results "
         "WHERE run_id = 'e2e' AND provider = 'recorded'",
     )[0]
     assert rec[0] == len(replayable) and rec[1] >= len(replayable) - 2 and rec[2] > 0
-    bad = _query(
+    bad = query(
         db,
         "SELECT count(*) FROM results WHERE run_id = 'e2e' AND provider = 'flaky' "
         "AND sdk_valid = false AND sdk_error IS NOT NULL",
     )[0][0]
     assert bad > 0  # the quirky fake omits finish_reason and sends int error codes
     assert (
-        _query(
+        query(
             db,
             "SELECT count(*) FROM results WHERE run_id = 'e2e' AND provider = 'fast' "
             "AND NOT coalesce(sdk_valid, false)",
         )[0][0]
         == 0
     )
-    itl = _query(
+    itl = query(
         db,
         "SELECT min(len(itl_ms)), min(itl_mean_ms) FROM results WHERE run_id = 'e2e' "
         "AND provider = 'fast' AND stream",
     )[0]
     assert itl[0] >= 6 and itl[1] > 0
-    spend = _query(db, "SELECT sum(cost_usd) FROM results WHERE run_id = 'e2e' AND provider = 'flaky'")[0][0]
+    spend = query(db, "SELECT sum(cost_usd) FROM results WHERE run_id = 'e2e' AND provider = 'flaky'")[0][0]
     assert spend > 0
 
     # The run's config: providers, listed models, versions, and no key.
-    state, config = _query(db, "SELECT state, CAST(config AS VARCHAR) FROM runs WHERE run_id = 'e2e'")[0]
+    state, config = query(db, "SELECT state, CAST(config AS VARCHAR) FROM runs WHERE run_id = 'e2e'")[0]
     assert state == "finished"
     cfg = json.loads(config)
     assert set(cfg["providers"]) == {"fast", "slow", "flaky"}
@@ -273,11 +260,11 @@ def test_replay_to_three_fakes(db: Path, tmp_path: Path, fakes, workload, monkey
     for table in ("results", "run_events", "attempts", "dispatches"):
         cols = [
             c
-            for c, t in _query(db, f"SELECT column_name, column_type FROM (DESCRIBE {table})")
+            for c, t in query(db, f"SELECT column_name, column_type FROM (DESCRIBE {table})")
             if t in ("VARCHAR", "JSON", "BLOB")
         ]
         for c in cols:
-            hits = _query(
+            hits = query(
                 db, f"SELECT count(*) FROM {table} WHERE CAST({c} AS VARCHAR) LIKE ?", [f"%{SECRET}%"]
             )
             assert hits[0][0] == 0, (table, c)
@@ -321,8 +308,8 @@ models = {{ "*" = "oxlo-model" }}
     assert "PARITY_TEST_UNSET_KEY is not set" in out
     line = next(ln for ln in out.splitlines() if ln.strip().startswith("together"))
     assert " 10 " in line and "$" in line  # 5 exchanges x 2 repeats, priced from recorded usage
-    assert _query(db, "SELECT count(*) FROM results")[0][0] == 0
-    assert _query(db, "SELECT count(*) FROM run_events")[0][0] == 0
+    assert query(db, "SELECT count(*) FROM results")[0][0] == 0
+    assert query(db, "SELECT count(*) FROM run_events")[0][0] == 0
 
 
 def test_max_cost_stops_in_time(db: Path, tmp_path: Path, fakes, capsys) -> None:
@@ -331,13 +318,7 @@ def test_max_cost_stops_in_time(db: Path, tmp_path: Path, fakes, capsys) -> None
     pf = providers_file(tmp_path, fake_table("flat", fp, "[flat.pricing]\nper_request = 0.01"))
     rc = main(
         [
-            "replay",
-            "--db",
-            str(db),
-            "--providers",
-            str(pf),
-            "--run",
-            "capped",
+            *replay_argv(db, pf, "capped"),
             "--no-preflight",
             "--concurrency",
             "2",
@@ -348,11 +329,11 @@ def test_max_cost_stops_in_time(db: Path, tmp_path: Path, fakes, capsys) -> None
     )
     out = capsys.readouterr().out
     assert rc == 0
-    state, note = _query(
+    state, note = query(
         db, "SELECT state, note FROM run_events WHERE run_id = 'capped' ORDER BY \"at\" DESC LIMIT 1"
     )[0]
     assert state == "stopped" and "--max-cost" in note
-    spent, n = _query(
+    spent, n = query(
         db, "SELECT sum(cost_usd), count(*) FROM results WHERE run_id = 'capped' AND provider = 'flat'"
     )[0]
     assert spent <= 0.055 + 1e-9 and n == 5
@@ -368,13 +349,7 @@ def test_as_recorded_and_rate_pacing(db: Path, tmp_path: Path, fakes, capsys) ->
     assert (
         main(
             [
-                "replay",
-                "--db",
-                str(db),
-                "--providers",
-                str(pf),
-                "--run",
-                "asrec",
+                *replay_argv(db, pf, "asrec"),
                 "--as-recorded",
                 "--speed",
                 "2",
@@ -385,7 +360,7 @@ def test_as_recorded_and_rate_pacing(db: Path, tmp_path: Path, fakes, capsys) ->
     )
     # when each request was due: its start less its recorded lag behind the schedule. Those follow
     # the recording exactly; the lags themselves depend on the host, so only their median is bounded.
-    rows = _query(
+    rows = query(
         db,
         "SELECT started_at, schedule_lag_ms FROM results WHERE run_id = 'asrec' AND provider = 'p' "
         "ORDER BY started_at",
@@ -399,13 +374,7 @@ def test_as_recorded_and_rate_pacing(db: Path, tmp_path: Path, fakes, capsys) ->
     assert (
         main(
             [
-                "replay",
-                "--db",
-                str(db),
-                "--providers",
-                str(pf),
-                "--run",
-                "rated",
+                *replay_argv(db, pf, "rated"),
                 "--rate",
                 "20",
                 "--no-progress",
@@ -415,7 +384,7 @@ def test_as_recorded_and_rate_pacing(db: Path, tmp_path: Path, fakes, capsys) ->
     )
     starts = [
         t
-        for (t,) in _query(
+        for (t,) in query(
             db, "SELECT started_at FROM results WHERE run_id = 'rated' AND provider = 'p' ORDER BY started_at"
         )
     ]
@@ -455,7 +424,7 @@ def test_provider_failures_are_data(db: Path, tmp_path: Path, fakes, capsys) -> 
     assert (
         rc == 3 and "finished" in out and f"down: 3/3 failed: connection refused at 127.0.0.1:{port}" in out
     )
-    rows = _query(
+    rows = query(
         db,
         "SELECT provider, status, error_type, attempts, sdk_valid FROM results WHERE run_id = 'down' "
         "AND provider <> 'recorded' ORDER BY provider",
@@ -463,7 +432,7 @@ def test_provider_failures_are_data(db: Path, tmp_path: Path, fakes, capsys) -> 
     assert [r[0] for r in rows] == ["down"] * 3 + ["up"] * 3
     assert all(r[1:] == (None, "connection_error", 2, None) for r in rows[:3])
     assert all(r[1] == 200 and r[2] is None and r[4] for r in rows[3:])
-    state = _query(db, "SELECT state, CAST(config AS VARCHAR) FROM runs WHERE run_id = 'down'")[0]
+    state = query(db, "SELECT state, CAST(config AS VARCHAR) FROM runs WHERE run_id = 'down'")[0]
     assert state[0] == "finished" and '"models_listed": null' in state[1]
 
 
@@ -482,7 +451,7 @@ def test_a_finished_run_is_compacted_into_sorted_results(
     assert main([*argv, "--no-progress", *([] if compact else ["--no-compact"])]) == 0
     err = capsys.readouterr().err
     live = list_segments(segment_root(db), "results")
-    rows = _query(db, "SELECT provider, exchange_id, sample_key FROM results WHERE run_id = 'tidy'")
+    rows = query(db, "SELECT provider, exchange_id, sample_key FROM results WHERE run_id = 'tidy'")
     assert len(rows) == 80 and all(k == sample_key(x) for _, x, k in rows)
     if compact:
         assert [p.name.startswith(MERGED_PREFIX) for p in live] == [True] and "compacted" in err

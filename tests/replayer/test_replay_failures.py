@@ -25,7 +25,7 @@ from replayhelpers import (
 from parity.cli import main
 from parity.fake.server import FakeProvider
 from parity.procs import free_port
-from parity.store.store import connect
+from parity.store.store import query
 from parity.wire.errors import EXIT_PROVIDER_DEAD
 
 pytestmark = pytest.mark.e2e  # starts processes or servers: make test-fast skips it
@@ -38,14 +38,6 @@ class NoEmbeddings(FakeProvider):
 
     async def _embeddings(self, request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
-
-
-def _query(db: Path, sql: str, params: list | None = None) -> list[tuple]:
-    con = connect(db)
-    try:
-        return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def _replay(db: Path, pf: Path, run: str, *extra: str) -> int:
@@ -123,17 +115,17 @@ def test_dead_provider_wrong_base_url_and_unsupported_endpoint(
     assert out.startswith("Run loud: finished after") and "answered no request" in out.splitlines()[0]
 
     # Nothing lost: every cell is stored, typed, and the transport failure names host:port.
-    rows = _query(
+    rows = query(
         db,
         "SELECT provider, count(*), count(*) FILTER (WHERE status BETWEEN 200 AND 299) FROM results "
         "WHERE run_id = 'loud' GROUP BY provider ORDER BY provider",
     )
     assert rows == [("dead", n, 0), ("good", n, n), ("noemb", n, N_CHAT), ("nov1", n, 0), ("recorded", n, n)]
-    msgs = _query(db, "SELECT DISTINCT error_type, error_message FROM results WHERE provider = 'dead'")
+    msgs = query(db, "SELECT DISTINCT error_type, error_message FROM results WHERE provider = 'dead'")
     assert len(msgs) == 1 and msgs[0][0] == "connection_error"
     assert msgs[0][1].startswith(f"connection refused at 127.0.0.1:{port}: ClientConnectorError")
     # The classification is stored with the run, for evals.
-    state, config = _query(db, "SELECT state, CAST(config AS VARCHAR) FROM runs WHERE run_id = 'loud'")[0]
+    state, config = query(db, "SELECT state, CAST(config AS VARCHAR) FROM runs WHERE run_id = 'loud'")[0]
     failures = json.loads(config)["failures"]
     assert state == "finished" and failures["dead"] == ["nov1", "dead"]
     assert failures["unsupported_endpoints"] == [
@@ -155,7 +147,7 @@ def test_dead_provider_wrong_base_url_and_unsupported_endpoint(
         "dead": False,
         "hint": None,
     }
-    note = _query(db, "SELECT note FROM run_events WHERE run_id = 'loud' AND state = 'finished'")[0][0]
+    note = query(db, "SELECT note FROM run_events WHERE run_id = 'loud' AND state = 'finished'")[0][0]
     assert "dead (connection refused at 127.0.0.1:" in note
 
     # The run is evaluable as it is.
@@ -199,7 +191,7 @@ def test_endpoints_option_skips_and_a_healthy_run_exits_0(
         sorted(r["path"] for r in no_embeddings.requests)
         == ["/v1/chat/completions"] * N_CHAT + ["/v1/models"] * 3
     )
-    config = json.loads(_query(db, "SELECT CAST(config AS VARCHAR) FROM runs WHERE run_id = 'ok'")[0][0])
+    config = json.loads(query(db, "SELECT CAST(config AS VARCHAR) FROM runs WHERE run_id = 'ok'")[0][0])
     assert config["failures"]["dead"] == [] and config["failures"]["unsupported_endpoints"] == []
 
 
@@ -223,7 +215,7 @@ def test_a_resumed_run_judges_the_whole_run(db: Path, tmp_path: Path, fakes, wor
     p = _replay_process(db, pf, "twice", "--max-cost", "0.05", "--concurrency", "1", "--no-preflight")
     assert p.returncode == EXIT_PROVIDER_DEAD, p.stdout + p.stderr
     assert "Run twice: stopped" in p.stdout and "--max-cost" in p.stdout
-    first = _query(db, "SELECT count(*) FROM results WHERE run_id = 'twice' AND provider = 'dead'")[0][0]
+    first = query(db, "SELECT count(*) FROM results WHERE run_id = 'twice' AND provider = 'dead'")[0][0]
     assert 0 < first < N_CHAT + N_EMB
     assert f"dead: {first}/{first} failed: connection refused at 127.0.0.1:{port}" in p.stdout
 

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from argvkit import replay_argv
 from replayhelpers import ROOT, fake_table, make_chat_workload, providers_file, write_exchanges
 from waitkit import wait_for
 
@@ -62,13 +63,7 @@ def test_sigkill_then_resume(db: Path, tmp_path: Path, fakes, capsys, monkeypatc
     )
     monkeypatch.setenv("PARITY_TEST_KILL_KEY", SECRET)
     args = [
-        "replay",
-        "--db",
-        str(db),
-        "--providers",
-        str(pf),
-        "--run",
-        "killed",
+        *replay_argv(db, pf, "killed"),
         "--concurrency",
         str(CONC),
         "--no-progress",
@@ -148,13 +143,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(db: Path, tmp_path: Path, fakes, capsy
     fp = fakes("int", "instant", ttft_ms=150, itl_ms=5, answer_min_tokens=6, answer_max_tokens=8)
     pf = providers_file(tmp_path, fake_table("a", fp))
     args = [
-        "replay",
-        "--db",
-        str(db),
-        "--providers",
-        str(pf),
-        "--run",
-        "ctrlc",
+        *replay_argv(db, pf, "ctrlc"),
         "--concurrency",
         "2",
         "--no-progress",

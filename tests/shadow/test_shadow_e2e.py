@@ -338,6 +338,26 @@ def test_kill9_of_every_process_leaves_a_journal_the_restart_reads(run_recorder,
     assert not list(journals.glob("group.*.jsonl"))  # read, counted, removed
 
 
+def mitmdump_argv(proc_kit, upstream: str, port: int, db: Path, prov: Path, run: str) -> list[str]:
+    """Plain ``mitmdump`` with the recorder's and the shadow's scripts, mirroring into ``run``."""
+    argv = [str(proc_kit.venv_bin / "mitmdump"), "-q", "--mode", f"reverse:{upstream}"]
+    argv += ["--listen-host", "127.0.0.1", "--listen-port", str(port)]
+    argv += [
+        "-s",
+        str(proc_kit.repo / "recorder" / "addon.py"),
+        "-s",
+        str(proc_kit.repo / "shadow" / "addon.py"),
+    ]
+    return argv + [
+        "--set",
+        f"parity_db={db}",
+        "--set",
+        f"parity_shadow={prov}",
+        "--set",
+        f"parity_shadow_run={run}",
+    ]
+
+
 def test_plain_mitmdump_with_both_scripts(tmp_path: Path, proc_kit) -> None:
     """``mitmdump -s recorder/addon.py -s shadow/addon.py`` mirrors like ``parity record --shadow``."""
     with FakeProvider.running("instant") as up, FakeProvider.running("instant") as cand:
@@ -345,15 +365,7 @@ def test_plain_mitmdump_with_both_scripts(tmp_path: Path, proc_kit) -> None:
         db = tmp_path / "m" / "p.duckdb"
         db.parent.mkdir()
         port = free_port()
-        argv = [str(proc_kit.venv_bin / "mitmdump"), "-q", "--mode", f"reverse:{up.url}"]
-        argv += ["--listen-host", "127.0.0.1", "--listen-port", str(port)]
-        argv += [
-            "-s",
-            str(proc_kit.repo / "recorder" / "addon.py"),
-            "-s",
-            str(proc_kit.repo / "shadow" / "addon.py"),
-        ]
-        argv += ["--set", f"parity_db={db}", "--set", f"parity_shadow={prov}", "--set", "parity_shadow_run=m"]
+        argv = mitmdump_argv(proc_kit, up.url, port, db, prov, "m")
         argv += ["--set", f"confdir={tmp_path / 'conf'}"]
         # a tiny journal limit: it starts afresh at every status tick that finds it non-empty
         argv += ["--set", "parity_shadow_journal_mb=0.000001", "--set", "parity_shadow_status_s=0.2"]
@@ -379,15 +391,7 @@ def test_a_dead_shadow_process_is_replaced_and_recording_goes_on(tmp_path: Path,
         db = tmp_path / "d" / "p.duckdb"
         db.parent.mkdir()
         port = free_port()
-        argv = [str(proc_kit.venv_bin / "mitmdump"), "-q", "--mode", f"reverse:{up.url}"]
-        argv += ["--listen-host", "127.0.0.1", "--listen-port", str(port)]
-        argv += [
-            "-s",
-            str(proc_kit.repo / "recorder" / "addon.py"),
-            "-s",
-            str(proc_kit.repo / "shadow" / "addon.py"),
-        ]
-        argv += ["--set", f"parity_db={db}", "--set", f"parity_shadow={prov}", "--set", "parity_shadow_run=d"]
+        argv = mitmdump_argv(proc_kit, up.url, port, db, prov, "d")
         argv += ["--set", "parity_shadow_respawn_s=1", "--set", f"confdir={tmp_path / 'conf'}"]
         pp = proc_kit.start_proxy(argv, port, tmp_path / "mitmdump.log", db=db)
         try:

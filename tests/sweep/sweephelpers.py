@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from parity.procs import stop_proc
 from parity.store.segments import segment_root, write_segment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,10 +96,4 @@ class Server:
         return f'\n[{name}]\nbase_url = "{self.base_url}"\nmodels = {{ "*" = "*" }}\n{pricing}\n'
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_proc(self.proc, timeout=5)
