@@ -98,12 +98,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``eval`` sub-command to the ``parity`` command."""
     p = add_command(
-        subparsers,
-        "eval",
-        cmd_eval,
-        help="evaluate a replay run against a baseline",
-        description=DESCRIPTION,
-        examples=EXAMPLES,
+        subparsers, "eval", cmd_eval, "evaluate a replay run against a baseline", DESCRIPTION, EXAMPLES
     )
     add_arguments(p)
 

@@ -88,15 +88,11 @@ examples:
   parity demo --db s3://my-bucket/parity-demo    the store in a bucket (credentials: AWS_* variables)"""
 
 
+DEMO_HELP = "offline end-to-end demo: record, replay to 3 fake providers, report"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(
-        sub,
-        "demo",
-        cmd_demo,
-        help="offline end-to-end demo: record, replay to 3 fake providers, report",
-        description=DEMO_DESCRIPTION,
-        examples=DEMO_EXAMPLES,
-    )
+    p = add_command(sub, "demo", cmd_demo, DEMO_HELP, DEMO_DESCRIPTION, DEMO_EXAMPLES)
     p.add_argument("--out", default="demo-out", help="folder for the store, providers file and report")
     p.add_argument("--requests", type=int, default=80, help="size of the recorded workload")
     p.add_argument(

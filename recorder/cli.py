@@ -150,15 +150,11 @@ examples:
   parity ls --db parity.duckdb --tag staging"""
 
 
+IMPORT_HELP = "import HAR files or mitmproxy flow files into the store"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(
-        sub,
-        "record",
-        cmd_record,
-        help="run the recording proxy",
-        description=RECORD_DESCRIPTION,
-        examples=RECORD_EXAMPLES,
-    )
+    p = add_command(sub, "record", cmd_record, "run the recording proxy", RECORD_DESCRIPTION, RECORD_EXAMPLES)
     p.add_argument("--upstream", help="upstream base URL for reverse mode, e.g. https://api.openai.com")
     p.add_argument(
         "--mode",
@@ -191,14 +187,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _redaction_args(p)
     _shadow_args(p)
 
-    p = add_command(
-        sub,
-        "import",
-        cmd_import,
-        help="import HAR files or mitmproxy flow files into the store",
-        description=IMPORT_DESCRIPTION,
-        examples=IMPORT_EXAMPLES,
-    )
+    p = add_command(sub, "import", cmd_import, IMPORT_HELP, IMPORT_DESCRIPTION, IMPORT_EXAMPLES)
     p.add_argument("files", nargs="+", help="*.har or mitmproxy flow files (mitmdump -w)")
     add_db_option(p, creates=True)
     p.add_argument("--tag", default="", help="tag stored with every imported exchange")

@@ -46,16 +46,12 @@ def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
+REPLAY_HELP = "replay recorded requests to other providers and store the results"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``replay`` sub-command."""
-    p = add_command(
-        subparsers,
-        "replay",
-        cmd_replay,
-        help="replay recorded requests to other providers and store the results",
-        description=DESCRIPTION,
-        examples=EXAMPLE,
-    )
+    p = add_command(subparsers, "replay", cmd_replay, REPLAY_HELP, DESCRIPTION, EXAMPLE)
     add_db_option(p)
     p.add_argument("--providers", required=True, help="providers file (TOML)")
     p.add_argument(
@@ -304,10 +300,10 @@ def register_providers(subparsers: argparse._SubParsersAction) -> None:
         sub,
         "check",
         cmd_providers_check,
-        help="check each provider's key, base_url, models and endpoints",
-        description="Check, for each provider, that its API key is set, its base_url answers, the models\n"
+        "check each provider's key, base_url, models and endpoints",
+        "Check, for each provider, that its API key is set, its base_url answers, the models\n"
         "the store's requests map to exist, and the endpoint families a replay would send are served.",
-        examples=PROVIDERS_EXAMPLE,
+        PROVIDERS_EXAMPLE,
     )
     c.add_argument("--providers", required=True, help="providers file (TOML)")
     c.add_argument(

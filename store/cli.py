@@ -103,27 +103,18 @@ compatibility facts a replay computes) is left as it is, and the message says
 which runs to replay again."""
 
 
+EXPORT_HELP = "write the store as Parquet for other engines, partitioned by day"
+COMPACT_HELP = "merge small segment files (safe while recording)"
+UPGRADE_HELP = "bring a store from an earlier parity to the current format"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = add_command(
-        sub,
-        "export",
-        cmd_export,
-        help="write the store as hive-partitioned Parquet (by day and endpoint)",
-        description=EXPORT_DESCRIPTION,
-        examples=EXPORT_EXAMPLES,
-    )
+    p = add_command(sub, "export", cmd_export, EXPORT_HELP, EXPORT_DESCRIPTION, EXPORT_EXAMPLES)
     add_db_option(p)
     p.add_argument("--format", default="parquet", choices=["parquet"], help="output format")
     p.add_argument("--out", required=True, help="output folder")
 
-    p = add_command(
-        sub,
-        "compact",
-        cmd_compact,
-        help="merge small segment files (safe while recording)",
-        description=COMPACT_DESCRIPTION,
-        examples=COMPACT_EXAMPLES,
-    )
+    p = add_command(sub, "compact", cmd_compact, COMPACT_HELP, COMPACT_DESCRIPTION, COMPACT_EXAMPLES)
     add_db_option(p)
     p.add_argument("--min-age", type=float, default=5.0, help="only merge segments older than this (seconds)")
     p.add_argument(
@@ -138,9 +129,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         sub,
         "upgrade",
         cmd_upgrade,
-        help="bring a store from an earlier parity to the current format",
-        description=UPGRADE_DESCRIPTION,
-        examples="examples:\n  parity upgrade --db parity.duckdb",
+        UPGRADE_HELP,
+        UPGRADE_DESCRIPTION,
+        "examples:\n  parity upgrade --db parity.duckdb",
     )
     add_db_option(p)
 

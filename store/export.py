@@ -11,15 +11,17 @@ from parity.store.schema import JSON_COLUMNS, TABLES
 from parity.store.segments import GRACE_S, compact, segment_root
 from parity.store.store import connect, init_catalog, require_store, sql_string
 
-# How each table is partitioned on export (hive style: key=value folders).
+# How each table is partitioned on export (hive style: key=value folders), by day first so that other
+# engines prune by date; ``day`` is the UTC date of the row's time column (DAY_OF).
 PARTITIONS: dict[str, tuple[str, ...]] = {
     "exchanges": ("day", "endpoint"),
-    "results": ("run_id",),
-    "attempts": ("run_id",),
+    "results": ("day", "run_id"),
+    "attempts": ("day", "run_id"),
     "run_events": (),
     "judgments": (),
     "dispatches": (),
 }
+DAY_OF = {"exchanges": "recorded_at", "results": "started_at", "attempts": "started_at"}
 
 
 def export_parquet(
@@ -47,8 +49,8 @@ def export_parquet(
                 continue
             cols = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in JSON_COLUMNS[table])
             select = f"SELECT * REPLACE ({cols})" if cols else "SELECT *"
-            if table == "exchanges":
-                select += ", strftime(recorded_at, '%Y-%m-%d') AS day"
+            if table in DAY_OF:  # a row without a time (a cell never sent) goes to day=unknown
+                select += f", coalesce(strftime({DAY_OF[table]}, '%Y-%m-%d'), 'unknown') AS day"
             dest = str((out / table).resolve())
             parts = PARTITIONS.get(table, ())
             opts = "FORMAT parquet, COMPRESSION zstd, OVERWRITE_OR_IGNORE"

@@ -74,16 +74,12 @@ def add_check_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+CHECK_HELP = "CI gate: exit 1 when a provider's figures break a rule"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``check`` sub-command to the ``parity`` command."""
-    c = add_command(
-        subparsers,
-        "check",
-        cmd_check,
-        help="CI gate: exit 1 when a provider's figures break a rule",
-        description=CHECK_DESCRIPTION,
-        examples=CHECK_EXAMPLES,
-    )
+    c = add_command(subparsers, "check", cmd_check, CHECK_HELP, CHECK_DESCRIPTION, CHECK_EXAMPLES)
     add_check_arguments(c)
 
 

@@ -39,16 +39,12 @@ def add_report_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+REPORT_HELP = "write the HTML / Markdown / JSON report of a run"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``report`` sub-command to the ``parity`` command."""
-    p = add_command(
-        subparsers,
-        "report",
-        cmd_report,
-        help="write the HTML / Markdown / JSON report of a run",
-        description=REPORT_DESCRIPTION,
-        examples=REPORT_EXAMPLES,
-    )
+    p = add_command(subparsers, "report", cmd_report, REPORT_HELP, REPORT_DESCRIPTION, REPORT_EXAMPLES)
     add_report_arguments(p)
 
 

@@ -145,7 +145,7 @@ def test_two_recorders_one_bucket_then_replay_eval_report_export_compact(
     assert main(["export", "--db", store_url, "--out", f"s3://{bucket}/export"]) == 0
     exported = s3.keys(bucket, "export/")
     assert any(k.startswith("export/exchanges/day=") for k in exported), exported
-    assert any(k.startswith("export/results/run_id=r1/") for k in exported), exported
+    assert any(re.match(r"export/results/day=\d{4}-\d\d-\d\d/run_id=r1/", k) for k in exported), exported
 
     assert main(["compact", "--db", store_url, "--min-age", "0"]) == 0
     assert "exchanges: merged" in capsys.readouterr().out

@@ -57,6 +57,43 @@ def test_export_is_hive_partitioned_by_day_and_endpoint(tmp_path, capsys):
     assert all(body == '{"model":"m"}' for *_, body in got)  # JSON exported as plain text
 
 
+def test_results_and_attempts_are_partitioned_by_day_then_run(tmp_path, capsys):
+    db = tmp_path / "s.duckdb"
+    root = segment_root(db)
+    day = datetime(2026, 11, 24, 23, 59, 58, tzinfo=UTC)
+    cells = [
+        {
+            "run_id": run,
+            "exchange_id": f"x{i}",
+            "provider": "p",
+            "repeat": 0,
+            "started_at": day + timedelta(seconds=i),
+        }
+        for run in ("r1", "r2")
+        for i in range(4)
+    ] + [{"run_id": "r1", "exchange_id": "never-sent", "provider": "p", "repeat": 0, "started_at": None}]
+    write_segment(root, "results", cells, "t")
+    write_segment(root, "attempts", [c | {"attempt": 1} for c in cells[:2]], "t")
+    out = tmp_path / "export"
+    assert main(["export", "--db", str(db), "--out", str(out)]) == 0
+    capsys.readouterr()
+    parts = sorted(
+        {p.relative_to(out).parent.as_posix() for p in out.rglob("*.parquet") if "exchanges" not in p.parts}
+    )
+    assert parts == [
+        "attempts/day=2026-11-24/run_id=r1",
+        "results/day=2026-11-24/run_id=r1",
+        "results/day=2026-11-24/run_id=r2",
+        "results/day=2026-11-25/run_id=r1",
+        "results/day=2026-11-25/run_id=r2",
+        "results/day=unknown/run_id=r1",
+    ]
+    n = duckdb.sql(
+        f"SELECT count(*) FROM read_parquet('{out}/results/**/*.parquet', hive_partitioning = true)"
+    )
+    assert n.fetchall() == [(9,)]
+
+
 def test_compact_merges_and_keeps_every_row_once(tmp_path, capsys):
     db = tmp_path / "s.duckdb"
     root = segment_root(db)
