@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 from replayhelpers import providers_file
-from test_replay_failures import N_CHAT, N_EMB, NoEmbeddings, _query, _replay, workload  # noqa: F401
+from test_replay_failures import N_CHAT, N_EMB, NoEmbeddings, _replay, workload  # noqa: F401
 
 from parity.cli import main
 from parity.fake.server import FakeProvider
 from parity.procs import free_port
 from parity.replayer.resume import plan_path
 from parity.store.segments import segment_root
+from parity.store.store import query
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("workload")]
 MODELS = '{ "*" = "*" }'
@@ -184,7 +185,7 @@ def test_replay_refuses_before_sending_anything(db: Path, tmp_path: Path, health
         "or skip the check with --no-preflight"
     )
     assert _model_posts(healthy) == []  # the preflight's probes carry no model: nothing was replayed
-    assert _query(db, "SELECT count(*) FROM runs")[0][0] == 0
+    assert query(db, "SELECT count(*) FROM runs")[0][0] == 0
     assert not plan_path(segment_root(db), "refused").exists()  # no saved plan: --resume has nothing
 
     # --dry-run shows the same verdict (free probes only) and says a real run would stop.
