@@ -274,23 +274,15 @@ _BODY_PATHS = (
     "$.choices[0].message.tool_calls",  # 3
     "$.choices[0].finish_reason",  # 4
     "$.choices[0].text",  # 5
-    "$.usage",  # 6
-    "$.status",  # 7
-    "$.incomplete_details.reason",  # 8
-    "$.error",  # 9
+    "$.status",  # 6
+    "$.incomplete_details.reason",  # 7
 )
 _REQ_PATHS = (
-    "$.max_tokens",  # 1
-    "$.max_completion_tokens",  # 2
-    "$.max_output_tokens",  # 3
-    "$.stop",  # 4
-    "$.n",  # 5
-    "$.stream_options.include_usage",  # 6
-    "$.response_format.type",  # 7
-    "$.response_format.json_schema.schema",  # 8
-    "$.text.format.type",  # 9
-    "$.text.format.schema",  # 10
-    "$.tools",  # 11
+    "$.response_format.type",  # 1
+    "$.response_format.json_schema.schema",  # 2
+    "$.text.format.type",  # 3
+    "$.text.format.schema",  # 4
+    "$.tools",  # 5
 )
 
 
@@ -333,13 +325,13 @@ def load_outputs(
     *,
     key: str = SAMPLE_KEY,
 ) -> pl.DataFrame:
-    """What only the bodies can tell, for the quality sample (``in_sample``: answer text, refusals,
-    tool calls, schemas, and embedding vectors for the ``emb_thr`` sample). The sample is a prefix of
-    each compacted results file (``SAMPLE_KEY``), which DuckDB reads without decompressing the other
-    bodies.
+    """What only the bodies can tell, for the cells of the quality sample (``sample_thr`` on the
+    sample key): answer text, refusal, tool calls and finish reason, the request's response format and
+    tools, and embedding vectors for the smaller ``emb_thr`` sample. The sample is a prefix of each
+    compacted results file (``SAMPLE_KEY``), which DuckDB reads without decompressing the other bodies.
 
-    Bodies are parsed once (multi-path extraction); Responses-only and error-only paths are
-    extracted from the few rows they concern.
+    Bodies are parsed once (multi-path extraction); Responses-only paths are extracted from the few
+    rows they concern.
     """
     # Cells stored without the body they sent (multipart) fall back to the recorded request. Parquet
     # null counts answer "are there any" without reading the column; the exchanges scan only if so.
@@ -355,76 +347,38 @@ def load_outputs(
         f"""
         WITH base AS (
             SELECT exchange_id, provider, "repeat", endpoint, stream, status, error_type,
-                   coalesce(recorded_model, model) AS model, model AS provider_model,
-                   finish_reason, sdk_valid, sdk_error, stream_complete, tokens_estimated, completion_tokens,
-                   {key} < {int(sample_thr)} AS in_sample,
+                   coalesce(recorded_model, model) AS model, model AS provider_model, finish_reason,
                    json_extract_string(response_body, {_paths(_BODY_PATHS)}) AS b,
                    json_extract_string(sent_body, {_paths(_REQ_PATHS)}) AS q,
                    CASE WHEN endpoint = 'embeddings' AND {SUCCEEDED_SQL} AND {key} < {int(emb_thr)}
                         THEN TRY_CAST(json_extract(response_body, '$.data[*].embedding') AS FLOAT[][]) END AS vectors,
-                   response_body, response_headers
+                   CASE WHEN endpoint = 'responses' THEN response_body END AS rbody
             FROM {results_text(con)}
-            WHERE run_id = $run AND ({key} < {int(sample_thr)})),
+            WHERE run_id = $run AND {key} < {int(sample_thr)}),
         req AS ({req}),
-        base2 AS (
-            SELECT base.* EXCLUDE (q, response_body, response_headers), coalesce(q, q0) AS q,
-                   CASE WHEN endpoint = 'responses' THEN response_body END AS rbody,
-                   CASE WHEN b[9] IS NOT NULL OR status IS DISTINCT FROM 200 THEN response_body END AS ebody,
-                   CASE WHEN TRY_CAST(coalesce(q, q0)[5] AS INT) > 1 THEN response_body END AS nbody,
-                   CASE WHEN status = 429 THEN response_headers END AS h429
-            FROM base LEFT JOIN req USING (exchange_id)),
-        base3 AS (
-            SELECT base2.*,
-                   CASE WHEN endpoint = 'responses' THEN nullif(CAST(CAST(list_filter(
-                            json_extract(rbody, '$.output[*]'), lambda x: x->>'type' = 'function_call') AS JSON) AS VARCHAR), '[]')
-                        WHEN json_array_length(b[3]) > 0 THEN b[3] END AS calls
-            FROM base2)
+        cells AS (
+            SELECT base.* EXCLUDE (q), coalesce(q, q0) AS q
+            FROM base LEFT JOIN req USING (exchange_id))
         SELECT exchange_id, provider, "repeat", endpoint, stream, status, error_type, model, provider_model,
-               in_sample,
-               sdk_valid, sdk_error, stream_complete, tokens_estimated, completion_tokens,
-               CASE WHEN in_sample OR q[4] IS NOT NULL THEN CASE
-                    WHEN endpoint = 'responses' THEN array_to_string(
+               CASE WHEN endpoint = 'responses' THEN array_to_string(
                         json_extract_string(rbody, '$.output[*].content[*].text'), '')
-                    WHEN endpoint = 'completions' THEN b[5] ELSE b[1] END END AS text,
-               CASE WHEN in_sample THEN CASE
-                    WHEN endpoint = 'responses' THEN nullif(array_to_string(
+                    WHEN endpoint = 'completions' THEN b[5] ELSE b[1] END AS text,
+               CASE WHEN endpoint = 'responses' THEN nullif(array_to_string(
                         json_extract_string(rbody, '$.output[*].content[*].refusal'), ''), '')
-                    ELSE b[2] END END AS refusal,
-               calls IS NOT NULL AS has_calls,
-               CASE WHEN in_sample THEN calls END AS tool_calls,
-               CASE WHEN calls IS NOT NULL THEN
-                    list_bool_and(list_transform(
-                        CASE WHEN endpoint = 'responses' THEN json_type(calls, '$[*].arguments')
-                             ELSE json_type(calls, '$[*].function.arguments') END,
-                        lambda t: coalesce(t = 'VARCHAR', false)))
-                    AND list_bool_and(list_transform(
-                        CASE WHEN endpoint = 'responses' THEN json_extract_string(calls, '$[*].arguments')
-                             ELSE json_extract_string(calls, '$[*].function.arguments') END,
-                        lambda a: CASE WHEN json_valid(a) THEN json_type(a) = 'OBJECT' ELSE false END))
-                    END AS tool_args_ok,
+                    ELSE b[2] END AS refusal,
+               CASE WHEN endpoint = 'responses' THEN nullif(CAST(CAST(list_filter(
+                        json_extract(rbody, '$.output[*]'), lambda x: x->>'type' = 'function_call') AS JSON) AS VARCHAR), '[]')
+                    WHEN json_array_length(b[3]) > 0 THEN b[3] END AS tool_calls,
                CASE WHEN endpoint = 'responses' THEN CASE
-                        WHEN b[7] = 'completed' THEN 'stop'
-                        WHEN b[8] = 'max_output_tokens' THEN 'length'
-                        ELSE coalesce(b[8], b[7]) END
+                        WHEN b[6] = 'completed' THEN 'stop'
+                        WHEN b[7] = 'max_output_tokens' THEN 'length'
+                        ELSE coalesce(b[7], b[6]) END
                     ELSE coalesce(b[4], finish_reason) END AS finish_reason,
-               json_array_length(nbody, '$.choices') AS n_choices,
-               b[6] IS NOT NULL AS has_usage,
-               b[9] IS NOT NULL AS has_error,
-               json_type(ebody, ['$.error', '$.error.message', '$.error.type', '$.error.code']) AS error_types,
-               CASE WHEN b[9] IS NOT NULL THEN ebody->>'$.error.type' END AS error_kind,
-               CASE WHEN b[9] IS NOT NULL THEN ebody->>'$.error.code' END AS error_code,
-               h429->>'$."retry-after"' AS retry_after,
-               h429->>'$."retry-after-ms"' AS retry_after_ms,
-               h429->>'$."x-should-retry"' AS should_retry,
-               coalesce(TRY_CAST(q[2] AS BIGINT), TRY_CAST(q[1] AS BIGINT), TRY_CAST(q[3] AS BIGINT)) AS max_tokens,
-               q[4] AS stop,
-               TRY_CAST(q[5] AS BIGINT) AS n,
-               coalesce(q[6] = 'true', false) AS include_usage,
-               coalesce(q[7], q[9]) AS format_type,
-               CASE WHEN in_sample THEN coalesce(q[8], q[10]) END AS format_schema,
-               CASE WHEN in_sample THEN q[11] END AS tools,
+               coalesce(q[1], q[3]) AS format_type,
+               coalesce(q[2], q[4]) AS format_schema,
+               q[5] AS tools,
                vectors
-        FROM base3
+        FROM cells
         """,
         {"run": run},
     )

@@ -167,11 +167,9 @@ def check_tools(calls_text: str | None, tools_text: str | None) -> dict:
 
 
 def answer_checks(outputs: pl.DataFrame) -> pl.DataFrame:
-    """Per sampled cell (``in_sample``; all when absent): refusal, JSON validity / schema conformance
-    and tool-call validity, for every arm."""
+    """Per cell of ``load.load_outputs`` (the quality sample): refusal, JSON validity / schema
+    conformance and tool-call validity, for every arm."""
     ok = succeeded()
-    if "in_sample" in outputs.columns:
-        outputs = outputs.filter(pl.col("in_sample"))
     df = outputs.with_columns(
         (ok & pl.col("format_type").is_in(["json_object", "json_schema"]))
         .fill_null(False)
