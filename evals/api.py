@@ -217,7 +217,12 @@ def _evaluate(
             raise EvalError(f"baseline {baseline!r} has no results in run {run!r}; arms: {', '.join(arms)}")
         cells = groups.with_key(cells, BY_GROUP)  # the question tables' groups, as one integer
         if wants_bodies:  # after the cells: the two largest reads of the store do not compete
-            bodies = beside.submit(_quality, con, run, baseline, quality_sample, embedding_sample)
+            n_emb = cells.filter(pl.col("endpoint") == "embeddings")["xid"].n_unique()
+            samples = (  # the quality and embedding samples' thresholds on the sample key
+                load.sample_threshold(cells["xid"].n_unique(), quality_sample),
+                load.sample_threshold(n_emb, min(embedding_sample, quality_sample or embedding_sample)),
+            )
+            bodies = beside.submit(_quality, con, run, baseline, samples, n_emb > 0)
         if "cost" in questions:
             costs = beside.submit(_cost, con, run, cells, config, baseline, monthly_requests)
         metrics = rel.mark_cold(timing.request_metrics(cells), idle_s)
@@ -290,28 +295,17 @@ def _quality(
     con: duckdb.DuckDBPyConnection,
     run: str,
     baseline: str,
-    quality_sample: int | None,
-    embedding_sample: int,
+    samples: tuple[int, int],
+    embeddings: bool,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """The quality tables at both levels and the compared cells (the judge's pairs), from the bodies
-    of a deterministic sample of exchanges (the same exchanges for every arm), read on a cursor
-    of its own."""
+    of a deterministic sample of exchanges (the same exchanges for every arm; ``samples``: the
+    quality and embedding thresholds on the sample key), read on a cursor of its own."""
     with con.cursor() as cur:
-        counts = load.frame(
-            cur,
-            """SELECT count(DISTINCT exchange_id) AS n,
-                      count(DISTINCT exchange_id) FILTER (WHERE endpoint = 'embeddings') AS n_emb
-               FROM results WHERE run_id = $run""",
-            {"run": run},
-        ).row(0, named=True)
-        thr = load.sample_threshold(counts["n"], quality_sample)
-        emb_thr = load.sample_threshold(
-            counts["n_emb"], min(embedding_sample, quality_sample or embedding_sample)
-        )
-        outputs = load.load_outputs(cur, run, thr, emb_thr)
+        outputs = load.load_outputs(cur, run, *samples)
     checked = answers.answer_checks(outputs)
     compared = answers.compare_cells(checked, baseline)
-    emb = embedding_cells(outputs, baseline) if counts["n_emb"] else None
+    emb = embedding_cells(outputs, baseline) if embeddings else None
     by_group, by_provider = answers.quality_levels(checked, compared, emb, baseline, LEVELS)
     return by_group, by_provider, compared
 
