@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from benchkit import cpu_seconds
-from proxy_overhead import CHAT_REQUEST, closed_loop, pct, start
+from proxy_overhead import CHAT_REQUEST, children_cpu_seconds, closed_loop, pct, start
 
 from parity.procs import free_port, stop_proc
 
@@ -57,15 +57,7 @@ def shadow_pid(log: Path, timeout: float = 30.0) -> int:
 
 def tree_cpu(pid: int) -> float:
     """CPU seconds of ``pid`` and its children (the shadow process and its row builder)."""
-    total = cpu_seconds(pid)
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return cpu_seconds(pid) + children_cpu_seconds(pid)
 
 
 async def open_loop(url: str, rate: float, seconds: float) -> dict:

@@ -69,15 +69,5 @@ def has_side_effects(method: str, path: str) -> bool:
     return bool(re.match(r"^/(responses|chat/completions)/[^/]+", p)) and method.upper() == "POST"
 
 
-REPLAYABLE = frozenset(
-    {
-        "chat.completions",
-        "responses",
-        "completions",
-        "embeddings",
-        "audio.transcriptions",
-        "audio.translations",
-        "images.generations",
-        "moderations",
-    }
-)
+# Every endpoint but listing the models (a GET with nothing to compare) and unknown paths.
+REPLAYABLE = frozenset(ENDPOINTS) - {"models", "other"}
