@@ -155,6 +155,19 @@ FIGURES: dict[str, str] = {
     "capacity.goodput_at_max": "goodput of the step at capacity.max_rate",
     "capacity.cost_per_1k_at_max_usd": "mean cost of 1,000 requests of the step at capacity.max_rate",
 }
+# The reliability figures, in the order the report's table shows them (reliability rows -> summary).
+RELIABILITY_FIGURES = (
+    "n_cells",
+    "n_success",
+    "error_rate",
+    "rate_429",
+    "no_response_rate",
+    "retry_rate",
+    "goodput_rate",
+    "tokens_estimated_rate",
+    "cold_start_delta_ms",
+    "cold_start_p_value",
+)
 BOOL_FIGURES = {"is_baseline", "significant_slower", "significant_faster"}
 INT_FIGURES = {
     *(

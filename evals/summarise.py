@@ -7,7 +7,15 @@ from datetime import date, datetime
 
 import polars as pl
 
-from parity.evals.figures import BOOL_FIGURES, FIGURES, INT_FIGURES, LATENCY_METRICS, PAIRABLE, STR_FIGURES
+from parity.evals.figures import (
+    BOOL_FIGURES,
+    FIGURES,
+    INT_FIGURES,
+    LATENCY_METRICS,
+    PAIRABLE,
+    RELIABILITY_FIGURES,
+    STR_FIGURES,
+)
 from parity.evals.metrics.stats import QUANTILES, pct_name
 from parity.evals.metrics.timing import declare
 
@@ -44,24 +52,7 @@ def summarise(
             if r["provider"] in rows:
                 rows[r["provider"]].update({fig: r.get(col) for fig, col in names.items() if col in r})
 
-    put(
-        rel,
-        {
-            k: k
-            for k in (
-                "n_cells",
-                "error_rate",
-                "rate_429",
-                "no_response_rate",
-                "retry_rate",
-                "goodput_rate",
-                "tokens_estimated_rate",
-                "cold_start_delta_ms",
-                "cold_start_p_value",
-            )
-        }
-        | {"n_success": "n_ok"},
-    )
+    put(rel, {k: k for k in RELIABILITY_FIGURES} | {"n_success": "n_ok"})
     for r in pct.iter_rows(named=True):
         m, u, _ = LATENCY_METRICS[r["metric"]]
         for q in QUANTILES:

@@ -23,6 +23,7 @@ import polars as pl
 
 from parity.evals import load
 from parity.evals.api import Evaluation, evaluate, unsupported_endpoints
+from parity.evals.figures import RELIABILITY_FIGURES
 from parity.evals.load import Store
 from parity.evals.metrics.scorecard import CHECKS
 from parity.evals.report import cost_text
@@ -131,21 +132,7 @@ def context(rep: Report) -> dict:
         "key_figures": key_figures(rep),
         "latency_table": latency_table(rep),
         "ci_min_n": ci_min_n(),
-        "reliability": table(
-            rep,
-            (
-                "n_cells",
-                "n_success",
-                "error_rate",
-                "rate_429",
-                "no_response_rate",
-                "retry_rate",
-                "goodput_rate",
-                "tokens_estimated_rate",
-                "cold_start_delta_ms",
-                "cold_start_p_value",
-            ),
-        ),
+        "reliability": table(rep, RELIABILITY_FIGURES),
         "cost_table": table(
             rep,
             (
