@@ -37,10 +37,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         "--run", default="latest", metavar="NAME", help="the run (default: latest, the newest run)"
     )
     p.add_argument(
-        "--baseline", default="recorded", help="arm every provider is compared with (default: recorded)"
+        "--baseline",
+        default="recorded",
+        help="arm every provider is compared with: recorded (default) or a provider name",
     )
     p.add_argument(
-        "--slo", help="SLOs for goodput_rate, e.g. ttft=500ms,e2e=10s (keys: ttft, tpot, e2e, itl)"
+        "--slo",
+        help="service-level objectives for goodput_rate, e.g. ttft=500ms,e2e=10s (keys: ttft, tpot, e2e, itl)",
     )
     p.add_argument(
         "--idle-gap",
@@ -51,10 +54,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--judge",
         metavar="PROVIDER[:MODEL]",
-        help="include LLM-judge win/tie/loss rates (verdicts are cached in the store)",
+        help="also judge answers pairwise with this provider's model: win/tie/loss rates (verdicts are cached "
+        "in the store)",
     )
     p.add_argument(
-        "--providers", type=Path, help="providers TOML to find the judge (default: the run config)"
+        "--providers",
+        type=Path,
+        help="providers TOML to find the judge's base_url and api_key_env (default: the run config)",
     )
     add_monthly_requests(p)
     add_window(p)

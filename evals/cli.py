@@ -10,11 +10,11 @@ from pathlib import Path
 import polars as pl
 
 from parity.evals.api import Evaluation, evaluate
-from parity.evals.arguments import add_monthly_requests, add_window
+from parity.evals.arguments import add_run_arguments
 from parity.evals.errors import EvalError
 from parity.evals.report import fmt as report_format
 from parity.evals.report import verdict_text
-from parity.store.cli import add_command, add_db_option
+from parity.store.cli import add_command
 
 DESCRIPTION = """\
 Compare every provider of a replay run with a baseline (the recorded production answers by
@@ -34,32 +34,7 @@ examples:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``parity eval``."""
-    add_db_option(p)
-    p.add_argument(
-        "--run",
-        default="latest",
-        metavar="NAME",
-        help="the run to evaluate (default: latest, the newest run)",
-    )
-    p.add_argument(
-        "--baseline",
-        default="recorded",
-        help="arm every provider is compared with: recorded (default) or a provider name",
-    )
-    p.add_argument(
-        "--slo",
-        help="service-level objectives for goodput, e.g. ttft=500ms,e2e=10s (keys: ttft, tpot, e2e, itl)",
-    )
-    p.add_argument(
-        "--judge",
-        metavar="PROVIDER[:MODEL]",
-        help="also judge answers pairwise with this provider's model (verdicts are cached)",
-    )
-    p.add_argument(
-        "--providers",
-        type=Path,
-        help="providers TOML to find the judge's base_url and api_key_env (default: the run config)",
-    )
+    add_run_arguments(p)
     p.add_argument(
         "--rubric", type=Path, help="file with the judge's instructions (default: a built-in rubric)"
     )
@@ -69,14 +44,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=300,
         help="judge at most this many pairs per provider, a deterministic sample (default 300; 0 = all)",
     )
-    p.add_argument(
-        "--idle-gap",
-        type=float,
-        default=60.0,
-        help="seconds of silence before a request counts as cold (default 60)",
-    )
-    add_monthly_requests(p)
-    add_window(p)
     p.add_argument(
         "--detail",
         action="store_true",
