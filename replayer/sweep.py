@@ -32,25 +32,40 @@ CLIENT_LAG_MS = 50.0  # schedule lag p99 above this: the client, not the provide
 SLO_KEYS = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "e2e_ms", "itl": "itl_mean_ms"}
 
 
-def parse_slos(spec: str | None) -> dict[str, float]:
-    """``"ttft=300ms,e2e=2s"`` -> ``{"ttft_ms": 300.0, "e2e_ms": 2000.0}`` (the format ``parity eval`` reads)."""
+def parse_slos(spec: str | dict | None) -> dict[str, float]:
+    """``"ttft=300ms,e2e=2s"`` (or ``{"ttft": "300ms"}``) -> ``{"ttft_ms": 300.0, "e2e_ms": 2000.0}``;
+    a number without a unit is milliseconds. The one reading of ``--slo`` (``parity eval`` reads it too)."""
+    if not spec:
+        return {}
+    items = (
+        spec.items()
+        if isinstance(spec, dict)
+        else (p.partition("=")[::2] for p in spec.split(",") if p.strip())
+    )
     out: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in (spec or "").split(","))):
-        key, sep, value = part.partition("=")
-        key = key.strip().lower().removesuffix("_ms")
-        if not sep or key not in SLO_KEYS:
+    for key, value in items:
+        part = f"{key}={value}"
+        key = str(key).strip().lower().removesuffix("_ms")
+        if key not in SLO_KEYS or value in ("", None):
             raise ReplayError(f"--slo {part!r}: use e.g. ttft=300ms,e2e=2s (keys: {', '.join(SLO_KEYS)})")
-        v = value.strip().lower()
-        scale = 1.0
-        for unit, f in (("ms", 1.0), ("s", 1000.0), ("m", 60000.0)):
-            if v.endswith(unit):
-                v, scale = v[: -len(unit)], f
-                break
-        try:
-            out[SLO_KEYS[key]] = float(v) * scale
-        except ValueError:
-            raise ReplayError(f"--slo {part!r}: {value!r} is not a duration like 300ms or 2s") from None
+        out[SLO_KEYS[key]] = _duration_ms(value, part)
     return out
+
+
+def _duration_ms(value: str | float, part: str) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    v, scale = value.strip().lower(), 1.0
+    for unit, f in (("ms", 1.0), ("s", 1000.0), ("m", 60000.0)):
+        if v.endswith(unit):
+            v, scale = v[: -len(unit)], f
+            break
+    try:
+        return float(v) * scale
+    except ValueError:
+        raise ReplayError(
+            f"--slo {part!r}: bad SLO duration: {value!r} is not a duration like 300ms or 2s"
+        ) from None
 
 
 @dataclass

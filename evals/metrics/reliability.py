@@ -14,44 +14,17 @@ from parity.evals.errors import EvalError
 from parity.evals.metrics import groups, stats
 from parity.evals.metrics.outcome import succeeded
 from parity.evals.metrics.timing import GROUP
-
-SLO_KEYS = {"ttft": "ttft_ms", "tpot": "tpot_ms", "e2e": "e2e_ms", "itl": "itl_mean_ms"}
+from parity.replayer.errors import ReplayError
+from parity.replayer.sweep import parse_slos as sweep_slos
 
 
 def parse_slos(spec: str | dict | None) -> dict[str, float]:
-    """``"ttft=500ms,e2e=10s"`` -> ``{"ttft_ms": 500.0, "e2e_ms": 10000.0}`` (ms when unitless)."""
-    if not spec:
-        return {}
-    items = (
-        spec.items() if isinstance(spec, dict) else (p.split("=", 1) for p in spec.split(",") if p.strip())
-    )
-    out: dict[str, float] = {}
-    for item in items:
-        try:
-            k, v = item
-        except ValueError:
-            raise EvalError(f"bad SLO {item!r}; use e.g. ttft=500ms,e2e=10s") from None
-        k = str(k).strip().lower().removesuffix("_ms")
-        if k not in SLO_KEYS:
-            raise EvalError(f"unknown SLO {k!r}; known: {', '.join(SLO_KEYS)}")
-        out[SLO_KEYS[k]] = _duration_ms(v)
-    return out
-
-
-def _duration_ms(v: str | float) -> float:
-    if isinstance(v, int | float):
-        return float(v)
-    s = v.strip().lower()
-    for unit, f in (("ms", 1.0), ("s", 1000.0), ("m", 60000.0)):
-        if s.endswith(unit):
-            try:
-                return float(s[: -len(unit)]) * f
-            except ValueError:
-                break
+    """``"ttft=500ms,e2e=10s"`` -> ``{"ttft_ms": 500.0, "e2e_ms": 10000.0}`` (ms when unitless): the
+    replay's reading of ``--slo`` (``parity.replayer.sweep.parse_slos``), its errors as EvalError."""
     try:
-        return float(s)
-    except ValueError:
-        raise EvalError(f"bad SLO duration {v!r}; use e.g. 500ms or 2s") from None
+        return sweep_slos(spec)
+    except ReplayError as e:
+        raise EvalError(str(e)) from None
 
 
 def reliability(
