@@ -21,6 +21,7 @@ from __future__ import annotations
 import polars as pl
 
 from parity.evals.metrics.outcome import succeeded
+from parity.evals.metrics.reliability import meets_slos
 
 KNEE = 1.5  # latency has turned once the median e2e passes 1.5 x its value at the lightest step
 DEFAULT_STRIDE = 100_000
@@ -98,10 +99,7 @@ def sweep_rows(metrics: pl.DataFrame, config: dict, slos: dict[str, float], base
     by = sw.get("by") or "rate"
     steps = {int(s["step"]): s for s in sw.get("steps") or []}
     ok = succeeded()
-    good = ok
-    for col, limit in slos.items():
-        if col in metrics.columns:
-            good = good & (pl.col(col).is_null() | (pl.col(col) <= limit))
+    good = meets_slos(slos, metrics.columns)
     cells = metrics.filter(pl.col("provider") != baseline).with_columns(
         (pl.col("repeat") // stride).cast(pl.Int64).alias("step"),
         (pl.col("repeat") % stride).alias("_reuse"),

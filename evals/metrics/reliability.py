@@ -62,14 +62,23 @@ def reliability(
 _SUM_COLUMNS = ("n_cells", "n_ok", "_429", "_no_response", "_retried", "_wait", "_estimated", "_good")
 
 
+def meets_slos(slos: dict[str, float] | None, columns: Sequence[str] | None = None) -> pl.Expr:
+    """A cell that counts toward goodput: it succeeded and met every SLO it has a value for (a null
+    metric, such as the TTFT of a request that was not streamed, does not count against it). With
+    ``columns``, SLOs on metrics the frame lacks are left out."""
+    good = succeeded()
+    for col, limit in (slos or {}).items():
+        if columns is None or col in columns:
+            good = good & (pl.col(col).is_null() | (pl.col(col) <= limit))
+    return good
+
+
 def reliability_sums(
     metrics: pl.DataFrame, by: Sequence[str] = GROUP, slos: dict[str, float] | None = None
 ) -> pl.DataFrame:
     """Per group, the counts every reliability rate is a ratio of (coarser groups sum them)."""
     ok = succeeded()
-    good = ok
-    for col, limit in (slos or {}).items():
-        good = good & (pl.col(col).is_null() | (pl.col(col) <= limit))
+    good = meets_slos(slos)
     return groups.agg(
         metrics,
         by,
